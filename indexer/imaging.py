@@ -1,0 +1,230 @@
+"""Open images safely and turn them into encoder input, metadata and perceptual hashes.
+
+Everything that touches pixels lives here, so the preprocessing contract has one home
+(see README "Preprocessing"); workers, the encoder API and the UI all call these functions.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # optional: HEIC/HEIF/AVIF support
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_AVAILABLE = True
+except ImportError:  # pragma: no cover - depends on the installed extras
+    HEIF_AVAILABLE = False
+
+# Bump when anything below changes the pixels fed to the encoder: the index pins it.
+PREPROCESS_VERSION = "clip-224-bicubic-v1"
+IMAGE_SIZE = 224
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_MAX_MEGAPIXELS = 150.0
+
+
+class ImageError(Exception):
+    """An image that cannot be used; `stage` and `reason` go to the failure ledger."""
+
+    def __init__(self, path: str | Path, stage: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.stage = stage
+        self.reason = reason
+
+
+@dataclass
+class ImageMeta:
+    """What the catalog stores about a picture (dimensions as displayed, after EXIF rotation)."""
+
+    width: int
+    height: int
+    format: str
+    taken_at: str | None = None
+    camera: str | None = None
+
+
+def open_image(
+    source: str | Path | bytes,
+    *,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    draft_to: int | None = None,
+) -> tuple[Image.Image, ImageMeta]:
+    """Open, check size, decode the first frame and apply EXIF orientation.
+
+    `draft_to` (pixels) lets JPEG decode at a reduced scale while the shorter side stays
+    at least 2x that size (the contract's draft rule). Raises ImageError with a reason.
+    """
+    name = "<upload>" if isinstance(source, bytes) else str(source)
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
+            fmt = img.format or "UNKNOWN"
+            w, h = img.size
+            mp = w * h / 1e6
+            if mp > max_megapixels:
+                raise ImageError(
+                    name,
+                    "decode",
+                    f"too many megapixels ({w}x{h} = {mp:.1f} MP > {max_megapixels:g} MP); "
+                    "raise it with --max-megapixels",
+                )
+            meta = _read_meta(img, fmt)
+            if draft_to and fmt == "JPEG":
+                short = min(w, h)
+                scale = (2 * draft_to) / short
+                if scale <= 0.5:  # only when at least a 2x reduction is possible
+                    img.draft(img.mode, (int(w * scale) + 1, int(h * scale) + 1))
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.load()
+            orientation = img.getexif().get(_ORIENTATION, 1) if fmt != "UNKNOWN" else 1
+            img = ImageOps.exif_transpose(img)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(name, "read", "file disappeared before it could be read") from None
+    except PermissionError:
+        raise ImageError(name, "read", "permission denied") from None
+    except IsADirectoryError:
+        raise ImageError(name, "read", "is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageError(name, "decode", "not an image (unknown or unsupported format)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(name, "decode", f"decompression bomb refused ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower():
+            reason = f"truncated file ({reason})"
+        raise ImageError(name, "decode", f"corrupt image: {reason}") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder bug must not stop a run
+        raise ImageError(name, "decode", f"{type(exc).__name__}: {exc}") from None
+    # Displayed size of the full-resolution picture (draft may have decoded it smaller).
+    meta.width, meta.height = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return img, meta
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any mode to 8-bit RGB; 16-bit and float greys are scaled, not clipped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        return img.convert("RGBA").convert("RGB")
+    return img.convert("RGB")
+
+
+def resize_crop(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Shorter side to `size` (bicubic, long side truncated), then center crop `size`."""
+    w, h = img.size
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    img = img.resize((new_w, new_h), Image.BICUBIC)
+    left = int(round((new_w - size) / 2.0))
+    top = int(round((new_h - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_uint8(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The contract up to the crop: an HWC uint8 array (cheap to move between processes)."""
+    return np.asarray(resize_crop(to_rgb(img), size), dtype=np.uint8)
+
+
+def normalize(batch: np.ndarray) -> np.ndarray:
+    """uint8 [..., H, W, 3] -> float32 [..., 3, H, W] scaled to [0, 1] with CLIP mean/std."""
+    x = batch.astype(np.float32) / 255.0
+    x = (x - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
+    return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+
+def preprocess(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The whole preprocessing contract for one opened image: float32 [3, size, size]."""
+    return normalize(to_uint8(img, size))
+
+
+def load_pixels(path: str | Path, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
+    """Open a file and preprocess it (no draft): float32 [3, 224, 224]."""
+    img, _ = open_image(path, max_megapixels=max_megapixels)
+    return preprocess(img)
+
+
+def perceptual_hash(img: Image.Image) -> int:
+    """64-bit DCT perceptual hash (imagehash.phash) as a signed int for SQLite."""
+    import imagehash
+
+    bits = imagehash.phash(to_rgb(img)).hash.flatten()
+    value = 0
+    for b in bits:
+        value = (value << 1) | int(b)
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def hamming(a: int, b: int) -> int:
+    """Bits that differ between two 64-bit hashes stored as signed ints."""
+    return bin((a ^ b) & 0xFFFFFFFFFFFFFFFF).count("1")
+
+
+def thumbnail(img: Image.Image, size: int = 256) -> Image.Image:
+    """An RGB thumbnail that fits in `size` x `size` (the image is already EXIF-oriented)."""
+    thumb = to_rgb(img).copy()
+    thumb.thumbnail((size, size), Image.BICUBIC)
+    return thumb
+
+
+_EXIF_IFD = 0x8769
+_ORIENTATION = 274
+_DATETIME_ORIGINAL = 36867
+_DATETIME = 306
+_MAKE = 271
+_MODEL = 272
+
+
+def _read_meta(img: Image.Image, fmt: str) -> ImageMeta:
+    w, h = img.size
+    meta = ImageMeta(width=w, height=h, format=fmt)
+    try:
+        exif = img.getexif()
+    except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
+        return meta
+    if not exif:
+        return meta
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+    except Exception:  # noqa: BLE001
+        sub = {}
+    meta.taken_at = _parse_exif_date(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
+    make = str(exif.get(_MAKE) or "").strip("\x00 ").strip()
+    model = str(exif.get(_MODEL) or "").strip("\x00 ").strip()
+    if model and make and model.lower().startswith(make.lower().split()[0]):
+        make = ""
+    meta.camera = " ".join(p for p in (make, model) if p) or None
+    return meta
+
+
+def _parse_exif_date(value: object) -> str | None:
+    if not value:
+        return None
+    text = str(value).strip("\x00 ").strip()
+    for pattern in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d"):
+        try:
+            return datetime.strptime(text[:19], pattern).isoformat()
+        except ValueError:
+            continue
+    return None
+
