@@ -227,4 +227,3 @@ def _parse_exif_date(value: object) -> str | None:
         except ValueError:
             continue
     return None
-

@@ -1,0 +1,425 @@
+"""One `index build` run: scan → hash → link known content → embed new content → sync FAISS.
+
+Every embedded batch is committed to SQLite before the next one is encoded, so a killed build
+loses at most one batch of work and the next run picks up exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select, update
+
+from indexer import files as fs
+from indexer import sync
+from indexer.catalog import Catalog, Content, Failure, File, Run
+from indexer.locking import WriterLock
+from indexer.pipeline import DecodeJob, encode_batches
+from indexer.settings import Settings
+
+# progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
+ProgressFn = Callable[..., None]
+
+
+class BuildError(Exception):
+    """A build that cannot start (wrong encoder for this index, bad roots...)."""
+
+
+@dataclass
+class BuildSummary:
+    """What a build did; `as_dict()` is the `index build --json` contract."""
+
+    new: int = 0
+    changed: int = 0
+    moved: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    embedded: int = 0
+    skipped: int = 0
+    images: int = 0
+    vectors: int = 0
+    index_type: str = ""
+    nlist: int | None = None
+    nprobe: int | None = None
+    recall_at_10: float | None = None
+    search_ms: float | None = None
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    index: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def encoder_identity_changed(pinned: dict | None, identity: dict) -> bool:
+    """Is `identity` a different encoder than the one the index was built with?"""
+    if not pinned:
+        return False
+    keys = ("weights_sha256", "architecture", "preprocess", "dim")
+    return any(pinned.get(k) != identity.get(k) for k in keys)
+
+
+def build(
+    roots: Iterable[str | Path],
+    settings: Settings,
+    *,
+    reindex: bool = False,
+    retry_failed: bool = False,
+    progress: ProgressFn | None = None,
+    encoder: Any = None,
+) -> BuildSummary:
+    """Index `roots` into `settings.index` and return the summary.
+
+    Raises BuildError (bad roots, other encoder) or IndexBusyError (another writer).
+    """
+    roots = [str(Path(r).expanduser().absolute()) for r in roots]
+    for root in roots:
+        if not Path(root).exists():
+            raise BuildError(f"{root}: no such file or folder")
+    report = progress or (lambda *a, **k: None)
+    started = time.time()
+    with WriterLock(settings.index):
+        catalog = Catalog(settings.index)
+        try:
+            return _Build(catalog, roots, settings, reindex, retry_failed, report).run(
+                encoder, started
+            )
+        finally:
+            catalog.close()
+
+
+class _Build:
+    def __init__(
+        self,
+        catalog: Catalog,
+        roots: list[str],
+        settings: Settings,
+        reindex: bool,
+        retry_failed: bool,
+        report: ProgressFn,
+    ) -> None:
+        self.cat = catalog
+        self.roots = roots
+        self.settings = settings
+        self.reindex = reindex
+        self.retry_failed = retry_failed
+        self.report = report
+        self.summary = BuildSummary(index=str(settings.index.absolute()))
+        self.added: set[int] = set()
+        self.removed: set[int] = set()
+        self._reembed_entries: dict[str, list[fs.FileEntry]] = {}
+
+    # ------------------------------------------------------------------ the run
+    def run(self, encoder: Any, started: float) -> BuildSummary:
+        encoder = encoder or self._load_encoder()
+        self._pin_encoder(encoder)
+        with self.cat.session() as s:
+            run_row = Run(started_at=started, status="running")
+            s.add(run_row)
+        gen_at_start = self.cat.generation()
+        scan = fs.scan(self.roots, excludes=self.settings.excludes)
+        self.report("scan", found=len(scan.images))
+        self.summary.skipped = scan.skipped
+        pending, reembed = self._plan(scan)
+        self._embed(encoder, pending, reembed)
+        info = sync.sync_index(
+            self.cat,
+            self.settings,
+            added=self.added,
+            removed=self.removed,
+            generation_at_start=gen_at_start,
+        )
+        s = self.summary
+        counts = self.cat.counts()
+        s.images, s.vectors = counts["images"], counts["vectors"]
+        s.index_type, s.nlist, s.nprobe = info["index_type"], info["nlist"], info["nprobe"]
+        s.recall_at_10, s.search_ms = info["recall_at_10"], info["search_ms"]
+        s.seconds = round(time.time() - started, 3)
+        s.images_per_second = round(s.embedded / s.seconds, 2) if s.seconds else 0.0
+        with self.cat.session() as session:
+            row = session.get(Run, run_row.id)
+            row.finished_at, row.status = time.time(), "done"
+            row.summary = json.dumps(s.as_dict())
+            Catalog.set_meta(session, "last_build", s.as_dict())
+        return s
+
+    def _load_encoder(self) -> Any:
+        from indexer.encoder import load_encoder
+
+        weights = self.settings.weights or self.cat.get_meta("weights_path")
+        return load_encoder(
+            weights,
+            device=self.settings.device,
+            dtype=self.settings.dtype,
+            cache_dir=self.settings.cache_dir,
+        )
+
+    def _pin_encoder(self, encoder: Any) -> None:
+        identity = dict(encoder.identity)
+        pinned = self.cat.get_meta("encoder")
+        if encoder_identity_changed(pinned, identity):
+            if not self.reindex:
+                raise BuildError(
+                    f"{self.settings.index}: this index was built with encoder "
+                    f"{pinned.get('architecture')} (weights {pinned.get('weights_sha256', '')[:12]}"
+                    f"), not {identity.get('architecture')} (weights "
+                    f"{identity.get('weights_sha256', '')[:12]}); pass the original --weights, "
+                    "or add --reindex to re-embed everything with the new encoder"
+                )
+            with self.cat.session() as s:
+                ids = s.scalars(select(Content.id).where(Content.vector.is_not(None))).all()
+                self.removed.update(ids)
+                s.execute(update(Content).values(vector=None, embedded_at=None))
+                Catalog.bump_generation(s)
+        with self.cat.session() as s:
+            Catalog.set_meta(s, "encoder", identity)
+            Catalog.set_meta(s, "dim", int(identity["dim"]))
+            if self.settings.weights:
+                Catalog.set_meta(s, "weights_path", str(Path(self.settings.weights).absolute()))
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self, scan: fs.ScanResult) -> tuple[dict[str, list[fs.FileEntry]], dict[str, int]]:
+        """Sort scanned files; commit links, deletions and ledger entries; return what to embed.
+
+        Returns (pending: hash → entries needing a new content, reembed: hash → content id
+        of unchanged files whose content lost its vector, e.g. after --reindex).
+        """
+        s = self.summary
+        with self.cat.session() as session:
+            rows = session.execute(
+                select(File.path, File.size, File.mtime_ns, File.content_id, Content.hash)
+                .join(Content, Content.id == File.content_id)
+                .add_columns(Content.vector.is_not(None))
+            ).all()
+            failed_known = {f.path: (f.size, f.mtime_ns) for f in session.scalars(select(Failure))}
+        existing = {r[0]: r for r in rows if fs.under_roots(r[0], self.roots)}
+        scanned_images = {e.path for e in scan.images}
+        to_hash: list[fs.FileEntry] = []
+        reembed: dict[str, int] = {}
+        reembed_entries: dict[str, list[fs.FileEntry]] = defaultdict(list)
+        for entry in scan.images:
+            row = existing.get(entry.path)
+            if row is not None and row[1] == entry.size and row[2] == entry.mtime_ns:
+                if row[5]:
+                    s.unchanged += 1
+                else:
+                    reembed[row[4]] = row[3]
+                    reembed_entries[row[4]].append(entry)
+                continue
+            if not self.retry_failed and failed_known.get(entry.path) == (
+                entry.size,
+                entry.mtime_ns,
+            ):
+                s.failed += 1
+                continue
+            to_hash.append(entry)
+        deleted_paths = [p for p in existing if p not in scanned_images]
+        old_content = {p: existing[p][3] for p in deleted_paths}
+        with self.cat.session() as session:
+            for entry, reason in scan.not_images:
+                self._ledger_once(session, entry, "scan", reason, failed_known)
+            for path, reason in scan.errors:
+                self._ledger_once(session, fs.FileEntry(path, 0, 0), "scan", reason, failed_known)
+
+        hashed: list[tuple[fs.FileEntry, str]] = []
+        with self.cat.session() as session:
+            for entry, digest, error in fs.hash_files(to_hash):
+                if error:
+                    self._fail(session, entry, "read", error)
+                else:
+                    hashed.append((entry, digest))
+        known = self._contents_by_hash({d for _, d in hashed})
+        gone_by_content: dict[int, int] = defaultdict(int)
+        for p in deleted_paths:
+            gone_by_content[old_content[p]] += 1
+        pending: dict[str, list[fs.FileEntry]] = defaultdict(list)
+        links: list[tuple[fs.FileEntry, int]] = []
+        for entry, digest in hashed:
+            was_indexed = entry.path in existing
+            content = known.get(digest)
+            if content is not None and content[1]:
+                links.append((entry, content[0]))
+                if was_indexed:
+                    s.changed += 1
+                elif gone_by_content[content[0]] > 0:
+                    gone_by_content[content[0]] -= 1
+                    s.moved += 1
+                else:
+                    s.new += 1
+            else:
+                if content is not None:  # known content without vector (reindex)
+                    reembed[digest] = content[0]
+                    reembed_entries[digest].append(entry)
+                else:
+                    pending[digest].append(entry)
+                if was_indexed:
+                    s.changed += 1
+                else:
+                    s.new += 1
+        s.deleted = len(deleted_paths) - s.moved
+        # Changed paths that link to other content drop their old content if orphaned.
+        for entry, _ in links:
+            if entry.path in existing:
+                old_content[entry.path] = existing[entry.path][3]
+        with self.cat.session() as session:
+            if deleted_paths:
+                for start in range(0, len(deleted_paths), 900):
+                    chunk = deleted_paths[start : start + 900]
+                    session.execute(delete(File).where(File.path.in_(chunk)))
+            for entry, content_id in links:
+                self._upsert_file(session, entry, content_id)
+            self._drop_orphans(session, set(old_content.values()))
+        self._reembed_entries = reembed_entries
+        return pending, reembed
+
+    def _contents_by_hash(self, digests: set[str]) -> dict[str, tuple[int, bool]]:
+        found: dict[str, tuple[int, bool]] = {}
+        items = list(digests)
+        with self.cat.session() as session:
+            for start in range(0, len(items), 900):
+                chunk = items[start : start + 900]
+                for cid, digest, has_vec in session.execute(
+                    select(Content.id, Content.hash, Content.vector.is_not(None)).where(
+                        Content.hash.in_(chunk)
+                    )
+                ):
+                    found[digest] = (cid, bool(has_vec))
+        return found
+
+    # ------------------------------------------------------------------ embedding
+    def _embed(
+        self,
+        encoder: Any,
+        pending: dict[str, list[fs.FileEntry]],
+        reembed: dict[str, int],
+    ) -> None:
+        entries = dict(pending)
+        entries.update(self._reembed_entries)
+        jobs = [
+            DecodeJob(key=d, path=e[0].path, size=e[0].size, mtime_ns=e[0].mtime_ns)
+            for d, e in entries.items()
+        ]
+        self.report("embed-start", total=len(jobs))
+        done = 0
+        for batch in encode_batches(
+            encoder,
+            jobs,
+            batch_size=self.settings.batch_size,
+            workers=min(self.settings.resolved_workers, max(1, len(jobs) // 4)),
+            max_megapixels=self.settings.max_megapixels,
+        ):
+            now = time.time()
+            with self.cat.session() as session:
+                for i, digest in enumerate(batch.decoded.keys):
+                    meta = batch.decoded.metas[i]
+                    blob = np.ascontiguousarray(batch.vectors[i], dtype=np.float32).tobytes()
+                    first = entries[digest][0]
+                    fields = dict(
+                        size=first.size,
+                        width=meta.width,
+                        height=meta.height,
+                        format=meta.format,
+                        taken_at=meta.taken_at,
+                        camera=meta.camera,
+                        phash=batch.decoded.phashes[i],
+                        vector=blob,
+                        embedded_at=now,
+                    )
+                    if digest in reembed:
+                        content_id = reembed[digest]
+                        session.execute(
+                            update(Content).where(Content.id == content_id).values(**fields)
+                        )
+                    else:
+                        content = Content(hash=digest, **fields)
+                        session.add(content)
+                        session.flush()
+                        content_id = content.id
+                    self.added.add(content_id)
+                    self.summary.embedded += 1
+                    for entry in entries[digest]:
+                        self._upsert_file(session, entry, content_id)
+                orphans: set[int] = set()
+                for digest, stage, reason in batch.decoded.failed:
+                    for entry in entries[digest]:
+                        old = session.scalar(select(File.content_id).where(File.path == entry.path))
+                        if old is not None:
+                            orphans.add(old)
+                            session.execute(delete(File).where(File.path == entry.path))
+                        self._fail(session, entry, stage, reason)
+                self._drop_orphans(session, orphans)
+                if batch.decoded.keys:
+                    Catalog.bump_generation(session)
+            done += len(batch.decoded.keys) + len(batch.decoded.failed)
+            self.report("embed", done=done, failed=self.summary.failed)
+
+    # ------------------------------------------------------------------ row helpers
+    def _upsert_file(self, session: Any, entry: fs.FileEntry, content_id: int) -> None:
+        now = time.time()
+        row = session.scalar(select(File).where(File.path == entry.path))
+        old = None
+        if row is None:
+            session.add(
+                File(
+                    path=entry.path,
+                    content_id=content_id,
+                    size=entry.size,
+                    mtime_ns=entry.mtime_ns,
+                    indexed_at=now,
+                )
+            )
+        else:
+            old = row.content_id
+            row.content_id, row.size, row.mtime_ns, row.indexed_at = (
+                content_id,
+                entry.size,
+                entry.mtime_ns,
+                now,
+            )
+        Catalog.clear_failure(session, entry.path)
+        if old is not None and old != content_id:
+            session.flush()
+            self._drop_orphans(session, {old})
+
+    def _drop_orphans(self, session: Any, candidates: set[int]) -> None:
+        """Delete contents no path points at any more; their vectors leave FAISS too."""
+        if not candidates:
+            return
+        session.flush()
+        ids = list(candidates)
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            still = set(
+                session.scalars(select(File.content_id).where(File.content_id.in_(chunk))).all()
+            )
+            gone = [c for c in chunk if c not in still]
+            if gone:
+                session.execute(delete(Content).where(Content.id.in_(gone)))
+                self.removed.update(gone)
+                self.added.difference_update(gone)
+                Catalog.bump_generation(session)
+
+    def _fail(self, session: Any, entry: fs.FileEntry, stage: str, reason: str) -> None:
+        Catalog.record_failure(session, entry.path, stage, reason, entry.size, entry.mtime_ns)
+        self.summary.failed += 1
+
+    def _ledger_once(
+        self,
+        session: Any,
+        entry: fs.FileEntry,
+        stage: str,
+        reason: str,
+        failed_known: dict[str, tuple[int | None, int | None]],
+    ) -> None:
+        if failed_known.get(entry.path) == (entry.size, entry.mtime_ns) and not self.retry_failed:
+            self.summary.failed += 1
+            return
+        self._fail(session, entry, stage, reason)

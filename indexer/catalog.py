@@ -1,0 +1,375 @@
+"""The SQLite catalog (SQLAlchemy 2): the one source of truth for files, contents and vectors.
+
+Everything needed to rebuild the FAISS index lives here, vectors included, so a crash or a
+corrupt index file never costs re-embedding. Schema changes are numbered migrations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+CATALOG_FILE = "catalog.sqlite"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Content(Base):
+    """One distinct picture (by full-content hash); its id is the FAISS id."""
+
+    __tablename__ = "contents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hash: Mapped[str] = mapped_column(String, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String)
+    taken_at: Mapped[str | None] = mapped_column(String)
+    camera: Mapped[str | None] = mapped_column(String)
+    phash: Mapped[int | None] = mapped_column(BigInteger)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedded_at: Mapped[float | None] = mapped_column(Float)
+
+
+class File(Base):
+    """A path on disk; several paths may share one content (byte-identical copies)."""
+
+    __tablename__ = "files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String, unique=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    indexed_at: Mapped[float] = mapped_column(Float)
+
+
+class Failure(Base):
+    """The failure ledger: a file that could not be indexed, and why."""
+
+    __tablename__ = "failures"
+    path: Mapped[str] = mapped_column(String, primary_key=True)
+    stage: Mapped[str] = mapped_column(String)
+    reason: Mapped[str] = mapped_column(String)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Meta(Base):
+    """Key/value JSON: schema version, encoder identity, index parameters, last build."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(String)
+
+
+class Run(Base):
+    """One `index build`: when, how it ended, its summary."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String)
+    summary: Mapped[str | None] = mapped_column(String)
+
+
+# Numbered migrations: append, never edit. Each runs in one transaction.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE contents (
+            id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, size BIGINT NOT NULL,
+            width INTEGER, height INTEGER, format TEXT, taken_at TEXT, camera TEXT,
+            phash BIGINT, vector BLOB, embedded_at FLOAT)""",
+        """CREATE TABLE files (
+            id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,
+            content_id INTEGER NOT NULL REFERENCES contents(id),
+            size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, indexed_at FLOAT NOT NULL)""",
+        "CREATE INDEX ix_files_content_id ON files(content_id)",
+        """CREATE TABLE failures (
+            path TEXT PRIMARY KEY, stage TEXT NOT NULL, reason TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 1, first_seen FLOAT NOT NULL,
+            last_seen FLOAT NOT NULL, size BIGINT, mtime_ns BIGINT)""",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, started_at FLOAT NOT NULL, finished_at FLOAT,
+            status TEXT NOT NULL, summary TEXT)""",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class CatalogError(Exception):
+    """The catalog cannot be opened or is from a newer version of photo-index."""
+
+
+class Catalog:
+    """Open (and migrate) the catalog in an index folder; hand out short transactions."""
+
+    def __init__(self, index_dir: str | Path, *, readonly: bool = False) -> None:
+        self.index_dir = Path(index_dir)
+        self.path = self.index_dir / CATALOG_FILE
+        if readonly and not self.path.exists():
+            raise CatalogError(f"{self.index_dir}: no index here; build one with `index build`")
+        if not readonly:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        if not readonly:
+            self._migrate()
+        else:
+            version = self.schema_version()
+            if version < SCHEMA_VERSION:
+                raise CatalogError(
+                    f"{self.path}: catalog schema {version} is older than {SCHEMA_VERSION}; "
+                    "run `index build` once to upgrade it"
+                )
+
+    # --- schema -------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path}: catalog schema {version} is newer than this photo-index "
+                f"({SCHEMA_VERSION}); upgrade photo-index"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self.engine.begin() as conn:
+                for statement in MIGRATIONS[number]:
+                    conn.exec_driver_sql(statement)
+                conn.exec_driver_sql(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- meta ---------------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            return default if row is None else json.loads(row.value)
+
+    def all_meta(self) -> dict[str, Any]:
+        with self.session() as s:
+            return {m.key: json.loads(m.value) for m in s.scalars(select(Meta))}
+
+    @staticmethod
+    def set_meta(session: Session, key: str, value: Any) -> None:
+        session.merge(Meta(key=key, value=json.dumps(value)))
+
+    @staticmethod
+    def bump_generation(session: Session) -> int:
+        """Count changes to the vector set; the FAISS file records the one it reflects."""
+        row = session.get(Meta, "generation")
+        value = (json.loads(row.value) if row else 0) + 1
+        session.merge(Meta(key="generation", value=json.dumps(value)))
+        return value
+
+    def generation(self) -> int:
+        return int(self.get_meta("generation", 0))
+
+    # --- counts and reads ---------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        with self.session() as s:
+            return {
+                "images": s.scalar(select(func.count(File.id))) or 0,
+                "vectors": s.scalar(
+                    select(func.count(Content.id)).where(Content.vector.is_not(None))
+                )
+                or 0,
+                "failures": s.scalar(select(func.count()).select_from(Failure)) or 0,
+            }
+
+    def vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (ids int64, vectors float32 [n, dim]) for every embedded content."""
+        last = -1
+        while True:
+            with self.session() as s:
+                rows = s.execute(
+                    select(Content.id, Content.vector)
+                    .where(Content.vector.is_not(None), Content.id > last)
+                    .order_by(Content.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            last = int(ids[-1])
+            yield ids, vecs
+
+    def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (id, vector) at once; the empty case has shape (0, dim or 0)."""
+        parts = list(self.vectors())
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros((0, self.get_meta("dim", 0)), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def vectors_for(self, content_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the given contents that have a vector, in id order."""
+        ids = sorted(set(int(c) for c in content_ids))
+        rows: list[Any] = []
+        with self.session() as s:
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                rows.extend(
+                    s.execute(
+                        select(Content.id, Content.vector).where(
+                            Content.id.in_(chunk), Content.vector.is_not(None)
+                        )
+                    )
+                )
+        rows.sort(key=lambda r: r[0])
+        dim = int(self.get_meta("dim", 0))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return (
+            np.array([r[0] for r in rows], dtype=np.int64),
+            np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]),
+        )
+
+    def sample_ids(self, n: int, seed: int = 0) -> list[int]:
+        """Up to `n` random ids of embedded contents (a fixed seed keeps tuning repeatable)."""
+        with self.session() as s:
+            ids = s.scalars(select(Content.id).where(Content.vector.is_not(None))).all()
+        if len(ids) <= n:
+            return list(ids)
+        rng = np.random.default_rng(seed)
+        return sorted(int(i) for i in rng.choice(np.asarray(ids), size=n, replace=False))
+
+    def vector_for(self, content_id: int) -> np.ndarray | None:
+        with self.session() as s:
+            blob = s.scalar(select(Content.vector).where(Content.id == content_id))
+        return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
+
+    def records(self, content_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+        """Files joined with their content metadata (one dict per path), for reports and UI."""
+        query = (
+            select(
+                File.path,
+                File.mtime_ns,
+                File.content_id,
+                Content.hash,
+                Content.size,
+                Content.width,
+                Content.height,
+                Content.format,
+                Content.taken_at,
+                Content.camera,
+                Content.phash,
+            )
+            .join(Content, Content.id == File.content_id)
+            .order_by(File.path)
+        )
+        ids = None if content_ids is None else list(content_ids)
+        rows: list[Any] = []
+        with self.session() as s:
+            if ids is None:
+                rows = list(s.execute(query))
+            else:
+                for start in range(0, len(ids), 900):  # SQLite variable limit
+                    chunk = ids[start : start + 900]
+                    rows.extend(s.execute(query.where(File.content_id.in_(chunk))))
+        return [dict(r._mapping) for r in rows]
+
+    def failures(self) -> list[dict[str, Any]]:
+        with self.session() as s:
+            rows = s.scalars(select(Failure).order_by(Failure.path)).all()
+            return [
+                {
+                    "path": f.path,
+                    "stage": f.stage,
+                    "reason": f.reason,
+                    "attempts": f.attempts,
+                    "first_seen": f.first_seen,
+                    "last_seen": f.last_seen,
+                }
+                for f in rows
+            ]
+
+    # --- writes used by a build ---------------------------------------------------------
+    @staticmethod
+    def record_failure(
+        session: Session,
+        path: str,
+        stage: str,
+        reason: str,
+        size: int | None = None,
+        mtime_ns: int | None = None,
+    ) -> None:
+        now = time.time()
+        row = session.get(Failure, path)
+        if row is None:
+            session.add(
+                Failure(
+                    path=path,
+                    stage=stage,
+                    reason=reason,
+                    attempts=1,
+                    first_seen=now,
+                    last_seen=now,
+                    size=size,
+                    mtime_ns=mtime_ns,
+                )
+            )
+        else:
+            row.stage, row.reason, row.attempts, row.last_seen = (
+                stage,
+                reason,
+                row.attempts + 1,
+                now,
+            )
+            row.size, row.mtime_ns = size, mtime_ns
+
+    @staticmethod
+    def clear_failure(session: Session, path: str) -> None:
+        session.execute(delete(Failure).where(Failure.path == path))
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def text_query(session: Session, sql: str, **params: Any) -> list[Any]:
+    """Run a raw SQL read (used by verify); keeps `text` imports in one place."""
+    return list(session.execute(text(sql), params))

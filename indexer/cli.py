@@ -1,0 +1,280 @@
+"""The `index` command: each subcommand parses options, makes one library call, renders.
+
+Errors the user can act on print one line (`error: <file>: <reason>`) and exit 1; a build that
+finished but could not index some files exits 3 (they are listed by `index failures`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from indexer.settings import Settings
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Index photo collections with CLIP ViT-L/14, search by image, find duplicates.",
+)
+
+IndexOpt = Annotated[
+    Path | None,
+    typer.Option("--index", help="Index folder [env PHOTO_INDEX_INDEX; default ./data/index]"),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="Checkpoint: Birder .pt, open_clip/OpenAI state dict, OpenAI ViT-L-14.pt or a "
+        "Hugging Face CLIP folder [env PHOTO_INDEX_WEIGHTS; default: download ViT-L/14]",
+    ),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N [default auto]")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+EXIT_SOME_FAILED = 3
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that carry a message meant for the user (no traceback)."""
+    from indexer.build import BuildError
+    from indexer.catalog import CatalogError
+    from indexer.locking import IndexBusyError
+    from indexer.search import SearchError
+
+    errors: list[type[BaseException]] = [BuildError, CatalogError, IndexBusyError, SearchError]
+    try:
+        from indexer.encoder import CheckpointError, WeightsError
+
+        errors += [CheckpointError, WeightsError]
+    except ImportError:  # pragma: no cover
+        pass
+    from indexer.vectors import IndexFileError
+
+    errors.append(IndexFileError)
+    return tuple(errors)
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except _user_errors() as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def build(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
+    index: IndexOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per encoder batch.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decode processes [default: cores].")] = None,
+    max_megapixels: Annotated[float | None, typer.Option(help="Refuse larger images.")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
+    ] = None,
+    memory_budget_mb: Annotated[
+        float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
+    ] = None,
+    reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
+    from indexer.build import build as run_build
+
+    settings = Settings.from_env(
+        index=index,
+        weights=weights,
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        max_megapixels=max_megapixels,
+        excludes=tuple(exclude) if exclude else None,
+        memory_budget_mb=memory_budget_mb,
+    )
+    bar = _Progress(enabled=not quiet)
+    try:
+        summary = _run(
+            lambda: run_build(
+                paths, settings, reindex=reindex, retry_failed=retry_failed, progress=bar
+            )
+        )
+    finally:
+        bar.close()
+    data = summary.as_dict()
+    if as_json:
+        typer.echo(json.dumps(data))
+    elif not quiet:
+        _print_build(data)
+    if summary.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+class _Progress:
+    """tqdm on stderr: images/s, ETA, skipped and failed counts."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        if not self.enabled:
+            return
+        if event == "scan":
+            typer.echo(f"found {fields['found']} images", err=True)
+        elif event == "embed-start" and fields["total"]:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=fields["total"], unit="img", desc="embedding", file=sys.stderr)
+        elif event == "embed" and self.bar is not None:
+            self.bar.n = fields["done"]
+            self.bar.set_postfix(failed=fields["failed"], refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _print_build(d: dict[str, Any]) -> None:
+    typer.echo(
+        f"new {d['new']} · changed {d['changed']} · moved {d['moved']} · deleted {d['deleted']}"
+        f" · unchanged {d['unchanged']} · failed {d['failed']} · embedded {d['embedded']}"
+    )
+    recall = "n/a" if d["recall_at_10"] is None else f"{d['recall_at_10']:.3f}"
+    typer.echo(
+        f"index: {d['index_type']} · nprobe {d['nprobe'] or '-'} · recall@10 {recall} · "
+        f"{d['images']} images, {d['vectors']} vectors"
+    )
+    typer.echo(f"time {d['seconds']:.1f} s · {d['images_per_second']:.1f} images/s")
+    if d["failed"]:
+        typer.echo(f"{d['failed']} files could not be indexed: see `index failures`")
+    typer.echo(f"index home: {d['index']}")
+
+
+@app.command()
+def search(
+    image: Annotated[Path, typer.Argument(help="Query image (indexed or not).")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
+    index: IndexOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Nearest neighbours of an image: rank, score, path."""
+    from indexer.search import search as run_search
+
+    settings = Settings.from_env(index=index, weights=weights, device=device)
+    hits = _run(lambda: run_search(image, settings, k=k))
+    if as_json:
+        typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
+        return
+    for h in hits:
+        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.path}")
+
+
+@app.command()
+def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Images, vectors, failures, index type, nprobe, recall, encoder, sizes on disk."""
+    from indexer.verify import stats as run_stats
+
+    settings = Settings.from_env(index=index)
+    data = _run(lambda: run_stats(settings))
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        typer.echo(f"{key:>14}: {value}")
+
+
+@app.command()
+def failures(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """The failure ledger: files that could not be indexed, and why."""
+    from indexer.catalog import Catalog
+
+    settings = Settings.from_env(index=index)
+    rows = _run(lambda: Catalog(settings.index, readonly=True).failures())
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("no failures")
+    for r in rows:
+        typer.echo(f"{r['path']}: [{r['stage']}] {r['reason']} (attempts {r['attempts']})")
+
+
+@app.command()
+def verify(
+    index: IndexOpt = None,
+    repair: Annotated[bool, typer.Option(help="Fix what verify finds.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check catalog ⇄ FAISS ⇄ files; `--repair` fixes without re-embedding."""
+    from indexer.verify import verify as run_verify
+
+    settings = Settings.from_env(index=index)
+    report = _run(lambda: run_verify(settings, repair=repair))
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        for line in report["messages"]:
+            typer.echo(line)
+    if report["problems"] and not repair:
+        raise typer.Exit(1)
+
+
+@app.command()
+def embed(
+    images: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write .npz")] = None,
+    features: Annotated[bool, typer.Option(help="Also keep the 16x16 feature maps.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+) -> None:
+    """Embed images: .npz with paths, projection, embedding (and features), or one line each."""
+    from indexer.embed import embed_paths
+
+    settings = Settings.from_env(weights=weights, device=device)
+
+    def on_error(path: str, reason: str) -> None:
+        typer.echo(f"error: {path}: {reason}", err=True)
+
+    result = _run(
+        lambda: embed_paths(
+            images, settings, features=features, batch_size=batch_size, on_error=on_error
+        )
+    )
+    if output is not None:
+        result.save(output)
+        typer.echo(f"wrote {len(result.paths)} embeddings to {output}")
+    else:
+        for path, vec in zip(result.paths, result.projection, strict=True):
+            head = " ".join(f"{v:+.4f}" for v in vec[:6])
+            typer.echo(f"{path}\t{vec.shape[0]}-d\t[{head} ...]")
+    if result.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

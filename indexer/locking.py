@@ -1,0 +1,54 @@
+"""One writer per index folder: an advisory `flock` that dies with its process.
+
+A killed build leaves no stale lock behind (the kernel drops it), so the next build just runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from types import TracebackType
+
+LOCK_FILE = "write.lock"
+
+
+class IndexBusyError(Exception):
+    """Another process is writing to this index."""
+
+
+class WriterLock:
+    """Context manager holding the index's write lock; raises IndexBusyError if taken."""
+
+    def __init__(self, index_dir: str | Path) -> None:
+        self.path = Path(index_dir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise IndexBusyError(
+                f"{self.path.parent}: another `index build` is writing to this index "
+                f"(pid {holder}); wait for it to finish or use another --index"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,149 @@
+"""Decode in worker processes, batch, encode on the device: the indexing hot path.
+
+Workers ship uint8 224x224 crops (4x less than float) and the encoder normalizes on the
+device; a DataLoader prefetches the next batches while the current one is being encoded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from indexer import imaging
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """One picture to decode: `key` is the caller's handle (e.g. the content hash)."""
+
+    key: str
+    path: str
+    size: int | None = None  # as scanned: a file rewritten since then is not embedded
+    mtime_ns: int | None = None
+
+
+@dataclass
+class DecodedBatch:
+    """A batch out of the workers: pixels of the images that decoded, and the failures."""
+
+    keys: list[str] = field(default_factory=list)
+    pixels: torch.Tensor | None = None  # uint8 [n, 224, 224, 3]
+    metas: list[imaging.ImageMeta] = field(default_factory=list)
+    phashes: list[int] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (key, stage, reason)
+
+
+@dataclass
+class EncodedBatch:
+    """A decoded batch plus its L2-normalized projections (row i belongs to keys[i])."""
+
+    decoded: DecodedBatch
+    vectors: np.ndarray
+
+
+class _DecodeDataset(Dataset):
+    def __init__(self, jobs: Sequence[DecodeJob], max_megapixels: float, draft: bool) -> None:
+        self.jobs = list(jobs)
+        self.max_megapixels = max_megapixels
+        self.draft_to = imaging.IMAGE_SIZE if draft else None
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return decode_one(self.jobs[i], self.max_megapixels, self.draft_to)
+
+
+def decode_one(job: DecodeJob, max_megapixels: float, draft_to: int | None) -> dict[str, Any]:
+    """Open, preprocess to uint8 and hash perceptually; errors come back as data, not raises."""
+    try:
+        if job.size is not None:
+            st = os.stat(job.path)
+            if (st.st_size, st.st_mtime_ns) != (job.size, job.mtime_ns):
+                raise imaging.ImageError(
+                    job.path, "read", "file changed during the build; the next build indexes it"
+                )
+        img, meta = imaging.open_image(job.path, max_megapixels=max_megapixels, draft_to=draft_to)
+        pixels = imaging.to_uint8(img)
+        phash = imaging.perceptual_hash(img)
+    except imaging.ImageError as exc:
+        return {"key": job.key, "error": (exc.stage, exc.reason)}
+    except FileNotFoundError:
+        return {"key": job.key, "error": ("read", "file disappeared before it could be decoded")}
+    except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop a run
+        return {"key": job.key, "error": ("decode", f"{type(exc).__name__}: {exc}")}
+    return {"key": job.key, "pixels": pixels, "meta": meta, "phash": phash}
+
+
+def _collate(samples: list[dict[str, Any]]) -> DecodedBatch:
+    batch = DecodedBatch()
+    arrays = []
+    for s in samples:
+        if "error" in s:
+            batch.failed.append((s["key"], *s["error"]))
+        else:
+            batch.keys.append(s["key"])
+            arrays.append(s["pixels"])
+            batch.metas.append(s["meta"])
+            batch.phashes.append(s["phash"])
+    if arrays:
+        batch.pixels = torch.from_numpy(np.stack(arrays))
+    return batch
+
+
+def decoded_batches(
+    jobs: Sequence[DecodeJob],
+    *,
+    batch_size: int,
+    workers: int,
+    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
+    draft: bool = True,
+    pin_memory: bool = False,
+) -> Iterator[DecodedBatch]:
+    """Decode `jobs` with `workers` processes (0 = in this process), in order, in batches."""
+    if not jobs:
+        return
+    dataset = _DecodeDataset(jobs, max_megapixels, draft)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers > 0 else None,
+        persistent_workers=False,
+    )
+    yield from loader
+
+
+def encode_batches(
+    encoder: Any,
+    jobs: Sequence[DecodeJob],
+    *,
+    batch_size: int,
+    workers: int,
+    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
+    draft: bool = True,
+) -> Iterator[EncodedBatch]:
+    """Decode and encode: yields every batch (failures included) with its vectors."""
+    pin = getattr(encoder, "device", torch.device("cpu")).type == "cuda"
+    for batch in decoded_batches(
+        jobs,
+        batch_size=batch_size,
+        workers=workers,
+        max_megapixels=max_megapixels,
+        draft=draft,
+        pin_memory=pin,
+    ):
+        if batch.pixels is None:
+            vectors = np.zeros((0, encoder.dim), np.float32)
+        else:
+            vectors = encoder.encode_uint8(batch.pixels)
+        yield EncodedBatch(batch, vectors)

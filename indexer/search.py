@@ -1,0 +1,208 @@
+"""Query by image: encode the query exactly as the build did, search FAISS, join the catalog.
+
+`Searcher` keeps the encoder and the index loaded (the UI holds one per process) and reloads
+the index when a build has saved a new one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from indexer import imaging, sync
+from indexer.catalog import Catalog
+from indexer.settings import Settings
+
+
+class SearchError(Exception):
+    """A query that cannot be answered (no index, unreadable query image...)."""
+
+
+@dataclass
+class Hit:
+    """One result: a path of a matching picture, its cosine score and catalog metadata."""
+
+    rank: int
+    score: float
+    id: int
+    path: str
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    taken_at: str | None = None
+    camera: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Filters:
+    """Optional result filters: folder prefix, EXIF date range (ISO strings), file size."""
+
+    folder: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+
+    def accepts(self, rec: dict[str, Any]) -> bool:
+        if self.folder:
+            root = os.path.abspath(self.folder).rstrip(os.sep) + os.sep
+            if not rec["path"].startswith(root):
+                return False
+        taken = rec.get("taken_at")
+        if self.date_from and (not taken or taken < self.date_from):
+            return False
+        if self.date_to and (not taken or taken[: len(self.date_to)] > self.date_to):
+            return False
+        if self.min_size is not None and (rec.get("size") or 0) < self.min_size:
+            return False
+        if self.max_size is not None and (rec.get("size") or 0) > self.max_size:
+            return False
+        return True
+
+
+class Searcher:
+    """A loaded index + encoder; cheap to query many times."""
+
+    def __init__(self, settings: Settings, encoder: Any = None) -> None:
+        self.settings = settings
+        self.catalog = Catalog(settings.index, readonly=True)
+        self._encoder = encoder
+        self._index: Any = None
+        self._stamp: tuple[float, int] | None = None
+        self.lagging = False
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- loading ---------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from indexer.encoder import load_encoder
+
+            weights = self.settings.weights or self.catalog.get_meta("weights_path")
+            self._encoder = load_encoder(
+                weights,
+                device=self.settings.device,
+                dtype=self.settings.dtype,
+                cache_dir=self.settings.cache_dir,
+            )
+        pinned = self.catalog.get_meta("encoder")
+        from indexer.build import encoder_identity_changed
+
+        if encoder_identity_changed(pinned, self._encoder.identity):
+            raise SearchError(
+                f"{self.settings.index} was built with other weights "
+                f"({pinned.get('architecture')}); pass the same --weights as the build"
+            )
+        return self._encoder
+
+    @property
+    def index(self) -> Any:
+        """The FAISS index, reloaded when the file on disk changed since the last query."""
+        path = sync.index_path(self.settings.index)
+        try:
+            st = path.stat()
+            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if self._index is None or stamp != self._stamp:
+            self._index, self.lagging = sync.open_index(self.catalog, self.settings.index)
+            self._stamp = stamp
+        return self._index
+
+    # -- queries ---------------------------------------------------------------------------
+    def embed_query(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
+        """The query's normalized projection, preprocessed exactly as `index build` does."""
+        if isinstance(image, Image.Image):
+            img = image
+        else:
+            try:
+                img, _ = imaging.open_image(
+                    image,
+                    max_megapixels=self.settings.max_megapixels,
+                    draft_to=imaging.IMAGE_SIZE,
+                )
+            except imaging.ImageError as exc:
+                raise SearchError(f"{exc.path}: {exc.reason}") from None
+        pixels = imaging.to_uint8(img)[None]
+        return np.asarray(self.encoder.encode_uint8(pixels), dtype=np.float32)[0]
+
+    def search_vector(
+        self, vector: np.ndarray, k: int = 10, filters: Filters | None = None
+    ) -> list[Hit]:
+        """Nearest pictures to a vector: one hit per path, best first, at most `k`."""
+        index = self.index
+        if index.ntotal == 0 or k <= 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        want = k
+        while True:
+            fetch = min(index.ntotal, want * 2 + 8)
+            scores, ids = index.search(query, fetch)
+            found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+            hits = self._join(found, filters)
+            if len(hits) >= k or fetch >= index.ntotal:
+                return hits[:k]
+            want *= 4
+
+    def search_image(
+        self, image: str | Path | bytes | Image.Image, k: int = 10, filters: Filters | None = None
+    ) -> list[Hit]:
+        return self.search_vector(self.embed_query(image), k, filters)
+
+    def more_like(self, content_id: int, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """Results for an indexed picture, using its stored vector (no re-encoding)."""
+        vector = self.catalog.vector_for(content_id)
+        if vector is None:
+            raise SearchError(f"no indexed picture with id {content_id}")
+        return self.search_vector(vector, k, filters)
+
+    def _join(self, found: list[tuple[float, int]], filters: Filters | None) -> list[Hit]:
+        records: dict[int, list[dict[str, Any]]] = {}
+        for rec in self.catalog.records([i for _, i in found]):
+            records.setdefault(rec["content_id"], []).append(rec)
+        hits: list[Hit] = []
+        for score, cid in found:
+            for rec in records.get(cid, []):  # ids deleted since the save are dropped
+                if filters and not filters.accepts(rec):
+                    continue
+                hits.append(
+                    Hit(
+                        rank=len(hits) + 1,
+                        score=round(score, 6),
+                        id=cid,
+                        path=rec["path"],
+                        size=rec["size"],
+                        width=rec["width"],
+                        height=rec["height"],
+                        format=rec["format"],
+                        taken_at=rec["taken_at"],
+                        camera=rec["camera"],
+                    )
+                )
+        return hits
+
+
+def search(
+    image: str | Path | bytes | Image.Image,
+    settings: Settings,
+    k: int = 10,
+    filters: Filters | None = None,
+    encoder: Any = None,
+) -> list[Hit]:
+    """One-shot query by image (loads the encoder and index, answers, closes)."""
+    searcher = Searcher(settings, encoder=encoder)
+    try:
+        return searcher.search_image(image, k, filters)
+    finally:
+        searcher.close()

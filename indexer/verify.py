@@ -1,0 +1,175 @@
+"""`index stats` and `index verify`: what is in an index, and whether its parts agree.
+
+Verify compares catalog ⇄ FAISS ⇄ files; repair only ever drops what no longer exists and
+rebuilds the FAISS file from the stored vectors — it never re-embeds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+
+from indexer import sync, vectors
+from indexer.catalog import Catalog, Content, File
+from indexer.locking import WriterLock
+from indexer.settings import Settings
+
+
+def _disk_sizes(index_dir: Any) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    total = 0
+    for root, _dirs, names in os.walk(index_dir):
+        for name in names:
+            try:
+                size = os.path.getsize(os.path.join(root, name))
+            except OSError:
+                continue
+            total += size
+            if root == str(index_dir):
+                sizes[name] = size
+    sizes["total"] = total
+    return sizes
+
+
+def stats(settings: Settings) -> dict[str, Any]:
+    """Counts, index parameters, encoder and bytes on disk (the `stats --json` contract)."""
+    cat = Catalog(settings.index, readonly=True)
+    try:
+        meta = cat.all_meta()
+        counts = cat.counts()
+        info = meta.get("index", {})
+        return {
+            "index": str(settings.index.absolute()),
+            **counts,
+            "index_type": info.get("index_type"),
+            "nlist": info.get("nlist"),
+            "nprobe": info.get("nprobe"),
+            "recall_at_10": info.get("recall_at_10"),
+            "search_ms": info.get("search_ms"),
+            "encoder": meta.get("encoder"),
+            "last_build": meta.get("last_build", {}).get("seconds")
+            and {
+                k: meta["last_build"][k]
+                for k in ("new", "changed", "moved", "deleted", "failed", "embedded", "seconds")
+            },
+            "disk_bytes": _disk_sizes(settings.index),
+        }
+    finally:
+        cat.close()
+
+
+def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
+    """Find missing files, orphan rows/vectors and a stale or corrupt FAISS file; maybe repair."""
+    cat = Catalog(settings.index, readonly=True)
+    problems: dict[str, Any] = {}
+    messages: list[str] = []
+    try:
+        with cat.session() as s:
+            check = s.execute(select(func.count()).select_from(File)).scalar()
+            integrity = cat.engine.connect().exec_driver_sql("PRAGMA quick_check").scalar()
+            rows = s.execute(select(File.path, File.size, File.mtime_ns)).all()
+            orphans = s.scalars(
+                select(Content.id).where(~Content.id.in_(select(File.content_id)))
+            ).all()
+            unembedded = s.scalar(select(func.count(Content.id)).where(Content.vector.is_(None)))
+        if integrity != "ok":
+            problems["catalog_integrity"] = integrity
+        missing, changed = [], []
+        for path, size, mtime_ns in rows:
+            try:
+                st = os.stat(path)
+            except OSError:
+                missing.append(path)
+                continue
+            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+                changed.append(path)
+        if missing:
+            problems["missing_files"] = missing
+        if changed:
+            problems["changed_files"] = changed
+        if orphans:
+            problems["orphan_contents"] = len(orphans)
+        if unembedded:
+            problems["unembedded_contents"] = unembedded
+        catalog_ids, _ = cat.all_vectors()
+        try:
+            index, state = vectors.load(sync.index_path(settings.index))
+            faiss_ids = index.ids()
+            extra = np.setdiff1d(faiss_ids, catalog_ids)
+            lost = np.setdiff1d(catalog_ids, faiss_ids)
+            if len(extra):
+                problems["orphan_vectors"] = int(len(extra))
+            if len(lost):
+                problems["vectors_not_in_index"] = int(len(lost))
+            if state.get("generation") != cat.generation() and not (len(extra) or len(lost)):
+                problems["index_generation_lags"] = True
+        except FileNotFoundError:
+            if len(catalog_ids):
+                problems["index_file"] = "missing"
+        except vectors.IndexFileError as exc:
+            problems["index_file"] = str(exc)
+        checked = check
+    finally:
+        cat.close()
+    messages.append(f"checked {checked} files, {len(catalog_ids)} vectors")
+    messages.extend(_explain(problems))
+    if repair and problems:
+        messages.extend(_repair(settings, problems))
+    elif not problems:
+        messages.append("ok: catalog, FAISS index and files agree")
+    return {"problems": problems, "messages": messages, "repaired": bool(repair and problems)}
+
+
+def _explain(problems: dict[str, Any]) -> list[str]:
+    hints = {
+        "catalog_integrity": "the SQLite catalog is damaged ({v}); restore a backup or rebuild",
+        "missing_files": "{n} indexed files no longer exist; `index verify --repair` drops them",
+        "changed_files": "{n} files changed on disk since indexing; run `index build` again",
+        "orphan_contents": "{v} contents have no file; `index verify --repair` drops them",
+        "unembedded_contents": "{v} contents have no vector; run `index build` to embed them",
+        "orphan_vectors": "{v} FAISS vectors are not in the catalog; --repair rebuilds the index",
+        "vectors_not_in_index": "{v} vectors are missing from FAISS; --repair rebuilds the index",
+        "index_generation_lags": "the FAISS file is older than the catalog; --repair resaves it",
+        "index_file": "the FAISS index file is bad ({v}); --repair rebuilds it from the catalog",
+    }
+    out = []
+    for key, value in problems.items():
+        n = len(value) if isinstance(value, list) else value
+        out.append("problem: " + hints[key].format(v=value, n=n))
+        if isinstance(value, list):
+            out.extend(f"  {p}" for p in value[:20])
+    return out
+
+
+def _repair(settings: Settings, problems: dict[str, Any]) -> list[str]:
+    out = []
+    with WriterLock(settings.index):
+        cat = Catalog(settings.index)
+        try:
+            missing = problems.get("missing_files", [])
+            with cat.session() as s:
+                for start in range(0, len(missing), 900):
+                    s.execute(delete(File).where(File.path.in_(missing[start : start + 900])))
+                s.flush()
+                gone = s.execute(
+                    delete(Content)
+                    .where(~Content.id.in_(select(File.content_id)))
+                    .returning(Content.id)
+                ).all()
+                if missing or gone:
+                    Catalog.bump_generation(s)
+            if missing:
+                out.append(f"repaired: dropped {len(missing)} missing files")
+            if gone:
+                out.append(f"repaired: dropped {len(gone)} contents without files")
+            info = sync.sync_index(cat, settings, rebuild=True)
+            out.append(
+                f"repaired: FAISS index rebuilt from the catalog ({info['vectors']} vectors, "
+                f"{info['index_type']}), nothing re-embedded"
+            )
+        finally:
+            cat.close()
+    return out
