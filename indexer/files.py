@@ -112,7 +112,9 @@ def _walk(
         try:
             st = os.stat(folder)
         except OSError as exc:
-            result.errors.append((folder, f"cannot read folder: {exc.strerror or exc}"))
+            result.errors.append(
+                (printable_path(folder), f"cannot read folder: {exc.strerror or exc}")
+            )
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:  # symlink loop or a second link to the same folder
@@ -123,7 +125,9 @@ def _walk(
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            result.errors.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+            result.errors.append(
+                (printable_path(folder), f"cannot list folder: {exc.strerror or exc}")
+            )
             continue
         subdirs = []
         for entry in entries:
@@ -134,7 +138,7 @@ def _walk(
                 est = entry.stat(follow_symlinks=True)
             except OSError as exc:
                 reason = "dangling symlink" if entry.is_symlink() else (exc.strerror or str(exc))
-                result.errors.append((entry.path, f"cannot read: {reason}"))
+                result.errors.append((printable_path(entry.path), f"cannot read: {reason}"))
                 continue
             if stat.S_ISDIR(est.st_mode):
                 subdirs.append(entry.path)
@@ -145,8 +149,18 @@ def _walk(
         stack.extend(reversed(subdirs))
 
 
+def printable_path(path: str) -> str:
+    """A path that can be stored and printed: undecodable bytes become \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) -> None:
     suffix = os.path.splitext(entry.path)[1].lower()
+    if printable_path(entry.path) != entry.path:
+        result.errors.append(
+            (printable_path(entry.path), "file name is not valid UTF-8; rename it to index it")
+        )
+        return
     if suffix in SIDECAR_SUFFIXES:
         result.skipped += 1
         return

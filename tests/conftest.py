@@ -1,0 +1,44 @@
+"""Shared test fixtures: the real photo corpus and the tiny CLIP checkpoints in ../shared."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PHOTOS = SHARED / "photos"
+FIXTURES = SHARED / "fixtures" / "clip-vit-tiny"
+TINY_BIRDER = FIXTURES / "tiny_birder.pt"
+TINY_OPEN_CLIP = FIXTURES / "tiny_open_clip.safetensors"
+TINY_HF = FIXTURES / "tiny_hf"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder():
+    """The tiny random-weight encoder (Birder layout), loaded once per test session."""
+    from indexer.encoder import load_encoder
+
+    return load_encoder(TINY_BIRDER, device="cpu")
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A private, writable copy of ../shared/photos (tests rename, edit and delete in it)."""
+    dest = tmp_path / "photos"
+    shutil.copytree(PHOTOS, dest)
+    for p in dest.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    dest.chmod(0o755)
+    return dest
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    """Settings for a fresh index in tmp with the tiny weights, 1 decode worker."""
+    from indexer.settings import Settings
+
+    return Settings.from_env(
+        env={}, index=tmp_path / "index", weights=str(TINY_BIRDER), workers=1, batch_size=8
+    )

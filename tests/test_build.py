@@ -1,0 +1,143 @@
+"""`index build` on the real photo corpus: counts, ledger, incremental runs, moves, edits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer.build import BuildError, build
+from indexer.catalog import Catalog
+from indexer.search import Searcher
+from indexer.verify import verify
+
+
+def readable_images(root: Path) -> set[str]:
+    """Oracle: every non-hidden file under root that PIL can fully decode."""
+    found = set()
+    for p in root.rglob("*"):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        try:
+            with Image.open(p) as im:
+                im.load()
+            found.add(str(p))
+        except Exception:
+            pass
+    return found
+
+
+def test_first_build_indexes_every_readable_image(photos, settings, tiny_encoder):
+    summary = build([photos], settings, encoder=tiny_encoder)
+    cat = Catalog(settings.index, readonly=True)
+    paths = {r["path"] for r in cat.records()}
+    assert paths == readable_images(photos)
+    assert summary.images == len(paths)
+    assert summary.new == len(paths)
+    # byte-identical copies share one vector
+    hashes = {r["hash"] for r in cat.records()}
+    assert summary.embedded == len(hashes) == summary.vectors < len(paths)
+    failures = {Path(f["path"]).name: f for f in cat.failures()}
+    assert "not-an-image.txt" in failures
+    assert "not an image" in failures["not-an-image.txt"]["reason"]
+    heic = str(photos / "heic" / "bee.heic")
+    try:
+        import pillow_heif  # noqa: F401
+
+        assert heic in paths
+    except ImportError:
+        assert "bee.heic" in failures
+    assert summary.failed == len(failures)
+    assert summary.index_type and summary.recall_at_10 == 1.0
+    # metadata: dimensions as displayed, format, EXIF date and camera
+    tree = next(r for r in cat.records() if r["path"].endswith("flat/tree.webp"))
+    assert (tree["width"], tree["height"], tree["format"]) == (171, 256, "WEBP")
+    assert tree["taken_at"] == "2022-02-19T14:48:13" and "ILCE-7M3" in tree["camera"]
+
+
+def test_second_build_embeds_nothing_and_moves_are_free(photos, settings, tiny_encoder):
+    first = build([photos], settings, encoder=tiny_encoder)
+    again = build([photos], settings, encoder=tiny_encoder)
+    assert (again.embedded, again.new, again.changed, again.deleted) == (0, 0, 0, 0)
+    assert again.unchanged == first.images
+    # rename and move into another folder: relinked, not re-embedded
+    (photos / "flat" / "cake.jpg").rename(photos / "flat" / "birthday cake.jpg")
+    (photos / "moved").mkdir()
+    shutil.move(photos / "nested" / "cats" / "cat.jpg", photos / "moved" / "kitty.jpg")
+    moved = build([photos], settings, encoder=tiny_encoder)
+    assert moved.embedded == 0
+    assert moved.moved == 2 and moved.deleted == 0 and moved.new == 0
+    cat = Catalog(settings.index, readonly=True)
+    paths = {r["path"] for r in cat.records()}
+    assert str(photos / "moved" / "kitty.jpg") in paths
+    assert str(photos / "nested" / "cats" / "cat.jpg") not in paths
+
+
+def test_delete_edit_and_search(photos, settings, tiny_encoder):
+    build([photos], settings, encoder=tiny_encoder)
+    searcher = Searcher(settings, encoder=tiny_encoder)
+    camera = photos / "nested" / "cameras" / "camera lens.jpg"
+    hits = searcher.search_image(camera, k=5)
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert Path(hits[0].path).name == "camera lens.jpg"  # it and its byte-identical twin
+    assert len(hits) == 5 and hits[0].score >= hits[-1].score
+
+    # delete both copies of the picture: it leaves search
+    os.remove(camera)
+    os.remove(photos / "flat" / "camera lens.jpg")
+    # edit a file: new content is embedded
+    books = photos / "flat" / "books.jpg"
+    with Image.open(books) as im:
+        im.transpose(Image.FLIP_LEFT_RIGHT).save(books, quality=90)
+    summary = build([photos], settings, encoder=tiny_encoder)
+    assert summary.deleted == 2 and summary.changed == 1 and summary.embedded == 1
+    hits = searcher.search_image(photos / "nested" / "misc" / "books.jpg", k=50)
+    assert all("camera lens" not in h.path for h in hits)
+    top = searcher.search_image(books, k=1)[0]
+    assert top.path == str(books) and top.score == pytest.approx(1.0, abs=1e-4)
+    searcher.close()
+    report = verify(settings)
+    assert report["problems"] == {}, report["messages"]
+
+
+def test_other_weights_are_refused_unless_reindex(photos, settings, tiny_encoder, tmp_path):
+    from dataclasses import replace
+
+    from conftest import TINY_OPEN_CLIP
+
+    build([photos / "flat"], settings, encoder=tiny_encoder)
+    other = replace(settings, weights=str(TINY_OPEN_CLIP))
+    with pytest.raises(BuildError, match="--reindex"):
+        build([photos / "flat"], other)
+    summary = build([photos / "flat"], other, reindex=True)
+    assert summary.embedded == summary.vectors > 0
+    ids, vecs = Catalog(settings.index, readonly=True).all_vectors()
+    assert len(ids) == summary.vectors and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+
+
+def test_failed_files_are_retried_only_when_asked(photos, settings, tiny_encoder):
+    bad = photos / "flat" / "broken.jpg"
+    bad.write_bytes((photos / "flat" / "cat.jpg").read_bytes()[:2000])
+    build([photos / "flat"], settings, encoder=tiny_encoder)
+    ledger = {Path(f["path"]).name: f for f in Catalog(settings.index).failures()}
+    assert ledger["broken.jpg"]["stage"] == "decode"
+    assert "truncated" in ledger["broken.jpg"]["reason"]
+    build([photos / "flat"], settings, encoder=tiny_encoder)
+    assert Catalog(settings.index).failures()[0]["attempts"] == 1
+    build([photos / "flat"], settings, encoder=tiny_encoder, retry_failed=True)
+    ledger = {Path(f["path"]).name: f for f in Catalog(settings.index).failures()}
+    assert ledger["broken.jpg"]["attempts"] == 2
+    # fixed file leaves the ledger
+    shutil.copy(photos / "flat" / "cat.jpg", bad)
+    build([photos / "flat"], settings, encoder=tiny_encoder)
+    ledger = {Path(f["path"]).name for f in Catalog(settings.index).failures()}
+    assert "broken.jpg" not in ledger
+
+
+def test_missing_root_is_a_clear_error(settings, tiny_encoder, tmp_path):
+    with pytest.raises(BuildError, match="no such file or folder"):
+        build([tmp_path / "nope"], settings, encoder=tiny_encoder)

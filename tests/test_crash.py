@@ -1,0 +1,106 @@
+"""A build killed with SIGKILL at any moment is finished by the next one, nothing twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PHOTOS, TINY_BIRDER
+from PIL import Image
+
+from indexer import sync, vectors
+from indexer.catalog import Catalog
+from indexer.locking import WriterLock
+
+
+def make_distinct_jpegs(folder: Path, n: int, seed: int = 0) -> None:
+    """`n` different pictures: random crops of the real photos."""
+    rng = random.Random(seed)
+    sources = [p for p in (PHOTOS / "flat").glob("*.jpg")]
+    folder.mkdir(parents=True, exist_ok=True)
+    opened = [Image.open(p).convert("RGB") for p in sources]
+    for i in range(n):
+        img = opened[i % len(opened)]
+        w, h = img.size
+        x, y = rng.randrange(w // 3), rng.randrange(h // 3)
+        crop = img.crop((x, y, x + w // 2, y + h // 2)).resize((160, 120))
+        crop.save(folder / f"img_{i:04d}.jpg", quality=85)
+
+
+def run_build(index: Path, root: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "indexer.cli", "build", str(root), "--index", str(index)]
+    cmd += ["--weights", str(TINY_BIRDER), "--workers", "1", "--batch-size", "8", "--quiet"]
+    return subprocess.Popen(
+        [*cmd, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def committed_contents(index: Path) -> int:
+    if not (index / "catalog.sqlite").exists():
+        return 0
+    try:
+        return Catalog(index, readonly=True).counts()["vectors"]
+    except Exception:
+        return 0
+
+
+def check_consistent(index: Path, expected: int) -> None:
+    cat = Catalog(index, readonly=True)
+    ids, _ = cat.all_vectors()
+    assert len(ids) == expected == cat.counts()["images"]
+    faiss_index, state = vectors.load(sync.index_path(index))
+    assert np.array_equal(np.sort(faiss_index.ids()), np.sort(ids))
+    assert state["generation"] == cat.generation()
+    leftovers = [p.name for p in index.iterdir() if ".tmp" in p.name]
+    assert leftovers == []
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_rerun(tmp_path):
+    root = tmp_path / "pics"
+    make_distinct_jpegs(root, 120)
+    index = tmp_path / "index"
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        before = committed_contents(index)
+        proc = run_build(index, root)
+        time.sleep(rng.uniform(0.5, 4.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert committed_contents(index) >= before
+    proc = run_build(index, root, "--json")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    before_final = summary["vectors"] - summary["embedded"]
+    # every committed content survived and the last run embedded only the rest
+    assert summary["vectors"] == 120 and before_final >= 0
+    assert kills >= 1
+    check_consistent(index, 120)
+    again = run_build(index, root, "--json")
+    out, _ = again.communicate(timeout=120)
+    assert json.loads(out)["embedded"] == 0
+
+
+def test_second_writer_is_refused(tmp_path):
+    root = tmp_path / "pics"
+    make_distinct_jpegs(root, 3)
+    index = tmp_path / "index"
+    with WriterLock(index):
+        proc = run_build(index, root)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "another `index build` is writing to this index" in err
+    assert f"pid {os.getpid()}" in err
+    assert err.count("\n") == 1  # one clear line, no traceback
