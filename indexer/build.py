@@ -7,6 +7,7 @@ loses at most one batch of work and the next run picks up exactly where it stopp
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -80,7 +81,7 @@ def build(
 
     Raises BuildError (bad roots, other encoder) or IndexBusyError (another writer).
     """
-    roots = [str(Path(r).expanduser().absolute()) for r in roots]
+    roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
     for root in roots:
         if not Path(root).exists():
             raise BuildError(f"{root}: no such file or folder")

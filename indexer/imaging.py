@@ -143,7 +143,7 @@ def resize_crop(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
 
 def to_uint8(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     """The contract up to the crop: an HWC uint8 array (cheap to move between processes)."""
-    return np.asarray(resize_crop(to_rgb(img), size), dtype=np.uint8)
+    return np.array(resize_crop(to_rgb(img), size), dtype=np.uint8)
 
 
 def normalize(batch: np.ndarray) -> np.ndarray:

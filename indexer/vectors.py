@@ -1,0 +1,289 @@
+"""FAISS over inner product on L2-normalized vectors: choose, train, add/remove, tune, save.
+
+The index is derived data (the catalog keeps every vector), so this module only has to be
+fast and atomic: a save either fully replaces the previous files or leaves them untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
+MIN_TRAIN_PER_LIST = 39
+MAX_TRAIN_PER_LIST = 256
+RETRAIN_GROWTH = 4.0
+
+
+class IndexFileError(Exception):
+    """The FAISS file is missing its state, truncated, corrupt or not the pair of its state."""
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Which FAISS index: kind is flat | ivf-flat | ivf-sq8 | ivf-pq."""
+
+    kind: str = "flat"
+    nlist: int | None = None
+    pq_m: int | None = None
+
+    @property
+    def description(self) -> str:
+        if self.kind == "flat":
+            return "IDMap2,Flat"
+        tail = {"ivf-flat": "Flat", "ivf-sq8": "SQ8", "ivf-pq": f"PQ{self.pq_m}"}[self.kind]
+        return f"IVF{self.nlist},{tail}"
+
+
+@dataclass
+class TuneResult:
+    nprobe: int | None
+    recall_at_10: float
+    ms_per_query: float
+
+
+def gpu_count() -> int:
+    """GPUs FAISS can use (0 with faiss-cpu)."""
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+def choose_nlist(n: int) -> int:
+    """A power of two near 8·√N (inside 4–16·√N), lowered until ≥ 39·nlist training vectors."""
+    nlist = 2 ** round(math.log2(max(1.0, 8 * math.sqrt(n))))
+    while nlist > 1 and n < MIN_TRAIN_PER_LIST * nlist:
+        nlist //= 2
+    return max(1, nlist)
+
+
+def choose_spec(n: int, dim: int, memory_budget_mb: float = 0) -> IndexSpec:
+    """Exact while small; IVF-Flat when large; SQ8 then PQ when over the memory budget."""
+    if n < FLAT_MAX:
+        return IndexSpec("flat")
+    nlist = choose_nlist(n)
+    budget = memory_budget_mb * 1e6
+    if not budget or n * (dim * 4 + 8) <= budget:
+        return IndexSpec("ivf-flat", nlist)
+    if n * (dim + 8) <= budget:
+        return IndexSpec("ivf-sq8", nlist)
+    for m in (96, 64, 48, 32, 24, 16, 12, 8, 4):
+        if dim % m == 0 and n * (m + 8) <= budget:
+            return IndexSpec("ivf-pq", nlist, m)
+    return IndexSpec("ivf-pq", nlist, next(m for m in (8, 4, 2, 1) if dim % m == 0))
+
+
+class VectorIndex:
+    """A FAISS index whose ids are catalog content ids, plus how it was built and tuned."""
+
+    def __init__(
+        self, index: Any, spec: IndexSpec, dim: int, nprobe: int | None = None, trained_for: int = 0
+    ) -> None:
+        self.index = index
+        self.spec = spec
+        self.dim = dim
+        self.nprobe = nprobe
+        self.trained_for = trained_for
+
+    @classmethod
+    def create(cls, spec: IndexSpec, dim: int) -> VectorIndex:
+        if spec.kind == "flat":
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        else:
+            index = faiss.index_factory(dim, spec.description, faiss.METRIC_INNER_PRODUCT)
+        return cls(index, spec, dim, nprobe=None if spec.kind == "flat" else 1)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def is_ivf(self) -> bool:
+        return self.spec.kind != "flat"
+
+    def build(
+        self, ids: np.ndarray, vectors: np.ndarray, seed: int = 0, use_gpu: bool | None = None
+    ) -> None:
+        """Train (IVF, on a random sample) and add everything; GPU when available and large."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
+        if self.is_ivf and not self.index.is_trained:
+            nlist = self.spec.nlist or 1
+            rng = np.random.default_rng(seed)
+            take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
+            sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
+            target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
+            target.train(sample)
+            target.add_with_ids(vectors, ids)
+            self.index = faiss.index_gpu_to_cpu(target) if use_gpu else target
+        else:
+            self.index.add_with_ids(vectors, ids)
+        self.trained_for = len(ids)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            np.ascontiguousarray(ids, dtype=np.int64),
+        )
+
+    def remove(self, ids: Any) -> int:
+        """Remove ids (absent ones are ignored); returns how many were removed."""
+        arr = np.ascontiguousarray(np.asarray(list(ids), dtype=np.int64))
+        return int(self.index.remove_ids(arr)) if len(arr) else 0
+
+    def ids(self) -> np.ndarray:
+        """Every id stored in the index (order unspecified)."""
+        if not self.is_ivf:
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        ivf = faiss.extract_index_ivf(self.index)
+        lists = ivf.invlists
+        parts = []
+        for list_no in range(lists.nlist):
+            size = lists.list_size(list_no)
+            if size:
+                ptr = lists.get_ids(list_no)
+                parts.append(faiss.rev_swig_ptr(ptr, size).copy())
+                lists.release_ids(list_no, ptr)
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def search(
+        self, queries: np.ndarray, k: int, nprobe: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) [nq, k]; missing neighbours have id -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if self.is_ivf:
+            faiss.extract_index_ivf(self.index).nprobe = int(nprobe or self.nprobe or 1)
+        return self.index.search(queries, k)
+
+    def needs_retrain(self, n: int) -> bool:
+        """Outgrown: exact index past FLAT_MAX, or N ≫ what the IVF quantizer was trained on."""
+        if not self.is_ivf:
+            return n >= FLAT_MAX
+        return n > RETRAIN_GROWTH * max(1, self.trained_for) or n < FLAT_MAX // 2
+
+    def tune_nprobe(
+        self, queries: np.ndarray, target_recall: float = 0.95, k: int = 10
+    ) -> TuneResult:
+        """Smallest power-of-two nprobe reaching recall@k ≥ target against exhaustive search."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        k = min(k, max(1, self.ntotal))
+        if not self.is_ivf or not len(queries):
+            start = time.perf_counter()
+            self.search(queries, k)
+            ms = (time.perf_counter() - start) * 1000 / max(1, len(queries))
+            return TuneResult(None, 1.0, ms)
+        nlist = self.spec.nlist or 1
+        _, truth = self.search(queries, k, nprobe=nlist)  # all lists = exact for these codes
+        best = TuneResult(nlist, 1.0, 0.0)
+        nprobe = 1
+        while nprobe <= nlist:
+            start = time.perf_counter()
+            _, got = self.search(queries, k, nprobe=nprobe)
+            ms = (time.perf_counter() - start) * 1000 / len(queries)
+            recall = _recall(truth, got)
+            if recall >= target_recall or nprobe == nlist:
+                best = TuneResult(nprobe, recall, ms)
+                break
+            nprobe *= 2
+        self.nprobe = best.nprobe
+        return best
+
+    # ---------------------------------------------------------------------- files
+    def save(self, path: str | Path, state: dict[str, Any]) -> None:
+        """Atomically write `path` (FAISS) and `path`.json (state + checksum of the FAISS file)."""
+        path = Path(path)
+        meta_path = _state_path(path)
+        tmp_index = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp{os.getpid()}")
+        try:
+            faiss.write_index(self.index, str(tmp_index))
+            _fsync(tmp_index)
+            doc = {
+                **state,
+                "spec": asdict(self.spec),
+                "dim": self.dim,
+                "nprobe": self.nprobe,
+                "trained_for": self.trained_for,
+                "ntotal": self.ntotal,
+                "faiss_bytes": tmp_index.stat().st_size,
+                "faiss_blake2b": _digest(tmp_index),
+            }
+            tmp_meta.write_text(json.dumps(doc))
+            _fsync(tmp_meta)
+            os.replace(tmp_index, path)
+            os.replace(tmp_meta, meta_path)
+            _fsync_dir(path.parent)
+        except (OSError, RuntimeError) as exc:
+            for tmp in (tmp_index, tmp_meta):
+                tmp.unlink(missing_ok=True)
+            raise OSError(
+                f"{path}: could not save the FAISS index ({exc}); the previous index is unchanged"
+            ) from None
+
+
+def load(path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
+    """Read an index and its state; IndexFileError if the pair is corrupt or mismatched."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(str(path))
+    try:
+        state = json.loads(_state_path(path).read_text())
+    except (OSError, ValueError):
+        raise IndexFileError(f"{path}: its state file is missing or unreadable") from None
+    if path.stat().st_size != state.get("faiss_bytes") or _digest(path) != state.get(
+        "faiss_blake2b"
+    ):
+        raise IndexFileError(f"{path}: file is truncated, corrupt or not the one its state names")
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise IndexFileError(f"{path}: FAISS cannot read it ({exc})") from None
+    spec = IndexSpec(**state["spec"])
+    vi = VectorIndex(
+        index, spec, int(state["dim"]), state.get("nprobe"), state.get("trained_for", 0)
+    )
+    return vi, state
+
+
+def _state_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".json")
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync(path)
+    except OSError:  # some filesystems refuse directory fsync
+        pass
+
+
+def _recall(truth: np.ndarray, got: np.ndarray) -> float:
+    hits = total = 0
+    for t, g in zip(truth, got, strict=True):
+        t = set(t[t >= 0].tolist())
+        hits += len(t & set(g.tolist()))
+        total += len(t)
+    return hits / total if total else 1.0
