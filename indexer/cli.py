@@ -54,9 +54,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [BuildError, CatalogError, IndexBusyError, SearchError]
     try:
-        from indexer.encoder import CheckpointError, WeightsError
+        from indexer.encoder import CheckpointError, DeviceError, WeightsError
 
-        errors += [CheckpointError, WeightsError]
+        errors += [CheckpointError, DeviceError, WeightsError]
     except ImportError:  # pragma: no cover
         pass
     from indexer.vectors import IndexFileError
@@ -247,11 +247,14 @@ def embed(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write .npz")] = None,
     features: Annotated[bool, typer.Option(help="Also keep the 16x16 feature maps.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 16,
+    dtype: Annotated[
+        str, typer.Option(help="fp32 (exact reference numbers) | bf16 (faster) | auto")
+    ] = "fp32",
 ) -> None:
     """Embed images: .npz with paths, projection, embedding (and features), or one line each."""
     from indexer.embed import embed_paths
 
-    settings = Settings.from_env(weights=weights, device=device)
+    settings = Settings.from_env(weights=weights, device=device, dtype=dtype)
 
     def on_error(path: str, reason: str) -> None:
         typer.echo(f"error: {path}: {reason}", err=True)
