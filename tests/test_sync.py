@@ -1,0 +1,63 @@
+"""Catalog ⇄ FAISS: IVF chosen for a large catalog, lagging/corrupt files rebuilt, verify/repair."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sqlalchemy import insert
+from test_vectors import clustered
+
+from indexer import sync, vectors
+from indexer.catalog import Catalog, Content, File
+from indexer.settings import Settings
+from indexer.verify import verify
+
+
+def plant(index_dir, x: np.ndarray) -> Catalog:
+    """A catalog with one file + content per planted vector (no images involved)."""
+    cat = Catalog(index_dir)
+    now = time.time()
+    contents = [
+        {"id": i + 1, "hash": f"h{i}", "size": 1, "vector": v.tobytes(), "embedded_at": now}
+        for i, v in enumerate(x)
+    ]
+    files = [
+        {"path": f"/nowhere/{i}.jpg", "content_id": i + 1, "size": 1, "mtime_ns": 0}
+        | {"indexed_at": now}
+        for i in range(len(x))
+    ]
+    with cat.session() as s:
+        s.execute(insert(Content), contents)
+        s.execute(insert(File), files)
+        Catalog.set_meta(s, "dim", x.shape[1])
+        Catalog.bump_generation(s)
+    return cat
+
+
+def test_large_catalog_gets_ivf_with_target_recall(tmp_path):
+    n = vectors.FLAT_MAX + 10_000
+    cat = plant(tmp_path, clustered(n, 32, clusters=400))
+    settings = Settings.from_env(env={}, index=tmp_path)
+    info = sync.sync_index(cat, settings)
+    assert info["index_type"].startswith("IVF") and info["index_type"].endswith(",Flat")
+    assert info["recall_at_10"] >= 0.95 and info["nprobe"] >= 1
+    assert info["vectors"] == n
+
+
+def test_verify_detects_and_repairs_without_reembedding(tmp_path):
+    x = clustered(300, 16)
+    cat = plant(tmp_path, x)
+    settings = Settings.from_env(env={}, index=tmp_path)
+    sync.sync_index(cat, settings)
+    report = verify(settings)
+    assert set(report["problems"]) == {"missing_files"}  # /nowhere/... files do not exist
+    path = sync.index_path(tmp_path)
+    path.write_bytes(path.read_bytes()[:100])
+    report = verify(settings)
+    assert "index_file" in report["problems"]
+    assert any("--repair" in m for m in report["messages"])
+    fixed = verify(settings, repair=True)
+    assert fixed["repaired"]
+    index, state = vectors.load(path)
+    assert index.ntotal == 0 and state["generation"] == cat.generation()
