@@ -17,6 +17,7 @@ from indexer.settings import Settings
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Index photo collections with CLIP ViT-L/14, search by image, find duplicates.",
 )
@@ -273,6 +274,16 @@ def embed(
             typer.echo(f"{path}\t{vec.shape[0]}-d\t[{head} ...]")
     if result.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _register() -> None:
+    """Commands that live in their own modules (each a thin face over one library call)."""
+    from indexer.cli_dedup import dedup_command
+
+    app.command("dedup")(dedup_command)
+
+
+_register()
 
 
 def main() -> None:  # pragma: no cover - console entry point
