@@ -279,8 +279,10 @@ def embed(
 def _register() -> None:
     """Commands that live in their own modules (each a thin face over one library call)."""
     from indexer.cli_dedup import dedup_command
+    from indexer.cli_serve import serve_command
 
     app.command("dedup")(dedup_command)
+    app.command("serve")(serve_command)
 
 
 _register()

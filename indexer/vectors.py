@@ -20,8 +20,9 @@ import numpy as np
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
 MIN_TRAIN_PER_LIST = 39
-MAX_TRAIN_PER_LIST = 256
+MAX_TRAIN_PER_LIST = 50  # k-means cost grows with the sample; 39-50 per list is enough
 RETRAIN_GROWTH = 4.0
+KMEANS_ITERATIONS = 10
 
 
 class IndexFileError(Exception):
@@ -120,6 +121,7 @@ class VectorIndex:
             rng = np.random.default_rng(seed)
             take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
             sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
+            faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
             target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
             target.train(sample)
             target.add_with_ids(vectors, ids)
