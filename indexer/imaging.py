@@ -29,6 +29,7 @@ IMAGE_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_MAX_MEGAPIXELS = 150.0
+EXTREME_ASPECT = 8  # beyond 8:1 the centre crop is resampled directly (not bit-exact)
 
 
 class ImageError(Exception):
@@ -101,7 +102,9 @@ def open_image(
     except UnidentifiedImageError:
         raise ImageError(name, "decode", "not an image (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(name, "decode", f"decompression bomb refused ({exc})") from None
+        raise ImageError(
+            name, "decode", f"too many megapixels, refused as a bomb ({exc})"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         if "truncated" in reason.lower():
@@ -135,9 +138,14 @@ def resize_crop(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
-    img = img.resize((new_w, new_h), Image.BICUBIC)
     left = int(round((new_w - size) / 2.0))
     top = int(round((new_h - size) / 2.0))
+    if max(new_w, new_h) > EXTREME_ASPECT * size:
+        # A 20000x4 strip would become 1.1 M pixels wide: resample only the centre window.
+        sx, sy = w / new_w, h / new_h
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return img.resize((size, size), Image.BICUBIC, box=box)
+    img = img.resize((new_w, new_h), Image.BICUBIC)
     return img.crop((left, top, left + size, top + size))
 
 
