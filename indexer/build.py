@@ -316,6 +316,7 @@ class _Build:
             batch_size=self.settings.batch_size,
             workers=min(self.settings.resolved_workers, max(1, len(jobs) // 4)),
             max_megapixels=self.settings.max_megapixels,
+            timeout=self.settings.decode_timeout,
         ):
             now = time.time()
             with self.cat.session() as session:

@@ -7,6 +7,8 @@ device; a DataLoader prefetches the next batches while the current one is being 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +50,11 @@ class EncodedBatch:
 
 
 class _DecodeDataset(Dataset):
-    def __init__(self, jobs: Sequence[DecodeJob], max_megapixels: float, draft: bool) -> None:
+    def __init__(
+        self, jobs: Sequence[DecodeJob], max_megapixels: float, draft: bool, timeout: float
+    ) -> None:
         self.jobs = list(jobs)
+        self.timeout = timeout
         self.max_megapixels = max_megapixels
         self.draft_to = imaging.IMAGE_SIZE if draft else None
 
@@ -57,11 +62,40 @@ class _DecodeDataset(Dataset):
         return len(self.jobs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return decode_one(self.jobs[i], self.max_megapixels, self.draft_to)
+        return decode_one(self.jobs[i], self.max_megapixels, self.draft_to, self.timeout)
 
 
-def decode_one(job: DecodeJob, max_megapixels: float, draft_to: int | None) -> dict[str, Any]:
-    """Open, preprocess to uint8 and hash perceptually; errors come back as data, not raises."""
+class _DecodeTimeout(BaseException):  # not swallowed by `except Exception`
+    pass
+
+
+def _alarm(_signum: int, _frame: Any) -> None:
+    raise _DecodeTimeout
+
+
+def decode_one(
+    job: DecodeJob, max_megapixels: float, draft_to: int | None, timeout: float = 0
+) -> dict[str, Any]:
+    """Open, preprocess to uint8 and hash perceptually; errors come back as data, not raises.
+
+    With `timeout` (seconds, main thread of a process only) a decode that runs longer is
+    abandoned and reported, so one pathological file cannot hang a build.
+    """
+    armed = timeout > 0 and threading.current_thread() is threading.main_thread()
+    if armed:
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return _decode(job, max_megapixels, draft_to)
+    except _DecodeTimeout:
+        return {"key": job.key, "error": ("decode", f"decoding took longer than {timeout:g} s")}
+    finally:
+        if armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+def _decode(job: DecodeJob, max_megapixels: float, draft_to: int | None) -> dict[str, Any]:
     try:
         if job.size is not None:
             st = os.stat(job.path)
@@ -105,11 +139,12 @@ def decoded_batches(
     max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
     draft: bool = True,
     pin_memory: bool = False,
+    timeout: float = 0,
 ) -> Iterator[DecodedBatch]:
     """Decode `jobs` with `workers` processes (0 = in this process), in order, in batches."""
     if not jobs:
         return
-    dataset = _DecodeDataset(jobs, max_megapixels, draft)
+    dataset = _DecodeDataset(jobs, max_megapixels, draft, timeout if workers > 0 else 0)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -131,6 +166,7 @@ def encode_batches(
     workers: int,
     max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
     draft: bool = True,
+    timeout: float = 0,
 ) -> Iterator[EncodedBatch]:
     """Decode and encode: yields every batch (failures included) with its vectors."""
     pin = getattr(encoder, "device", torch.device("cpu")).type == "cuda"
@@ -141,6 +177,7 @@ def encode_batches(
         max_megapixels=max_megapixels,
         draft=draft,
         pin_memory=pin,
+        timeout=timeout,
     ):
         if batch.pixels is None:
             vectors = np.zeros((0, encoder.dim), np.float32)

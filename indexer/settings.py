@@ -37,6 +37,7 @@ class Settings:
     batch_size: int = 32
     workers: int = 0  # 0 = choose from the CPU count
     max_megapixels: float = 150.0
+    decode_timeout: float = 60.0  # seconds per image (in decode worker processes)
     excludes: tuple[str, ...] = field(default=DEFAULT_EXCLUDES)
     memory_budget_mb: float = 0.0  # 0 = no budget: Flat/IVF-Flat; else SQ8/PQ when needed
     target_recall: float = 0.95
@@ -69,7 +70,7 @@ def _coerce(name: str, value: object) -> object:
         return Path(str(value)).expanduser()
     if name in ("batch_size", "workers"):
         return int(value)  # type: ignore[arg-type]
-    if name in ("max_megapixels", "memory_budget_mb", "target_recall"):
+    if name in ("max_megapixels", "memory_budget_mb", "target_recall", "decode_timeout"):
         return float(value)  # type: ignore[arg-type]
     if name == "excludes":
         if isinstance(value, str):

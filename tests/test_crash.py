@@ -104,3 +104,33 @@ def test_second_writer_is_refused(tmp_path):
     assert "another `index build` is writing to this index" in err
     assert f"pid {os.getpid()}" in err
     assert err.count("\n") == 1  # one clear line, no traceback
+
+
+def test_readers_work_while_a_build_runs(tmp_path, tiny_encoder):
+    """Search and dedup in a loop during a build: never an error, always a committed state."""
+    from indexer.dedup import dedup
+    from indexer.search import Searcher
+    from indexer.settings import Settings
+
+    root = tmp_path / "pics"
+    make_distinct_jpegs(root / "a", 20, seed=1)
+    index = tmp_path / "index"
+    first = run_build(index, root)
+    assert first.wait(timeout=300) == 0
+    make_distinct_jpegs(root / "b", 80, seed=2)
+    settings = Settings.from_env(env={}, index=index, weights=str(TINY_BIRDER))
+    searcher = Searcher(settings, encoder=tiny_encoder)
+    query = root / "a" / "img_0003.jpg"
+    proc = run_build(index, root)
+    rounds = 0
+    while proc.poll() is None or rounds < 3:
+        hits = searcher.search_image(query, k=10)
+        assert hits[0].path == str(query) and hits[0].score > 0.999
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        report = dedup(index)  # reads the same committed state, no error
+        assert all(g.keep in {m["path"] for m in g.members} for g in report.groups)
+        rounds += 1
+    assert proc.returncode == 0
+    assert rounds >= 3
+    hits = searcher.search_image(root / "b" / "img_0070.jpg", k=1)
+    assert hits[0].path == str(root / "b" / "img_0070.jpg")

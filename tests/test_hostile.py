@@ -71,3 +71,15 @@ def test_file_deleted_or_rewritten_after_scan(tmp_path, settings, tiny_encoder):
     a, b = (decode_one(j, 150, None) for j in jobs)
     assert a["error"][0] == "read" and "disappeared" in a["error"][1]
     assert b["error"][0] == "read" and "changed during the build" in b["error"][1]
+
+
+def test_slow_decode_is_abandoned(tmp_path):
+    from PIL import Image
+
+    from indexer.pipeline import DecodeJob, decode_one
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (4000, 3000), (1, 2, 3)).save(big)
+    out = decode_one(DecodeJob("k", str(big)), 150, None, timeout=0.01)
+    assert out["error"] == ("decode", "decoding took longer than 0.01 s")
+    assert "pixels" in decode_one(DecodeJob("k", str(big)), 150, None, timeout=30)

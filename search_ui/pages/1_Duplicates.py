@@ -63,7 +63,7 @@ def main() -> None:
                             data = thumb(cat, ids[m["path"]]) if m["path"] in ids else None
                             if data:
                                 st.image(data, width="stretch")
-                            mark = "✅ KEEP · " if m["path"] == g.keep else ""
+                            mark = "**KEEP** · " if m["path"] == g.keep else ""
                             st.caption(f"{mark}{m['score']:.4f} · {describe(m)}")
 
 
