@@ -29,6 +29,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 CATALOG_FILE = "catalog.sqlite"
@@ -141,15 +142,21 @@ class Catalog:
             self.index_dir.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
         event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            version = self.schema_version()
+        except DatabaseError as exc:
+            self.engine.dispose()
+            raise CatalogError(
+                f"{self.path}: the catalog is damaged ({exc.orig}); "
+                "`index verify --repair` salvages every readable row"
+            ) from None
         if not readonly:
             self._migrate()
-        else:
-            version = self.schema_version()
-            if version < SCHEMA_VERSION:
-                raise CatalogError(
-                    f"{self.path}: catalog schema {version} is older than {SCHEMA_VERSION}; "
-                    "run `index build` once to upgrade it"
-                )
+        elif version < SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path}: catalog schema {version} is older than {SCHEMA_VERSION}; "
+                "run `index build` once to upgrade it"
+            )
 
     # --- schema -------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -177,6 +184,15 @@ class Catalog:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def damage(self) -> str | None:
+        """None if SQLite's quick_check passes, else what it reports."""
+        try:
+            with self.engine.connect() as conn:
+                result = conn.exec_driver_sql("PRAGMA quick_check").scalar()
+        except DatabaseError as exc:
+            return str(exc.orig)
+        return None if result == "ok" else str(result)
 
     # --- meta ---------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:

@@ -13,8 +13,9 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from indexer import sync, vectors
-from indexer.catalog import Catalog, Content, File
+from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File
 from indexer.locking import WriterLock
+from indexer.salvage import salvage
 from indexer.settings import Settings
 
 
@@ -61,22 +62,47 @@ def stats(settings: Settings) -> dict[str, Any]:
         cat.close()
 
 
+def _catalog_damage(settings: Settings) -> str | None:
+    try:
+        cat = Catalog(settings.index, readonly=True)
+    except CatalogError as exc:
+        if "damaged" in str(exc):
+            return str(exc)
+        raise
+    try:
+        return cat.damage()
+    finally:
+        cat.close()
+
+
 def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
     """Find missing files, orphan rows/vectors and a stale or corrupt FAISS file; maybe repair."""
-    cat = Catalog(settings.index, readonly=True)
     problems: dict[str, Any] = {}
     messages: list[str] = []
+    damage = _catalog_damage(settings)
+    salvaged = False
+    if damage:
+        problems["catalog_integrity"] = damage
+        if not repair:
+            return {"problems": problems, "messages": _explain(problems), "repaired": False}
+        with WriterLock(settings.index):
+            kept = salvage(settings.index / CATALOG_FILE)
+        messages.append(
+            "repaired: catalog salvaged ("
+            + ", ".join(f"{n} {t}" for t, n in kept.items())
+            + " rows kept; the damaged file is kept beside it)"
+        )
+        problems.pop("catalog_integrity")
+        salvaged = True
+    cat = Catalog(settings.index, readonly=True)
     try:
         with cat.session() as s:
             check = s.execute(select(func.count()).select_from(File)).scalar()
-            integrity = cat.engine.connect().exec_driver_sql("PRAGMA quick_check").scalar()
             rows = s.execute(select(File.path, File.size, File.mtime_ns)).all()
             orphans = s.scalars(
                 select(Content.id).where(~Content.id.in_(select(File.content_id)))
             ).all()
             unembedded = s.scalar(select(func.count(Content.id)).where(Content.vector.is_(None)))
-        if integrity != "ok":
-            problems["catalog_integrity"] = integrity
         missing, changed = [], []
         for path, size, mtime_ns in rows:
             try:
@@ -116,16 +142,17 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         cat.close()
     messages.append(f"checked {checked} files, {len(catalog_ids)} vectors")
     messages.extend(_explain(problems))
-    if repair and problems:
-        messages.extend(_repair(settings, problems))
+    repaired = bool(repair and (problems or salvaged))
+    if repaired:
+        messages.extend(_repair(settings, problems, keep_orphans=salvaged))
     elif not problems:
         messages.append("ok: catalog, FAISS index and files agree")
-    return {"problems": problems, "messages": messages, "repaired": bool(repair and problems)}
+    return {"problems": problems, "messages": messages, "repaired": repaired}
 
 
 def _explain(problems: dict[str, Any]) -> list[str]:
     hints = {
-        "catalog_integrity": "the SQLite catalog is damaged ({v}); restore a backup or rebuild",
+        "catalog_integrity": "{v}",
         "missing_files": "{n} indexed files no longer exist; `index verify --repair` drops them",
         "changed_files": "{n} files changed on disk since indexing; run `index build` again",
         "orphan_contents": "{v} contents have no file; `index verify --repair` drops them",
@@ -144,7 +171,12 @@ def _explain(problems: dict[str, Any]) -> list[str]:
     return out
 
 
-def _repair(settings: Settings, problems: dict[str, Any]) -> list[str]:
+def _repair(settings: Settings, problems: dict[str, Any], keep_orphans: bool) -> list[str]:
+    """Drop vanished files (and, unless just salvaged, contents without files); rebuild FAISS.
+
+    After a salvage the contents whose file rows were lost are kept: the next build relinks
+    them by content hash instead of re-embedding.
+    """
     out = []
     with WriterLock(settings.index):
         cat = Catalog(settings.index)
@@ -154,11 +186,13 @@ def _repair(settings: Settings, problems: dict[str, Any]) -> list[str]:
                 for start in range(0, len(missing), 900):
                     s.execute(delete(File).where(File.path.in_(missing[start : start + 900])))
                 s.flush()
-                gone = s.execute(
-                    delete(Content)
-                    .where(~Content.id.in_(select(File.content_id)))
-                    .returning(Content.id)
-                ).all()
+                gone = []
+                if not keep_orphans:
+                    gone = s.execute(
+                        delete(Content)
+                        .where(~Content.id.in_(select(File.content_id)))
+                        .returning(Content.id)
+                    ).all()
                 if missing or gone:
                     Catalog.bump_generation(s)
             if missing:
