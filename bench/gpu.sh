@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# One script for the GPU box: encoder, decode, end-to-end build, FAISS and dedup figures.
+#   bash bench/gpu.sh                 # on a CUDA machine: full sizes, < 8 min on an H100
+#   bash bench/gpu.sh --device cpu    # here: smaller sizes; --quick for a CI smoke run
+# Writes bench/results/<device>.md (or --out FILE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+device=cpu
+python - <<'PY' >/dev/null 2>&1 && device=cuda
+import torch, sys
+sys.exit(0 if torch.cuda.is_available() else 1)
+PY
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  [[ ${args[$i]} == --device ]] && device=${args[$((i + 1))]}
+done
+out=bench/results/${device%%:*}.md
+[[ " ${args[*]} " == *" --out "* ]] || args+=(--out "$out")
+[[ " ${args[*]} " == *" --device "* ]] || args+=(--device "$device")
+# faiss-cpu's bundled OpenBLAS picks slow kernels on Sapphire Rapids; harmless elsewhere.
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+PYTHONPATH=bench${PYTHONPATH:+:$PYTHONPATH} exec python bench/gpu_bench.py "${args[@]}"
