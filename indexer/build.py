@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from indexer import files as fs
 from indexer import sync
 from indexer.catalog import Catalog, Content, Failure, File, Run
 from indexer.locking import WriterLock
-from indexer.pipeline import DecodeJob, encode_batches
+from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
 
 # progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
@@ -310,14 +310,7 @@ class _Build:
         ]
         self.report("embed-start", total=len(jobs))
         done = 0
-        for batch in encode_batches(
-            encoder,
-            jobs,
-            batch_size=self.settings.batch_size,
-            workers=min(self.settings.resolved_workers, max(1, len(jobs) // 4)),
-            max_megapixels=self.settings.max_megapixels,
-            timeout=self.settings.decode_timeout,
-        ):
+        for batch in self._stream(encoder, jobs):
             now = time.time()
             with self.cat.session() as session:
                 for i, digest in enumerate(batch.decoded.keys):
@@ -362,6 +355,34 @@ class _Build:
                     Catalog.bump_generation(session)
             done += len(batch.decoded.keys) + len(batch.decoded.failed)
             self.report("embed", done=done, failed=self.summary.failed)
+
+    def _stream(self, encoder: Any, jobs: list[DecodeJob]) -> Iterator[EncodedBatch]:
+        """Decoded + encoded batches from the chosen engine (local processes or Ray)."""
+        st = self.settings
+        if st.engine == "ray":
+            from indexer.ray_engine import encode_batches_ray
+
+            return encode_batches_ray(
+                jobs,
+                weights=str(encoder.weights_path),
+                device=st.device,
+                dtype=encoder.dtype,
+                batch_size=st.batch_size,
+                actors=st.ray_actors,
+                max_megapixels=st.max_megapixels,
+                timeout=st.decode_timeout,
+                address=st.ray_address,
+            )
+        if st.engine != "local":
+            raise BuildError(f"unknown engine {st.engine!r}: use local or ray")
+        return encode_batches(
+            encoder,
+            jobs,
+            batch_size=st.batch_size,
+            workers=min(st.resolved_workers, max(1, len(jobs) // 4)),
+            max_megapixels=st.max_megapixels,
+            timeout=st.decode_timeout,
+        )
 
     # ------------------------------------------------------------------ row helpers
     def _upsert_file(self, session: Any, entry: fs.FileEntry, content_id: int) -> None:

@@ -60,9 +60,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors += [CheckpointError, DeviceError, WeightsError]
     except ImportError:  # pragma: no cover
         pass
+    from indexer.ray_engine import RayUnavailableError
     from indexer.vectors import IndexFileError
 
-    errors.append(IndexFileError)
+    errors += [IndexFileError, RayUnavailableError]
     return tuple(errors)
 
 
@@ -90,6 +91,10 @@ def build(
     ] = None,
     reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,
+    engine: Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address [default: start one here]")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -105,6 +110,8 @@ def build(
         max_megapixels=max_megapixels,
         excludes=tuple(exclude) if exclude else None,
         memory_budget_mb=memory_budget_mb,
+        engine=engine,
+        ray_address=ray_address,
     )
     bar = _Progress(enabled=not quiet)
     try:
@@ -274,6 +281,25 @@ def embed(
             typer.echo(f"{path}\t{vec.shape[0]}-d\t[{head} ...]")
     if result.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+@app.command("export")
+def export_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (.parquet)")],
+    index: IndexOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet")] = "parquet",
+) -> None:
+    """Export id, path, content hash, vector and metadata for a distributed vector store."""
+    from indexer.export import ExportError, export_parquet
+
+    if fmt != "parquet":
+        _fail(f"unknown export format {fmt!r}: use parquet")
+    settings = Settings.from_env(index=index)
+    try:
+        rows = _run(lambda: export_parquet(settings.index, output))
+    except ExportError as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {rows} rows to {output}")
 
 
 def _register() -> None:

@@ -16,7 +16,7 @@ def dedup_command(
         list[Path] | None,
         typer.Option("--output", "-o", help="report.html, report.json or report.csv (repeatable)"),
     ] = None,
-    hamming: Annotated[int, typer.Option(help="near-identical: max pHash bits apart")] = 8,
+    hamming: Annotated[int, typer.Option(help="near-identical: max pHash bits apart")] = 10,
     near_duplicate: Annotated[float, typer.Option(help="near-duplicate: min CLIP cosine")] = 0.95,
     similar: Annotated[
         float | None, typer.Option(help="turn on the 'similar' tier at this cosine")

@@ -42,6 +42,9 @@ class Settings:
     memory_budget_mb: float = 0.0  # 0 = no budget: Flat/IVF-Flat; else SQ8/PQ when needed
     target_recall: float = 0.95
     cache_dir: Path | None = None  # weights cache (defaults to the huggingface_hub cache)
+    engine: str = "local"  # local | ray
+    ray_address: str | None = None  # None = start a local Ray instance
+    ray_actors: int = 0  # encoder actors; 0 = one per GPU in the cluster, else 1
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **flags: object) -> Settings:
@@ -68,7 +71,7 @@ class Settings:
 def _coerce(name: str, value: object) -> object:
     if name in ("index", "cache_dir"):
         return Path(str(value)).expanduser()
-    if name in ("batch_size", "workers"):
+    if name in ("batch_size", "workers", "ray_actors"):
         return int(value)  # type: ignore[arg-type]
     if name in ("max_megapixels", "memory_budget_mb", "target_recall", "decode_timeout"):
         return float(value)  # type: ignore[arg-type]

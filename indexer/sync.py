@@ -80,7 +80,11 @@ def sync_index(
             else vectors.choose_spec(0, max(dim, 1), settings.memory_budget_mb),
             dim=max(dim, 1),
         )
-        if len(ids):
+        if len(ids) and settings.engine == "ray" and index.is_ivf:
+            from indexer.ray_engine import cluster_cpus, ray_map
+
+            index.build_sharded(ids, vecs, min(16, max(2, cluster_cpus())), ray_map)
+        elif len(ids):
             index.build(ids, vecs)
     build_seconds = time.perf_counter() - started
     sample_ids = cat.sample_ids(TUNE_QUERIES)

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,38 @@ class VectorIndex:
             self.index = faiss.index_gpu_to_cpu(target) if use_gpu else target
         else:
             self.index.add_with_ids(vectors, ids)
+        self.trained_for = len(ids)
+
+    def build_sharded(
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        shards: int,
+        mapper: Callable[[Callable, list], Iterable[bytes]] = map,
+        seed: int = 0,
+    ) -> None:
+        """Train the IVF quantizer once, fill `shards` copies in parallel, merge them.
+
+        `mapper` runs `_fill_shard` over the shard arguments: builtin `map`, a thread pool's
+        `map`, or a Ray-backed map for a cluster. Shards travel as serialized FAISS indexes.
+        """
+        if not self.is_ivf or shards <= 1:
+            self.build(ids, vectors, seed=seed)
+            return
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        nlist = self.spec.nlist or 1
+        rng = np.random.default_rng(seed)
+        take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
+        faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
+        self.index.train(vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))])
+        empty = faiss.serialize_index(self.index)
+        parts = np.array_split(np.arange(len(ids)), shards)
+        args = [(empty, ids[p], vectors[p]) for p in parts]
+        for blob in mapper(_fill_shard, args):
+            shard = faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+            faiss.extract_index_ivf(self.index).merge_from(faiss.extract_index_ivf(shard), 0)
+        self.index.ntotal = faiss.extract_index_ivf(self.index).ntotal
         self.trained_for = len(ids)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -253,6 +286,14 @@ def load(path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
         index, spec, int(state["dim"]), state.get("nprobe"), state.get("trained_for", 0)
     )
     return vi, state
+
+
+def _fill_shard(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bytes:
+    """Add one shard's vectors to a copy of the trained, empty index; return it serialized."""
+    empty, ids, vectors = args
+    index = faiss.deserialize_index(np.asarray(empty, dtype=np.uint8))
+    index.add_with_ids(vectors, ids)
+    return faiss.serialize_index(index).tobytes()
 
 
 def _state_path(path: Path) -> Path:

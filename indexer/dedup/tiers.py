@@ -24,7 +24,7 @@ TIERS = ("exact", "near-identical", "near-duplicate", "similar")
 class DedupOptions:
     """Thresholds and the keep rule (README "Deduplication" explains the defaults)."""
 
-    hamming: int = 8  # near-identical: pHash bits that may differ (of 64)
+    hamming: int = 10  # near-identical: pHash bits that may differ (of 64)
     near_duplicate: float = 0.95  # CLIP cosine for near-duplicates
     similar: float | None = None  # optional lower cosine tier (bursts, series); off by default
     keep: str = DEFAULT_KEEP

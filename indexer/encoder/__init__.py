@@ -81,9 +81,15 @@ class Encoder:
     """A loaded CLIP image tower on a device; thread-compatible, stateless between calls."""
 
     def __init__(
-        self, model: CLIPVisionTower, device: torch.device, dtype: str, identity: dict
+        self,
+        model: CLIPVisionTower,
+        device: torch.device,
+        dtype: str,
+        identity: dict,
+        weights_path: Path | None = None,
     ) -> None:
         self.model = model.to(device).eval()
+        self.weights_path = weights_path
         self.device = device
         self.dtype = dtype
         self.identity = identity
@@ -164,7 +170,7 @@ def load_encoder(
         "preprocess": imaging.PREPROCESS_VERSION,
         "dim": cfg.proj_dim,
     }
-    return Encoder(model, dev, dtype, identity)
+    return Encoder(model, dev, dtype, identity, Path(path))
 
 
 def save_random_checkpoint(path: str | Path, cfg: ViTConfig | None = None, seed: int = 0) -> Path:

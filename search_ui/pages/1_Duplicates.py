@@ -28,7 +28,7 @@ def main() -> None:
     if cat is None:
         return
     with st.sidebar:
-        hamming = st.slider("Near-identical: max pHash distance (bits)", 0, 20, 8)
+        hamming = st.slider("Near-identical: max pHash distance (bits)", 0, 20, 10)
         near = st.slider("Near-duplicate: min CLIP cosine", 0.80, 1.0, 0.95, 0.005)
         use_similar = st.checkbox("Show the 'similar' tier (bursts, series)")
         similar = (

@@ -1,0 +1,156 @@
+"""Decode and encode on a Ray cluster (`index build --engine ray`); the catalog stays local.
+
+The driver scans, hashes and commits exactly as the local engine does; only the decode → encode
+middle runs as a Ray Data pipeline: stateless decode tasks, then a pool of encoder actors
+(one GPU each when the cluster has GPUs). Results stream back in batches, committed one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from indexer import imaging
+from indexer.pipeline import DecodedBatch, DecodeJob, EncodedBatch, decode_one
+
+
+class RayUnavailableError(RuntimeError):
+    """Ray is not installed or the cluster cannot be reached."""
+
+
+def _decode_batch(batch: dict[str, np.ndarray], max_megapixels: float, timeout: float) -> dict:
+    """Ray map_batches stage: decode paths into uint8 crops plus metadata columns."""
+    out: dict[str, list] = {k: [] for k in ("key", "ok", "pixels", "meta", "phash", "error")}
+    for key, path, size, mtime in zip(
+        batch["key"], batch["path"], batch["size"], batch["mtime_ns"], strict=True
+    ):
+        job = DecodeJob(str(key), str(path), int(size), int(mtime))
+        res = decode_one(job, max_megapixels, imaging.IMAGE_SIZE, timeout)
+        ok = "pixels" in res
+        out["key"].append(job.key)
+        out["ok"].append(ok)
+        out["pixels"].append(res["pixels"] if ok else np.zeros((224, 224, 3), np.uint8))
+        meta = res.get("meta")
+        out["meta"].append(
+            [meta.width, meta.height, meta.format, meta.taken_at or "", meta.camera or ""]
+            if ok
+            else [0, 0, "", "", ""]
+        )
+        out["phash"].append(res.get("phash", 0))
+        out["error"].append("\t".join(res["error"]) if not ok else "")
+    return {
+        "key": np.array(out["key"], dtype=object),
+        "ok": np.array(out["ok"]),
+        "pixels": np.stack(out["pixels"]),
+        "meta": np.array(out["meta"], dtype=object),
+        "phash": np.array(out["phash"], dtype=np.int64),
+        "error": np.array(out["error"], dtype=object),
+    }
+
+
+class _EncoderActor:
+    """Ray actor: loads the encoder once, encodes the decoded crops of each batch."""
+
+    def __init__(self, weights: str, device: str, dtype: str) -> None:
+        from indexer.encoder import load_encoder
+
+        if device == "auto" and torch.cuda.is_available():
+            device = "cuda"
+        self.encoder = load_encoder(weights, device=device, dtype=dtype)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ok = batch["ok"].astype(bool)
+        vectors = np.zeros((len(ok), self.encoder.dim), np.float32)
+        if ok.any():
+            vectors[ok] = self.encoder.encode_uint8(np.ascontiguousarray(batch["pixels"][ok]))
+        result = {k: v for k, v in batch.items() if k != "pixels"}
+        result["vector"] = vectors
+        return result
+
+
+def encode_batches_ray(
+    jobs: Sequence[DecodeJob],
+    *,
+    weights: str,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    actors: int,
+    max_megapixels: float,
+    timeout: float,
+    address: str | None = None,
+) -> Iterator[EncodedBatch]:
+    """Same contract as `pipeline.encode_batches`, computed on Ray (results in any order)."""
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailableError(
+            "the Ray engine needs Ray: pip install 'photo-index[ray]'"
+        ) from None
+    if not jobs:
+        return
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except Exception as exc:  # connection errors vary by Ray version
+            raise RayUnavailableError(f"cannot start or reach Ray at {address}: {exc}") from None
+    cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+    gpus = 1 if cluster_gpus else 0
+    actors = actors or max(1, cluster_gpus)
+    items = [
+        {"key": j.key, "path": j.path, "size": j.size or 0, "mtime_ns": j.mtime_ns or 0}
+        for j in jobs
+    ]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 64)))
+    ds = ds.map_batches(
+        _decode_batch,
+        fn_kwargs={"max_megapixels": max_megapixels, "timeout": timeout},
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
+    ds = ds.map_batches(
+        _EncoderActor,
+        fn_constructor_kwargs={"weights": weights, "device": device, "dtype": dtype},
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=max(1, actors),
+        num_gpus=gpus,
+    )
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        yield _to_encoded(batch)
+
+
+def ray_map(fn: Any, args: list) -> list:
+    """`map` over a Ray cluster (one task per argument), used to fill index shards."""
+    import ray
+
+    task = ray.remote(fn)
+    return ray.get([task.remote(a) for a in args])
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
+
+
+def _to_encoded(batch: dict[str, Any]) -> EncodedBatch:
+    decoded = DecodedBatch()
+    rows = []
+    for i, key in enumerate(batch["key"]):
+        if bool(batch["ok"][i]):
+            w, h, fmt, taken, camera = batch["meta"][i]
+            decoded.keys.append(str(key))
+            decoded.metas.append(
+                imaging.ImageMeta(int(w), int(h), str(fmt), taken or None, camera or None)
+            )
+            decoded.phashes.append(int(batch["phash"][i]))
+            rows.append(i)
+        else:
+            stage, reason = str(batch["error"][i]).split("\t", 1)
+            decoded.failed.append((str(key), stage, reason))
+    vectors = np.asarray(batch["vector"], dtype=np.float32)[rows]
+    return EncodedBatch(decoded, vectors.reshape(len(rows), -1))
