@@ -23,20 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import TINY_BIRDER  # noqa: E402
 from hostile import make_corpus  # noqa: E402
 from test_crash import make_distinct_jpegs  # noqa: E402
+from test_crash import run_build as cli_build  # noqa: E402
 
 from indexer import sync, vectors  # noqa: E402
 from indexer.catalog import Catalog  # noqa: E402
-
-
-def cli_build(index: Path, root: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "indexer.cli", "build", str(root), "--index", str(index)]
-    cmd += ["--weights", str(TINY_BIRDER), "--workers", "1", "--batch-size", "8", "--quiet"]
-    return subprocess.Popen(
-        [*cmd, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 def consistent(index: Path) -> bool:

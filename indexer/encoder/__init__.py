@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from indexer import imaging
-from indexer.encoder.checkpoints import CheckpointError, convert, sha256_file
+from indexer.encoder.checkpoints import CheckpointError, convert, sha256_file, to_open_clip
 from indexer.encoder.model import CLIPVisionTower, ViTConfig
 from indexer.encoder.weights import WeightsError, default_weights
 
@@ -187,30 +187,7 @@ def save_random_checkpoint(path: str | Path, cfg: ViTConfig | None = None, seed:
             torch.nn.init.ones_(p)
         else:
             torch.nn.init.normal_(p, std=0.02)
-    s = model.state_dict()
-    out = {
-        "visual.conv1.weight": s["conv.weight"],
-        "visual.class_embedding": s["class_token"].reshape(-1),
-        "visual.positional_embedding": s["pos_embedding"][0],
-        "visual.ln_pre.weight": s["pre_norm.weight"],
-        "visual.ln_pre.bias": s["pre_norm.bias"],
-        "visual.ln_post.weight": s["norm.weight"],
-        "visual.ln_post.bias": s["norm.bias"],
-        "visual.proj": s["proj.weight"].t().contiguous(),
-    }
-    for i in range(cfg.layers):
-        b, o = f"visual.transformer.resblocks.{i}.", f"blocks.{i}."
-        out[b + "attn.in_proj_weight"] = s[o + "attn.qkv.weight"]
-        out[b + "attn.in_proj_bias"] = s[o + "attn.qkv.bias"]
-        for src, dst in (
-            ("ln_1", "norm1"),
-            ("attn.out_proj", "attn.proj"),
-            ("ln_2", "norm2"),
-            ("mlp.c_fc", "fc1"),
-            ("mlp.c_proj", "fc2"),
-        ):
-            for p in ("weight", "bias"):
-                out[f"{b}{src}.{p}"] = s[f"{o}{dst}.{p}"]
+    out = to_open_clip(model.state_dict(), cfg.layers)
     path = Path(path)
-    save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+    save_file(out, str(path))
     return path

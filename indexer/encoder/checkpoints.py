@@ -142,34 +142,47 @@ def _birder(t: Tensors, n: int) -> Tensors:
     return out
 
 
-def _open_clip(t: Tensors, n: int) -> Tensors:
-    v = "visual."
-    width = t[v + "class_embedding"].shape[-1]
-    out = {
-        "conv.weight": t[v + "conv1.weight"],
-        "class_token": t[v + "class_embedding"].reshape(1, 1, width),
-        "pos_embedding": t[v + "positional_embedding"].reshape(1, -1, width),
-        "pre_norm.weight": t[v + "ln_pre.weight"],
-        "pre_norm.bias": t[v + "ln_pre.bias"],
-        "norm.weight": t[v + "ln_post.weight"],
-        "norm.bias": t[v + "ln_post.bias"],
-        "proj.weight": t[v + "proj"].t().contiguous(),
-    }
+# open_clip ⇄ ours: plain renames (the class token, positions and projection are reshaped).
+_OC_TOP = {"conv1.weight": "conv.weight", "ln_pre": "pre_norm", "ln_post": "norm"}
+_OC_BLOCK = {
+    "ln_1": "norm1",
+    "attn.out_proj": "attn.proj",
+    "ln_2": "norm2",
+    "mlp.c_fc": "fc1",
+    "mlp.c_proj": "fc2",
+}
+
+
+def _oc_pairs(n: int) -> list[tuple[str, str]]:
+    """(open_clip key, our key) for every renamed tensor of an n-block tower."""
+    pairs = [("visual.conv1.weight", "conv.weight")]
+    for src, dst in list(_OC_TOP.items())[1:]:
+        pairs += [(f"visual.{src}.{p}", f"{dst}.{p}") for p in ("weight", "bias")]
     for i in range(n):
-        b = f"{v}transformer.resblocks.{i}."
-        o = f"blocks.{i}."
-        out[o + "attn.qkv.weight"] = t[b + "attn.in_proj_weight"]
-        out[o + "attn.qkv.bias"] = t[b + "attn.in_proj_bias"]
-        for src, dst in (
-            ("ln_1", "norm1"),
-            ("attn.out_proj", "attn.proj"),
-            ("ln_2", "norm2"),
-            ("mlp.c_fc", "fc1"),
-            ("mlp.c_proj", "fc2"),
-        ):
-            for p in ("weight", "bias"):
-                out[f"{o}{dst}.{p}"] = t[f"{b}{src}.{p}"]
+        b, o = f"visual.transformer.resblocks.{i}.", f"blocks.{i}."
+        pairs += [(b + "attn.in_proj_weight", o + "attn.qkv.weight")]
+        pairs += [(b + "attn.in_proj_bias", o + "attn.qkv.bias")]
+        for src, dst in _OC_BLOCK.items():
+            pairs += [(f"{b}{src}.{p}", f"{o}{dst}.{p}") for p in ("weight", "bias")]
+    return pairs
+
+
+def _open_clip(t: Tensors, n: int) -> Tensors:
+    width = t["visual.class_embedding"].shape[-1]
+    out = {ours: t[theirs] for theirs, ours in _oc_pairs(n)}
+    out["class_token"] = t["visual.class_embedding"].reshape(1, 1, width)
+    out["pos_embedding"] = t["visual.positional_embedding"].reshape(1, -1, width)
+    out["proj.weight"] = t["visual.proj"].t().contiguous()
     return out
+
+
+def to_open_clip(state: Tensors, n: int) -> Tensors:
+    """Our state dict in open_clip keys (the inverse of `_open_clip`), e.g. for benches."""
+    out = {theirs: state[ours] for theirs, ours in _oc_pairs(n)}
+    out["visual.class_embedding"] = state["class_token"].reshape(-1)
+    out["visual.positional_embedding"] = state["pos_embedding"][0]
+    out["visual.proj"] = state["proj.weight"].t().contiguous()
+    return {k: v.contiguous() for k, v in out.items()}
 
 
 def _hf(t: Tensors, n: int) -> Tensors:
