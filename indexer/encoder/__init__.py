@@ -180,10 +180,8 @@ def save_random_checkpoint(path: str | Path, cfg: ViTConfig | None = None, seed:
     cfg = cfg or ViTConfig()
     torch.manual_seed(seed)
     model = CLIPVisionTower(cfg)
-    for name, p in model.named_parameters():
-        if name.endswith("weight") and p.ndim > 1:
-            torch.nn.init.normal_(p, std=0.02)
-        elif "norm" in name and name.endswith("weight"):
+    for name, p in model.named_parameters():  # LayerNorm scales 1, everything else N(0, 0.02)
+        if "norm" in name and name.endswith("weight"):
             torch.nn.init.ones_(p)
         else:
             torch.nn.init.normal_(p, std=0.02)
