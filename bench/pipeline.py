@@ -128,8 +128,8 @@ def main() -> None:
         small_n, large_n = args.memory_n, 4 * args.memory_n
         make_jpegs(tmpdir / "m1", small_n, (640, 480), seed=2)
         make_jpegs(tmpdir / "m4", large_n, (640, 480), seed=3)
-        rss1 = peak_rss_mb(tmpdir / "m1", tmpdir / "i1", weights)
-        rss4 = peak_rss_mb(tmpdir / "m4", tmpdir / "i4", weights)
+        rss1 = peak_rss_mb(tmpdir / "m1", tmpdir / "i1", args.weights)  # tiny: memory, not speed
+        rss4 = peak_rss_mb(tmpdir / "m4", tmpdir / "i4", args.weights)
     rows = {
         "encoder": f"{encoder.identity['architecture']} on {args.device}, {encoder.dtype}",
         "images": f"{args.n} JPEGs {args.size}, batch {args.batch}, {args.workers} workers",
