@@ -1,10 +1,13 @@
-"""One writer per index folder: an advisory `flock` that dies with its process.
+"""One writer per index folder: a POSIX record lock that dies with its process.
 
 A killed build leaves no stale lock behind (the kernel drops it), so the next build just runs.
+POSIX locks (`lockf`), unlike `flock`, are not inherited by forked decode workers, which may
+outlive a killed parent for a few seconds.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -28,8 +31,11 @@ class WriterLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                os.close(fd)
+                raise
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise IndexBusyError(
@@ -49,6 +55,6 @@ class WriterLock:
     ) -> None:
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
