@@ -66,7 +66,7 @@ def exact_pairs(x: np.ndarray, threshold: float, queries: np.ndarray | None = No
 def run_imagededup(python: str, x: np.ndarray, threshold: float) -> tuple[float, set]:
     """Time imagededup's CNN find_duplicates on the same vectors (encoding map) in its venv."""
     code = """
-import json, sys, time, numpy as np
+import json, os, sys, time, numpy as np
 from imagededup.methods import cnn
 from imagededup.utils.logger import return_logger
 x = np.load(sys.argv[1]); thr = float(sys.argv[2])
@@ -75,7 +75,9 @@ enc = {str(i): x[i] for i in range(len(x))}
 model = cnn.CNN.__new__(cnn.CNN)
 model.logger, model.verbose = return_logger(cnn.__name__), 0
 t = time.perf_counter()
-dups = model.find_duplicates(encoding_map=enc, min_similarity_threshold=thr, scores=False)
+dups = model.find_duplicates(
+    encoding_map=enc, min_similarity_threshold=thr, scores=False, num_sim_workers=os.cpu_count()
+)
 el = time.perf_counter() - t
 pairs = sorted({tuple(sorted((int(a), int(b)))) for a, v in dups.items() for b in v})
 print(json.dumps({"seconds": el, "pairs": pairs}))
@@ -88,6 +90,8 @@ print(json.dumps({"seconds": el, "pairs": pairs}))
             capture_output=True,
             text=True,
             check=False,
+            # its similarity pool forks after torch started OpenMP threads: that deadlocks
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
     if out.returncode:
         raise SystemExit(f"imagededup failed:\n{out.stderr[-2000:]}")
