@@ -229,6 +229,12 @@ class _Build:
                 self._ledger_once(session, entry, "scan", reason, failed_known)
             for path, reason in scan.errors:
                 self._ledger_once(session, fs.FileEntry(path, 0, 0), "scan", reason, failed_known)
+            # ledger entries of files that are gone from the scanned folders
+            seen = scanned_images | {e.path for e, _ in scan.not_images}
+            seen |= {p for p, _ in scan.errors}
+            gone = [p for p in failed_known if p not in seen and fs.under_roots(p, self.roots)]
+            for start in range(0, len(gone), 900):
+                session.execute(delete(Failure).where(Failure.path.in_(gone[start : start + 900])))
 
         hashed: list[tuple[fs.FileEntry, str]] = []
         with self.cat.session() as session:

@@ -141,3 +141,11 @@ def test_failed_files_are_retried_only_when_asked(photos, settings, tiny_encoder
 def test_missing_root_is_a_clear_error(settings, tiny_encoder, tmp_path):
     with pytest.raises(BuildError, match="no such file or folder"):
         build([tmp_path / "nope"], settings, encoder=tiny_encoder)
+
+
+def test_ledger_forgets_files_that_are_gone(photos, settings, tiny_encoder):
+    build([photos / "flat"], settings, encoder=tiny_encoder)
+    assert any(f["path"].endswith("not-an-image.txt") for f in Catalog(settings.index).failures())
+    (photos / "flat" / "not-an-image.txt").unlink()
+    summary = build([photos / "flat"], settings, encoder=tiny_encoder)
+    assert summary.failed == 0 and Catalog(settings.index).failures() == []
