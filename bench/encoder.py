@@ -1,111 +1,167 @@
 """Encoder throughput: ours vs Hugging Face CLIPVisionModelWithProjection, same weights (table).
 
-Full ViT-L/14 size with random weights (the real ones cannot be downloaded here). Both models
-run with the same dtype (autocast), batch and threads in one process; the ratio is ours / HF.
+Full ViT-L/14 size with random weights (speed does not depend on their values). A random HF
+model is saved as a folder and loaded into ours through our HF loader, so both hold the same
+weights; both run with the same dtype (autocast), batch and threads in one process, timed in
+alternating rounds; the ratio is ours / HF. Also: cosine of ours vs HF and of bf16 vs fp32.
 
-    python bench/encoder.py                      # CPU: fp32 and bf16, batch 8
-    python bench/encoder.py --device cuda --batch 256 --dtypes bf16
+    python bench/encoder.py                                 # CPU: fp32 and bf16, batch 8
+    python bench/encoder.py --device cuda --batch 64,256,512 --dtypes bf16,fp32 --iters 10
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from indexer.encoder import load_encoder
+from indexer.encoder import ViTConfig, load_encoder, save_random_checkpoint
+
+VIT_L14 = ViTConfig()  # width 1024, 24 layers, 16 heads, MLP 4096, patch 14, 224 px, proj 768
 
 
-def make_hf_checkpoint(folder: Path, layers: int) -> Path | None:
-    """A random ViT-L/14 CLIPVisionModelWithProjection saved as a HF folder (or None)."""
+def make_hf_folder(folder: Path, layers: int) -> Path | None:
+    """A random ViT-L/14 CLIPVisionModelWithProjection saved as a HF folder (None: no HF)."""
     try:
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     except ImportError:
         return None
     cfg = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
+        hidden_size=VIT_L14.width,
+        intermediate_size=VIT_L14.mlp,
         num_hidden_layers=layers,
-        num_attention_heads=16,
-        image_size=224,
-        patch_size=14,
-        projection_dim=768,
+        num_attention_heads=VIT_L14.heads,
+        image_size=VIT_L14.image_size,
+        patch_size=VIT_L14.patch,
+        projection_dim=VIT_L14.proj_dim,
         hidden_act="quick_gelu",
-        layer_norm_eps=1e-5,
+        layer_norm_eps=VIT_L14.eps,
     )
     torch.manual_seed(0)
-    model = CLIPVisionModelWithProjection(cfg)
-    model.save_pretrained(folder, safe_serialization=True)
+    CLIPVisionModelWithProjection(cfg).save_pretrained(folder, safe_serialization=True)
     return folder
 
 
-def timed(fn, x: torch.Tensor, iters: int) -> float:
-    """images/s of `fn(x)` after one warm-up call."""
-    fn(x)
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn(x)
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return iters * x.shape[0] / (time.perf_counter() - start)
+def load_hf(folder: Path, device: str) -> torch.nn.Module:
+    """The reference model with PyTorch SDPA attention (its fastest built-in path)."""
+    from transformers import CLIPVisionModelWithProjection
+
+    try:
+        model = CLIPVisionModelWithProjection.from_pretrained(folder, attn_implementation="sdpa")
+    except (TypeError, ValueError):
+        model = CLIPVisionModelWithProjection.from_pretrained(folder)
+    return model.to(device).eval()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def race(fns: dict, rounds: int, device: torch.device) -> dict:
+    """Seconds per call (median) for each fn, after a warm-up, timed in alternating rounds."""
+    times: dict = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Smallest row-wise cosine between two batches of vectors."""
+    a, b = (
+        torch.nn.functional.normalize(a.float(), dim=-1),
+        torch.nn.functional.normalize(b, dim=-1),
+    )
+    return float((a * b.float()).sum(-1).min())
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--iters", type=int, default=2)
-    parser.add_argument("--layers", type=int, default=24)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--batch", default="8", help="comma-separated batch sizes")
+    parser.add_argument("--iters", type=int, default=2, help="timed rounds per model")
+    parser.add_argument("--layers", type=int, default=VIT_L14.layers)
     parser.add_argument("--dtypes", default="fp32,bf16")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    dtypes = args.dtypes.split(",")
+    batches = [int(b) for b in args.batch.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        folder = make_hf_checkpoint(Path(tmp) / "hf", args.layers)
+        folder = make_hf_folder(Path(tmp) / "hf", args.layers)
         if folder is None:
-            print("transformers not installed: skipping the reference (pip install '.[bench]')")
-            return
-        from transformers import CLIPVisionModelWithProjection
-
-        hf = CLIPVisionModelWithProjection.from_pretrained(folder, attn_implementation="sdpa")
-        hf = hf.to(args.device).eval()
-        device = torch.device(args.device)
+            print("transformers not installed: skipping reference (pip install '.[bench]')")
+            cfg = ViTConfig(layers=args.layers)
+            folder = save_random_checkpoint(Path(tmp) / "vit_l14.safetensors", cfg)
+            hf = None
+        else:
+            hf = load_hf(folder, args.device)
+        encoders = {d: load_encoder(folder, device=args.device, dtype=d) for d in dtypes}
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        arch = encoders[dtypes[0]].identity["architecture"]
+        print(f"{arch} | {name}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+        head = f"{'dtype':<5} {'batch':>5} {'ours img/s':>10} {'HF img/s':>9} {'ours/HF':>7}"
+        print(head + f" {'cos(ours,HF)':>12} {'cos(fp32)':>9}")
         rng = np.random.default_rng(0)
-        crops = torch.from_numpy(rng.integers(0, 256, (args.batch, 224, 224, 3), dtype=np.uint8))
-        print(f"device {args.device}, batch {args.batch}, threads {torch.get_num_threads()}")
-        print(f"{'dtype':<6} {'ours img/s':>11} {'HF img/s':>9} {'ratio':>6} {'cos(HF)':>8}")
-        fp32_ref = None
-        for dtype in args.dtypes.split(","):
-            ours = load_encoder(folder, device=args.device, dtype=dtype)
-            pixels = ours.model.normalize_uint8(crops.to(device))
-            amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+        for batch in batches:
+            crops = torch.from_numpy(rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8))
+            pixels = encoders[dtypes[0]].model.normalize_uint8(crops.to(device))
+            fns = runners(encoders, hf, pixels, device)
+            secs = race(fns, args.iters, device)  # every (dtype, model) alternates: fair ratios
+            outs = {key: fn() for key, fn in fns.items()}
+            for dtype in dtypes:
+                rate = batch / secs[(dtype, "ours")]
+                ref = outs.get(("fp32", "ours"))
+                vs_fp32 = cosine(outs[(dtype, "ours")], ref) if ref is not None else None
+                cells = [f"{dtype:<5} {batch:>5} {rate:>10.2f}"]
+                if hf is None:
+                    cells.append(f"{'-':>9} {'-':>7} {'-':>12}")
+                else:
+                    hf_rate = batch / secs[(dtype, "hf")]
+                    agree = cosine(outs[(dtype, "ours")], outs[(dtype, "hf")])
+                    cells.append(f"{hf_rate:>9.2f} {rate / hf_rate:>7.2f} {agree:>12.5f}")
+                show = dtype != "fp32" and vs_fp32 is not None
+                cells.append(f"{vs_fp32:>9.5f}" if show else f"{'-':>9}")
+                print(" ".join(cells))
+            if {"fp32", "bf16"} <= set(dtypes):
+                speedup = secs[("fp32", "ours")] / secs[("bf16", "ours")]
+                print(f"ours bf16 / fp32 speed at batch {batch}: {speedup:.2f}x")
 
-            @torch.inference_mode()
-            def run_ours(x: torch.Tensor, ours=ours, amp=amp) -> torch.Tensor:
-                with amp:
-                    return ours.model(x)["projection"]
 
-            @torch.inference_mode()
-            def run_hf(x: torch.Tensor, amp=amp) -> torch.Tensor:
-                with amp:
-                    return hf(pixel_values=x).image_embeds
+def runners(
+    encoders: dict, hf: torch.nn.Module | None, pixels: torch.Tensor, device: torch.device
+) -> dict[tuple[str, str], Callable[[], torch.Tensor]]:
+    """(dtype, "ours" | "hf") → a call returning the projections for `pixels`."""
+    fns: dict[tuple[str, str], Callable[[], torch.Tensor]] = {}
+    for dtype, enc in encoders.items():
+        amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
-            ours_rate = timed(run_ours, pixels, args.iters)
-            hf_rate = timed(run_hf, pixels, args.iters)
-            a = run_ours(pixels).float()
-            b = torch.nn.functional.normalize(run_hf(pixels).float(), dim=-1)
-            cos = (a * b).sum(-1).min().item()
-            line = f"{dtype:<6} {ours_rate:>11.2f} {hf_rate:>9.2f} {ours_rate / hf_rate:>6.2f}"
-            line += f" {cos:>8.5f}"
-            if dtype == "fp32":
-                fp32_ref = a
-            elif fp32_ref is not None:
-                line += f"  cos(fp32) {(a * fp32_ref).sum(-1).min().item():.5f}"
-            print(line)
+        @torch.inference_mode()
+        def ours(enc=enc, amp=amp) -> torch.Tensor:
+            with amp:
+                return enc.model(pixels)["projection"]
+
+        @torch.inference_mode()
+        def theirs(amp=amp) -> torch.Tensor:
+            with amp:
+                return hf(pixel_values=pixels).image_embeds
+
+        fns[(dtype, "ours")] = ours
+        if hf is not None:
+            fns[(dtype, "hf")] = theirs
+    return fns
 
 
 if __name__ == "__main__":

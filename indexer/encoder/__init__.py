@@ -6,7 +6,7 @@ One object owns the model, its device and dtype, and its identity (what the inde
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from indexer import imaging
-from indexer.encoder.checkpoints import CheckpointError, convert, sha256_file, to_open_clip
+from indexer.encoder.checkpoints import CheckpointError, build_model, identity, load_checkpoint
 from indexer.encoder.model import CLIPVisionTower, ViTConfig
+from indexer.encoder.weights import SHA256 as DEFAULT_SHA256
 from indexer.encoder.weights import WeightsError, default_weights
 
 __all__ = [
@@ -29,10 +30,15 @@ __all__ = [
     "load_encoder",
     "save_random_checkpoint",
 ]
+DTYPES = ("fp32", "bf16")
+
+
+class DeviceError(ValueError):
+    """An unknown or unavailable --device / --dtype."""
 
 
 def cpu_has_bf16() -> bool:
-    """Native bf16 matmul on this CPU (AVX512-BF16 or AMX)? Else bf16 would be slower."""
+    """Native bf16 matmul on this CPU (AVX512-BF16 or AMX)? Without it bf16 is slower."""
     try:
         with open("/proc/cpuinfo") as fh:
             flags = fh.read()
@@ -42,39 +48,58 @@ def cpu_has_bf16() -> bool:
 
 
 def default_dtype(device: torch.device) -> str:
-    """bf16 on CUDA; on CPU bf16 where it is native (bench/encoder.py: 2.7x faster than fp32
-    at cosine 0.9999 on a 2-core avx512_bf16 machine), else fp32."""
+    """bf16 autocast on CUDA; on CPU bf16 only where it is native (docs/encoder.md: ViT-L/14
+    2.25-2.6x faster than fp32 at cosine >= 0.9999 on a 2-core AMX/avx512_bf16 Xeon)."""
     if device.type == "cuda" or cpu_has_bf16():
         return "bf16"
     return "fp32"
 
 
-@dataclass
-class Embeddings:
-    """Encoder outputs for N images, row i for input i."""
-
-    projection: np.ndarray  # [N, dim] float32, L2-normalized
-    embedding: np.ndarray  # [N, width] class token after the final LayerNorm
-    features: np.ndarray | None = None  # [N, width, grid, grid] patch tokens before the norm
-
-
-class DeviceError(ValueError):
-    """An unknown or unavailable --device / --dtype."""
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """auto → CUDA when present, else CPU; explicit cuda without a GPU is an error."""
+def resolve_device(device: str | None = "auto") -> torch.device:
+    """auto → CUDA when present, else CPU; cpu, cuda, cuda:N; anything else is a DeviceError."""
     if device in ("auto", "", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError:
+    except (RuntimeError, TypeError):
         raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is available")
     if dev.type not in ("cpu", "cuda"):
         raise DeviceError(f"unsupported device {device!r}: use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} asked for, but no CUDA GPU is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise DeviceError(f"device {device!r} does not exist: {count} CUDA GPU(s) here")
     return dev
+
+
+@dataclass
+class Embeddings:
+    """Encoder outputs for N images, row i for input i; `save` writes the `index embed` .npz."""
+
+    projection: np.ndarray  # [N, dim] float32, L2-normalized
+    embedding: np.ndarray  # [N, width] class token after the final LayerNorm
+    features: np.ndarray | None = None  # [N, width, grid, grid] patch tokens before the norm
+    paths: list[str] = field(default_factory=list)  # input i's path ("<image i>" for PIL)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The .npz contract: paths, projection, embedding and, when computed, features."""
+        out = {
+            "paths": np.asarray(self.paths, dtype=str),
+            "projection": self.projection,
+            "embedding": self.embedding,
+        }
+        if self.features is not None:
+            out["features"] = self.features
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write `arrays()` as an uncompressed .npz (np.load(path) reads it back)."""
+        path = Path(path)
+        with open(path, "wb") as fh:  # a file object: numpy adds no second ".npz"
+            np.savez(fh, **self.arrays())
+        return path
 
 
 class Encoder:
@@ -89,7 +114,11 @@ class Encoder:
         weights_path: Path | None = None,
     ) -> None:
         self.model = model.to(device).eval()
-        self.weights_path = weights_path
+        if dtype == "bf16":  # what autocast would cast them to on every call: same numbers
+            for module in self.model.modules():
+                if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                    module.to(torch.bfloat16)
+        self.weights_path = weights_path  # what to pass to load_encoder in another process
         self.device = device
         self.dtype = dtype
         self.identity = identity
@@ -97,23 +126,42 @@ class Encoder:
         self.width = model.cfg.width
         self.image_size = model.cfg.image_size
 
+    def __repr__(self) -> str:
+        return f"Encoder({self.identity['architecture']}, {self.device}, {self.dtype})"
+
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.dtype == "bf16")
 
+    def _to_device(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(x)
+        if self.device.type == "cuda" and t.device.type == "cpu" and not t.is_pinned():
+            t = t.pin_memory()  # non_blocking only overlaps from page-locked memory
+        return t.to(self.device, non_blocking=True)
+
     @torch.inference_mode()
-    def encode_pixels(self, pixels: np.ndarray | torch.Tensor, features: bool = False) -> dict:
-        """Normalized float [B, 3, H, W] → numpy {"projection", "embedding"(, "features")}."""
-        x = torch.as_tensor(pixels).to(self.device, torch.float32, non_blocking=True)
+    def encode_pixels(
+        self, pixels: np.ndarray | torch.Tensor, features: bool = True
+    ) -> dict[str, np.ndarray]:
+        """Normalized float [B, 3, H, W] → float32 numpy projection, embedding (, features).
+
+        The exact-reference path (`index embed`); the index itself goes through encode_uint8.
+        """
+        x = self._to_device(pixels).float()
         with self._autocast():
             out = self.model(x, features=features)
         return {k: v.float().cpu().numpy() for k, v in out.items()}
 
     @torch.inference_mode()
     def encode_uint8(self, crops: np.ndarray | torch.Tensor) -> np.ndarray:
-        """uint8 [B, H, W, 3] crops → L2-normalized projections [B, dim] (the indexing path)."""
-        x = torch.as_tensor(crops).to(self.device, non_blocking=True)
+        """uint8 [B, H, W, 3] crops → L2-normalized float32 projections [B, dim].
+
+        The indexing hot path: 1 byte per channel crosses to the device, normalized there.
+        """
+        x = self._to_device(crops)
+        if x.dtype != torch.uint8:
+            raise ValueError(f"encode_uint8 takes uint8 crops, got {x.dtype}")
         with self._autocast():
-            out = self.model(self.model.normalize_uint8(x))
+            out = self.model(x)
         return out["projection"].float().cpu().numpy()
 
     def embed(
@@ -122,7 +170,10 @@ class Encoder:
         features: bool = False,
         batch_size: int = 32,
     ) -> Embeddings:
-        """Encode paths or PIL images (the exact preprocessing contract, no draft)."""
+        """Encode paths or PIL images with the exact preprocessing contract (no JPEG draft).
+
+        An unreadable path raises imaging.ImageError (the caller decides whether to skip it).
+        """
         outs: list[dict] = []
         for start in range(0, len(images), batch_size):
             chunk = []
@@ -130,12 +181,20 @@ class Encoder:
                 img = item if isinstance(item, Image.Image) else imaging.open_image(item)[0]
                 chunk.append(imaging.preprocess(img, self.image_size))
             outs.append(self.encode_pixels(np.stack(chunk), features=features))
+        paths = [
+            f"<image {i}>" if isinstance(item, Image.Image) else str(item)
+            for i, item in enumerate(images)
+        ]
         if not outs:
-            return Embeddings(
+            empty = Embeddings(
                 np.zeros((0, self.dim), np.float32), np.zeros((0, self.width), np.float32)
             )
+            if features:
+                g = self.model.cfg.grid
+                empty.features = np.zeros((0, self.width, g, g), np.float32)
+            return empty
         cat = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-        return Embeddings(cat["projection"], cat["embedding"], cat.get("features"))
+        return Embeddings(cat["projection"], cat["embedding"], cat.get("features"), paths)
 
 
 def load_encoder(
@@ -144,48 +203,66 @@ def load_encoder(
     dtype: str = "auto",
     cache_dir: str | Path | None = None,
 ) -> Encoder:
-    """Load weights (any supported layout; None = the default ViT-L/14 download) on a device.
+    """Load any supported checkpoint (None = the verified default ViT-L/14 download) on a device.
 
-    dtype "auto" is bf16 autocast on CUDA and on CPUs with native bf16, else fp32.
+    dtype "auto": bf16 autocast on CUDA and on CPUs with native bf16, else fp32.
     """
-    path = Path(weights).expanduser() if weights else default_weights(cache_dir)
-    cfg, state, layout, weights_file = convert(path)
-    model = CLIPVisionTower(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()
-        raise CheckpointError(
-            weights_file, f"weights do not fit a CLIP ViT: {detail[-1].strip()}"
-        ) from None
     dev = resolve_device(device)
-    if dtype == "auto":
-        dtype = default_dtype(dev)
-    if dtype not in ("fp32", "bf16"):
+    dtype = default_dtype(dev) if dtype in ("auto", "", None) else dtype
+    if dtype not in DTYPES:
         raise DeviceError(f"unknown dtype {dtype!r}: use auto, fp32 or bf16")
-    identity = {
-        "weights_sha256": sha256_file(weights_file),
-        "architecture": cfg.architecture,
-        "layout": layout,
-        "preprocess": imaging.PREPROCESS_VERSION,
-        "dim": cfg.proj_dim,
-    }
-    return Encoder(model, dev, dtype, identity, Path(path))
+    if weights:
+        path, known_sha = Path(weights).expanduser(), None
+    else:
+        path, known_sha = default_weights(cache_dir), DEFAULT_SHA256  # verified once
+    ckpt = load_checkpoint(path)
+    ident = identity(ckpt, known_sha)
+    ident["preprocess"] = imaging.PREPROCESS_VERSION
+    return Encoder(build_model(ckpt), dev, dtype, ident, path)
 
 
 def save_random_checkpoint(path: str | Path, cfg: ViTConfig | None = None, seed: int = 0) -> Path:
-    """Write random full-size (default ViT-L/14) weights in open_clip layout, for benches."""
+    """Write random weights (default: full ViT-L/14) in open_clip layout, for benches.
+
+    The real weights cannot be downloaded everywhere; speed does not depend on their values.
+    """
     from safetensors.torch import save_file
 
     cfg = cfg or ViTConfig()
-    torch.manual_seed(seed)
-    model = CLIPVisionTower(cfg)
-    for name, p in model.named_parameters():  # LayerNorm scales 1, everything else N(0, 0.02)
+    if cfg.proj_bias:
+        raise ValueError("the open_clip layout has no projection bias")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.device("meta"):
+        model = CLIPVisionTower(cfg)  # shapes only
+    s = {}
+    for name, p in model.state_dict().items():
         if "norm" in name and name.endswith("weight"):
-            torch.nn.init.ones_(p)
+            s[name] = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
         else:
-            torch.nn.init.normal_(p, std=0.02)
-    out = to_open_clip(model.state_dict(), cfg.layers)
+            s[name] = 0.02 * torch.randn(p.shape, generator=gen)
+    out = {
+        "visual.conv1.weight": s["conv.weight"],
+        "visual.class_embedding": s["class_token"].reshape(-1),
+        "visual.positional_embedding": s["pos_embedding"][0],
+        "visual.ln_pre.weight": s["pre_norm.weight"],
+        "visual.ln_pre.bias": s["pre_norm.bias"],
+        "visual.ln_post.weight": s["norm.weight"],
+        "visual.ln_post.bias": s["norm.bias"],
+        "visual.proj": s["proj.weight"].t(),
+    }
+    for i in range(cfg.layers):
+        b, o = f"visual.transformer.resblocks.{i}.", f"blocks.{i}."
+        out[b + "attn.in_proj_weight"] = s[o + "attn.qkv.weight"]
+        out[b + "attn.in_proj_bias"] = s[o + "attn.qkv.bias"]
+        for src, dst in (
+            ("ln_1", "norm1"),
+            ("attn.out_proj", "attn.proj"),
+            ("ln_2", "norm2"),
+            ("mlp.c_fc", "fc1"),
+            ("mlp.c_proj", "fc2"),
+        ):
+            for p in ("weight", "bias"):
+                out[f"{b}{src}.{p}"] = s[f"{o}{dst}.{p}"]
     path = Path(path)
-    save_file(out, str(path))
+    save_file({k: v.contiguous() for k, v in out.items()}, str(path))
     return path

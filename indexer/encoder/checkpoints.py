@@ -8,28 +8,52 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import warnings
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from indexer.encoder.model import ViTConfig
+from indexer.encoder.model import ACTIVATIONS, CLIPVisionTower, ViTConfig
 
 Tensors = dict[str, torch.Tensor]
+# our key -> (source keys, how to combine them into our tensor; None = take the only one)
+Plan = dict[str, tuple[tuple[str, ...], Callable[..., torch.Tensor] | None]]
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HF_WEIGHT_FILES += ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+# (source, ours) module names inside one block, for the open_clip and HF layouts
+_OC_BLOCK = "ln_1:norm1 attn.out_proj:attn.proj ln_2:norm2 mlp.c_fc:fc1 mlp.c_proj:fc2"
+_HF_BLOCK = (
+    "layer_norm1:norm1 self_attn.out_proj:attn.proj layer_norm2:norm2 mlp.fc1:fc1 mlp.fc2:fc2"
+)
 
 
 class CheckpointError(ValueError):
     """A weights file we cannot use; the message is one line naming the file and the problem."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
+        reason = " ".join(str(reason).split())  # always one line
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
 
 
+@dataclass
+class Checkpoint:
+    """A checkpoint read and mapped: our config and state dict, the layout and the file read."""
+
+    cfg: ViTConfig
+    state: Tensors
+    layout: str  # birder | open_clip | torchscript | hf
+    file: Path
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks (the index pins the weights by it)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
@@ -38,14 +62,30 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
 
 
 # --------------------------------------------------------------------------- reading files
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """8-byte little-endian header length, then a JSON object: the safetensors format."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < size
+
+
 def _read_safetensors(path: Path) -> Tensors:
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path), device="cpu")
-    except Exception as exc:  # safetensors raises its own error types
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise CheckpointError(
-            path, f"cannot read safetensors (truncated or corrupt): {exc}"
+            path, f"cannot read safetensors (truncated or corrupt): {_first_line(exc)}"
         ) from None
 
 
@@ -58,174 +98,168 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _read_torch(path: Path) -> tuple[dict, str | None]:
-    """torch.load with weights_only=True; TorchScript only for OpenAI's archive."""
+    """torch.load(weights_only=True); only OpenAI's TorchScript archive goes through jit.load."""
     if _is_torchscript(path):
         try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise CheckpointError(path, f"cannot load TorchScript archive: {exc}") from None
-        return {k: v.float() for k, v in module.state_dict().items()}, "torchscript"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(
+                path, f"cannot load TorchScript archive: {_first_line(exc)}"
+            ) from None
+        state = module.state_dict()
+        return {
+            k: v.float() if v.is_floating_point() else v for k, v in state.items()
+        }, "torchscript"
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        obj = torch.load(
+            str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
+        )
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike
         raise CheckpointError(
-            path, f"not a readable PyTorch checkpoint (truncated, corrupt or foreign): {first}"
+            path,
+            "not a readable PyTorch checkpoint (truncated, corrupt or foreign): "
+            + _first_line(exc),
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(path, f"expected a state dict, found {type(obj).__name__}")
     return obj, None
 
 
-def read_checkpoint(path: str | Path) -> tuple[Tensors, str, dict, Path]:
-    """(tensors, layout, extra config, weights file) for any supported path."""
+def _read_config(folder: Path) -> dict:
+    """The vision part of a HF config.json (CLIPModel nests it; projection_dim sits on top)."""
+    cfg_file = folder / "config.json"
+    if not cfg_file.exists():
+        return {}
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(cfg_file, f"unreadable config.json: {_first_line(exc)}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(cfg_file, "config.json is not a JSON object")
+    if isinstance(config.get("vision_config"), dict):
+        vision = {k: v for k, v in config["vision_config"].items() if k != "projection_dim"}
+        if "projection_dim" in config:
+            vision["projection_dim"] = config["projection_dim"]
+        return vision
+    return config
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, str, dict, Path]:
+    """(raw tensors, layout, config hints, weights file) for any supported path."""
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(path, "no such file or folder")
     config: dict = {}
     if path.is_dir():
-        cfg_file = path / "config.json"
-        if cfg_file.exists():
-            config = json.loads(cfg_file.read_text())
-            config = config.get("vision_config", config)
-        for name in ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors"):
-            if (path / name).exists():
-                path = path / name
-                break
-        else:
-            raise CheckpointError(path, "folder has no model.safetensors or pytorch_model.bin")
-    if path.suffix == ".safetensors":
-        tensors: dict = _read_safetensors(path)
-        source = None
+        config = _read_config(path)
+        found = [path / n for n in HF_WEIGHT_FILES if (path / n).is_file()]
+        if not found:
+            raise CheckpointError(path, f"folder has none of {', '.join(HF_WEIGHT_FILES)}")
+        path = found[0]
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+        tensors, source = _read_safetensors(path), None
     else:
         tensors, source = _read_torch(path)
-    if "state" in tensors and isinstance(tensors["state"], dict):  # Birder
-        config = {**(tensors.get("config") or {}), "signature": tensors.get("signature")}
-        return dict(tensors["state"]), "birder", config, path
-    if "state_dict" in tensors and isinstance(tensors["state_dict"], dict):
+    if isinstance(tensors.get("state"), dict):  # Birder: {state, config, signature, ...}
+        return dict(tensors["state"]), "birder", dict(tensors.get("config") or {}), path
+    if isinstance(tensors.get("state_dict"), dict):
         tensors = tensors["state_dict"]
-    tensors = {re.sub(r"^(module\.|model\.)", "", k): v for k, v in tensors.items()}
+    tensors = {re.sub(r"^(module\.|model\.)", "", str(k)): v for k, v in tensors.items()}
     if any(k.startswith("visual.") for k in tensors):
         return tensors, source or "open_clip", config, path
     if any(k.startswith("vision_model.") for k in tensors):
         return tensors, "hf", config, path
+    sample = ", ".join(list(tensors)[:3]) or "nothing"
     raise CheckpointError(
-        path, "not a CLIP vision checkpoint (no Birder 'state', visual.* or vision_model.* keys)"
+        path,
+        "not a CLIP vision checkpoint (no visual.*, vision_model.* or Birder 'state' keys; "
+        f"found {sample})",
     )
 
 
 # --------------------------------------------------------------------------- key maps
-def _block_count(keys: list[str], pattern: str) -> int:
-    found = {int(m.group(1)) for k in keys if (m := re.match(pattern, k))}
-    return max(found) + 1 if found else 0
-
-
-def _birder(t: Tensors, n: int) -> Tensors:
-    out = {
-        "conv.weight": t["conv_proj.weight"],
-        "class_token": t["class_token"],
-        "pos_embedding": t["pos_embedding"],
-        "pre_norm.weight": t["encoder.pre_block.0.weight"],
-        "pre_norm.bias": t["encoder.pre_block.0.bias"],
-        "norm.weight": t["norm.weight"],
-        "norm.bias": t["norm.bias"],
-        "proj.weight": t["classifier.weight"],
+def _birder(n: int, t: dict) -> Plan:
+    plan: Plan = {
+        "conv.weight": (("conv_proj.weight",), None),
+        "class_token": (("class_token",), None),
+        "pos_embedding": (("pos_embedding",), None),
+        "pre_norm.weight": (("encoder.pre_block.0.weight",), None),
+        "pre_norm.bias": (("encoder.pre_block.0.bias",), None),
+        "norm.weight": (("norm.weight",), None),
+        "norm.bias": (("norm.bias",), None),
+        "proj.weight": (("classifier.weight",), None),
     }
     if "classifier.bias" in t:
-        out["proj.bias"] = t["classifier.bias"]
+        plan["proj.bias"] = (("classifier.bias",), None)
     names = {"norm1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj"}
     names.update({"norm2": "norm2", "mlp.0": "fc1", "mlp.3": "fc2"})
     for i in range(n):
         for src, dst in names.items():
             for p in ("weight", "bias"):
-                out[f"blocks.{i}.{dst}.{p}"] = t[f"encoder.block.{i}.{src}.{p}"]
-    return out
+                plan[f"blocks.{i}.{dst}.{p}"] = ((f"encoder.block.{i}.{src}.{p}",), None)
+    return plan
 
 
-# open_clip ⇄ ours: plain renames (the class token, positions and projection are reshaped).
-_OC_TOP = {"conv1.weight": "conv.weight", "ln_pre": "pre_norm", "ln_post": "norm"}
-_OC_BLOCK = {
-    "ln_1": "norm1",
-    "attn.out_proj": "attn.proj",
-    "ln_2": "norm2",
-    "mlp.c_fc": "fc1",
-    "mlp.c_proj": "fc2",
-}
-
-
-def _oc_pairs(n: int) -> list[tuple[str, str]]:
-    """(open_clip key, our key) for every renamed tensor of an n-block tower."""
-    pairs = [("visual.conv1.weight", "conv.weight")]
-    for src, dst in list(_OC_TOP.items())[1:]:
-        pairs += [(f"visual.{src}.{p}", f"{dst}.{p}") for p in ("weight", "bias")]
-    for i in range(n):
-        b, o = f"visual.transformer.resblocks.{i}.", f"blocks.{i}."
-        pairs += [(b + "attn.in_proj_weight", o + "attn.qkv.weight")]
-        pairs += [(b + "attn.in_proj_bias", o + "attn.qkv.bias")]
-        for src, dst in _OC_BLOCK.items():
-            pairs += [(f"{b}{src}.{p}", f"{o}{dst}.{p}") for p in ("weight", "bias")]
-    return pairs
-
-
-def _open_clip(t: Tensors, n: int) -> Tensors:
-    width = t["visual.class_embedding"].shape[-1]
-    out = {ours: t[theirs] for theirs, ours in _oc_pairs(n)}
-    out["class_token"] = t["visual.class_embedding"].reshape(1, 1, width)
-    out["pos_embedding"] = t["visual.positional_embedding"].reshape(1, -1, width)
-    out["proj.weight"] = t["visual.proj"].t().contiguous()
-    return out
-
-
-def to_open_clip(state: Tensors, n: int) -> Tensors:
-    """Our state dict in open_clip keys (the inverse of `_open_clip`), e.g. for benches."""
-    out = {theirs: state[ours] for theirs, ours in _oc_pairs(n)}
-    out["visual.class_embedding"] = state["class_token"].reshape(-1)
-    out["visual.positional_embedding"] = state["pos_embedding"][0]
-    out["visual.proj"] = state["proj.weight"].t().contiguous()
-    return {k: v.contiguous() for k, v in out.items()}
-
-
-def _hf(t: Tensors, n: int) -> Tensors:
-    v = "vision_model."
-    width = t[v + "embeddings.class_embedding"].shape[-1]
-    out = {
-        "conv.weight": t[v + "embeddings.patch_embedding.weight"],
-        "class_token": t[v + "embeddings.class_embedding"].reshape(1, 1, width),
-        "pos_embedding": t[v + "embeddings.position_embedding.weight"].reshape(1, -1, width),
-        "pre_norm.weight": t[v + "pre_layrnorm.weight"],
-        "pre_norm.bias": t[v + "pre_layrnorm.bias"],
-        "norm.weight": t[v + "post_layernorm.weight"],
-        "norm.bias": t[v + "post_layernorm.bias"],
-        "proj.weight": t["visual_projection.weight"],
+def _open_clip(n: int, t: dict) -> Plan:
+    v = "visual."
+    plan: Plan = {
+        "conv.weight": ((v + "conv1.weight",), None),
+        "class_token": ((v + "class_embedding",), lambda x: x.reshape(1, 1, -1)),
+        "pos_embedding": ((v + "positional_embedding",), lambda x: x.unsqueeze(0)),
+        "pre_norm.weight": ((v + "ln_pre.weight",), None),
+        "pre_norm.bias": ((v + "ln_pre.bias",), None),
+        "norm.weight": ((v + "ln_post.weight",), None),
+        "norm.bias": ((v + "ln_post.bias",), None),
+        "proj.weight": ((v + "proj",), lambda x: x.t().contiguous()),  # [width, proj]
     }
     for i in range(n):
-        b = f"{v}encoder.layers.{i}."
-        o = f"blocks.{i}."
-        for p in ("weight", "bias"):
-            out[f"{o}attn.qkv.{p}"] = torch.cat(
-                [t[f"{b}self_attn.{x}_proj.{p}"] for x in ("q", "k", "v")]
-            )
-        for src, dst in (
-            ("layer_norm1", "norm1"),
-            ("self_attn.out_proj", "attn.proj"),
-            ("layer_norm2", "norm2"),
-            ("mlp.fc1", "fc1"),
-            ("mlp.fc2", "fc2"),
-        ):
+        b, o = f"{v}transformer.resblocks.{i}.", f"blocks.{i}."
+        plan[o + "attn.qkv.weight"] = ((b + "attn.in_proj_weight",), None)
+        plan[o + "attn.qkv.bias"] = ((b + "attn.in_proj_bias",), None)
+        for src, dst in (pair.split(":") for pair in _OC_BLOCK.split()):
             for p in ("weight", "bias"):
-                out[f"{o}{dst}.{p}"] = t[f"{b}{src}.{p}"]
-    return out
+                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
+    return plan
 
 
-# layout → (key map, block-index pattern, keys that belong to the image tower)
-_LAYOUTS: dict[str, tuple[Callable[[Tensors, int], Tensors], str, Callable[[str], bool]]] = {
-    "birder": (_birder, r"encoder\.block\.(\d+)\.", lambda k: True),
-    "open_clip": (
-        _open_clip,
-        r"visual\.transformer\.resblocks\.(\d+)\.",
-        lambda k: k.startswith("visual."),
+def _hf(n: int, t: dict) -> Plan:
+    v = "vision_model."
+    plan: Plan = {
+        "conv.weight": ((v + "embeddings.patch_embedding.weight",), None),
+        "class_token": ((v + "embeddings.class_embedding",), lambda x: x.reshape(1, 1, -1)),
+        "pos_embedding": ((v + "embeddings.position_embedding.weight",), lambda x: x[None]),
+        "pre_norm.weight": ((v + "pre_layrnorm.weight",), None),  # [sic]
+        "pre_norm.bias": ((v + "pre_layrnorm.bias",), None),
+        "norm.weight": ((v + "post_layernorm.weight",), None),
+        "norm.bias": ((v + "post_layernorm.bias",), None),
+        "proj.weight": (("visual_projection.weight",), None),
+    }
+    for i in range(n):
+        b, o = f"{v}encoder.layers.{i}.", f"blocks.{i}."
+        for p in ("weight", "bias"):
+            qkv = tuple(f"{b}self_attn.{x}_proj.{p}" for x in ("q", "k", "v"))
+            plan[f"{o}attn.qkv.{p}"] = (qkv, lambda q, k, v: torch.cat([q, k, v]))
+        for src, dst in (pair.split(":") for pair in _HF_BLOCK.split()):
+            for p in ("weight", "bias"):
+                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
+    return plan
+
+
+@dataclass(frozen=True)
+class _Layout:
+    plan: Callable[[int, dict], Plan]
+    blocks: str  # regex whose group 1 is the block index
+    owns: Callable[[str], bool]  # keys that belong to the image tower (others are ignored)
+
+
+_LAYOUTS = {
+    "birder": _Layout(_birder, r"encoder\.block\.(\d+)\.", lambda k: True),
+    "open_clip": _Layout(
+        _open_clip, r"visual\.transformer\.resblocks\.(\d+)\.", lambda k: k.startswith("visual.")
     ),
-    "hf": (
+    "hf": _Layout(
         _hf,
         r"vision_model\.encoder\.layers\.(\d+)\.",
         lambda k: (
@@ -235,63 +269,132 @@ _LAYOUTS: dict[str, tuple[Callable[[Tensors, int], Tensors], str, Callable[[str]
 }
 
 
-def convert(path: str | Path) -> tuple[ViTConfig, Tensors, str, Path]:
-    """Read any layout and return (config, our state dict, layout name, weights file)."""
-    tensors, layout, extra, weights_file = read_checkpoint(path)
-    family = "open_clip" if layout == "torchscript" else layout
-    mapper, pattern, ours = _LAYOUTS[family]
-    keys = [k for k in tensors if ours(k)]
-    n = _block_count(keys, pattern)
-    if n == 0:
-        raise CheckpointError(weights_file, f"{layout} checkpoint has no transformer blocks")
-    try:
-        state = mapper(tensors, n)
-    except KeyError as exc:
-        raise CheckpointError(
-            weights_file, f"missing key {exc.args[0]!r} ({layout} layout)"
-        ) from None
-    used = _source_keys(family, tensors, n)
-    unexpected = sorted(set(keys) - used)
+def _listing(keys: list[str], limit: int = 4) -> str:
+    more = f" ... ({len(keys)} in all)" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def _apply(plan: Plan, tensors: dict, layout: str, file: Path) -> Tensors:
+    """Check the source keys (missing, unexpected, not tensors) and build our state dict."""
+    needed = [s for srcs, _ in plan.values() for s in srcs]
+    missing = [s for s in needed if s not in tensors]
+    if missing:
+        raise CheckpointError(file, f"missing keys: {_listing(missing)} ({layout} layout)")
+    owns = _LAYOUTS["open_clip" if layout == "torchscript" else layout].owns
+    unexpected = sorted(set(k for k in tensors if owns(k)) - set(needed))
     if unexpected:
-        shown = ", ".join(unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
-        raise CheckpointError(weights_file, f"unexpected keys for {layout} layout: {shown}")
-    state = {k: v.float() for k, v in state.items()}
-    width = state["class_token"].shape[-1]
-    grid_tokens = state["pos_embedding"].shape[1] - 1
-    patch = state["conv.weight"].shape[-1]
-    heads = int(extra.get("num_heads") or extra.get("num_attention_heads") or max(1, width // 64))
+        raise CheckpointError(file, f"unexpected keys: {_listing(unexpected)} ({layout} layout)")
+    state: Tensors = {}
+    for ours, (srcs, combine) in plan.items():
+        parts = [tensors[s] for s in srcs]
+        bad = [s for s, p in zip(srcs, parts, strict=True) if not torch.is_tensor(p)]
+        if bad or not all(p.is_floating_point() for p in parts):
+            raise CheckpointError(file, f"{(bad or srcs)[0]} is not a float tensor")
+        try:
+            value = combine(*parts) if combine else parts[0]
+        except RuntimeError as exc:
+            shapes = ", ".join(f"{s} {list(p.shape)}" for s, p in zip(srcs, parts, strict=True))
+            raise CheckpointError(file, f"cannot map {shapes}: {_first_line(exc)}") from None
+        state[ours] = value.float()
+    return state
+
+
+def _infer(state: Tensors, n: int, hints: dict, file: Path) -> ViTConfig:
+    """Sizes from the tensor shapes; config hints may set heads, eps, activation (checked)."""
+    conv, pos, fc1, proj = (
+        state[k] for k in ("conv.weight", "pos_embedding", "blocks.0.fc1.weight", "proj.weight")
+    )
+    if conv.ndim != 4 or conv.shape[-1] != conv.shape[-2] or pos.ndim != 3 or proj.ndim != 2:
+        raise CheckpointError(
+            file, f"not a ViT: patch conv {list(conv.shape)}, positions {list(pos.shape)}"
+        )
+    grid = math.isqrt(max(pos.shape[1] - 1, 0))
+    if grid * grid + 1 != pos.shape[1]:
+        raise CheckpointError(file, f"{pos.shape[1]} positions is not 1 + a square patch grid")
+    width = conv.shape[0]
+    try:
+        heads = int(hints.get("num_heads") or hints.get("num_attention_heads") or width // 64 or 1)
+        eps = float(hints.get("layer_norm_eps", 1e-5))
+    except (TypeError, ValueError):
+        raise CheckpointError(file, "config has a non-numeric head count or eps") from None
+    act = str(hints.get("hidden_act", "quick_gelu")).lower()
+    if act not in ACTIVATIONS:
+        raise CheckpointError(file, f"activation {act!r} is not supported (quick_gelu or gelu)")
+    if width % heads:
+        raise CheckpointError(file, f"width {width} is not divisible by {heads} heads")
     cfg = ViTConfig(
         width=width,
         layers=n,
         heads=heads,
-        mlp=state["blocks.0.fc1.weight"].shape[0],
-        patch=patch,
-        image_size=int(round(grid_tokens**0.5)) * patch,
-        proj_dim=state["proj.weight"].shape[0],
+        mlp=fc1.shape[0],
+        patch=conv.shape[-1],
+        image_size=grid * conv.shape[-1],
+        proj_dim=proj.shape[0],
         proj_bias="proj.bias" in state,
-        eps=float(extra.get("layer_norm_eps", 1e-5)),
+        eps=eps,
+        act=act,
     )
-    return cfg, state, layout, weights_file
+    said = dict.fromkeys(("hidden_dim", "hidden_size"), cfg.width)  # Birder / HF names
+    said |= dict.fromkeys(("num_layers", "num_hidden_layers"), cfg.layers)
+    said |= dict.fromkeys(("mlp_dim", "intermediate_size"), cfg.mlp)
+    said |= {"patch_size": cfg.patch, "image_size": cfg.image_size, "projection_dim": cfg.proj_dim}
+    for key, actual in said.items():
+        if hints.get(key) not in (None, actual):
+            raise CheckpointError(
+                file, f"config says {key}={hints[key]} but the weights have {actual}"
+            )
+    return cfg
 
 
-def _source_keys(family: str, tensors: Tensors, n: int) -> set[str]:
-    """The source keys a mapper reads (to report unexpected ones)."""
-    probe = _KeyProbe(tensors)
-    _LAYOUTS[family][0](probe, n)  # type: ignore[arg-type]
-    return probe.read
+def _check_shapes(cfg: ViTConfig, state: Tensors, plan: Plan, file: Path) -> None:
+    """Every tensor must have the shape our model (built on the meta device) expects."""
+    with torch.device("meta"):
+        expected = CLIPVisionTower(cfg).state_dict()
+    for key, want in expected.items():
+        got = state[key].shape
+        if got != want.shape:
+            src = "+".join(plan[key][0])
+            raise CheckpointError(
+                file, f"wrong shape for {src}: {list(got)}, expected {list(want.shape)}"
+            )
 
 
-class _KeyProbe(dict):
-    def __init__(self, tensors: Tensors) -> None:
-        super().__init__(tensors)
-        self.read: set[str] = set()
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read any supported layout and map it onto our model's keys, checking everything.
 
-    def __getitem__(self, key: str) -> torch.Tensor:
-        self.read.add(key)
-        return super().__getitem__(key)
+    Raises CheckpointError (one line naming the file) for anything we cannot use.
+    """
+    tensors, layout, hints, file = read_checkpoint(path)
+    spec = _LAYOUTS["open_clip" if layout == "torchscript" else layout]
+    found = {int(m.group(1)) for k in tensors if (m := re.match(spec.blocks, k))}
+    if not found:
+        raise CheckpointError(file, f"{layout} checkpoint has no transformer blocks")
+    n = max(found) + 1
+    plan = spec.plan(n, tensors)
+    state = _apply(plan, tensors, layout, file)
+    cfg = _infer(state, n, hints, file)
+    _check_shapes(cfg, state, plan, file)
+    return Checkpoint(cfg, state, layout, file)
 
-    def __contains__(self, key: object) -> bool:
-        if super().__contains__(key):
-            self.read.add(str(key))
-            return True
-        return False
+
+def build_model(ckpt: Checkpoint) -> CLIPVisionTower:
+    """Our model holding the checkpoint's tensors (built on meta: no random init of 300M params)."""
+    with torch.device("meta"):
+        model = CLIPVisionTower(ckpt.cfg)
+    state = {k: v.contiguous() for k, v in ckpt.state.items()}
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:  # _check_shapes makes this a bug, but say which file
+        raise CheckpointError(ckpt.file, f"weights do not fit: {_first_line(exc)}") from None
+    model.reset_normalization()
+    return model.eval()
+
+
+def identity(ckpt: Checkpoint, sha256: str | None = None) -> dict:
+    """What an index pins: weights sha256 (hashed unless known), architecture, dim, layout."""
+    return {
+        "weights_sha256": sha256 or sha256_file(ckpt.file),
+        "architecture": ckpt.cfg.architecture,
+        "dim": ckpt.cfg.proj_dim,
+        "layout": ckpt.layout,
+    }

@@ -109,10 +109,16 @@ class CLIPVisionTower(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.eps)
         self.proj = nn.Linear(cfg.width, cfg.proj_dim, bias=cfg.proj_bias)
-        mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255.0
-        self.register_buffer("mean", mean, persistent=False)
-        inv_std = 1.0 / (torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("inv_std", inv_std, persistent=False)
+        self.register_buffer("mean", torch.empty(1, 3, 1, 1), persistent=False)
+        self.register_buffer("inv_std", torch.empty(1, 3, 1, 1), persistent=False)
+        if self.conv.weight.device.type != "meta":
+            self.reset_normalization()
+
+    def reset_normalization(self) -> None:
+        """(Re)make the uint8 mean/std buffers on the weights' device (after a meta build)."""
+        device = self.conv.weight.device
+        self.mean = torch.tensor(CLIP_MEAN, device=device).view(1, 3, 1, 1) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(CLIP_STD, device=device).view(1, 3, 1, 1) * 255.0)
 
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """All tokens after the last block, before the final norm: [B, 1 + grid², width]."""

@@ -16,20 +16,29 @@ REPO_ID = "birder-project/vit_l14_pn_quick_gelu_openai-clip"
 FILENAME = "vit_l14_pn_quick_gelu_openai-clip.pt"
 SHA256 = "2c7462390956d8942de0df21d9d1a43cf53fdbe3a3570a1add64d859313a0bee"
 OFFLINE_HINT = (
-    "pass --weights PATH (Birder .pt, open_clip/OpenAI state dict, OpenAI ViT-L-14.pt or a "
-    "Hugging Face CLIP folder) or set PHOTO_INDEX_WEIGHTS"
+    "pass --weights PATH (Birder .pt, open_clip/OpenAI state dict, OpenAI ViT-L-14.pt, or a "
+    "Hugging Face CLIP folder) or set PHOTO_INDEX_WEIGHTS."
 )
+_TRUE = ("1", "true", "yes", "on")
 
 
 class WeightsError(RuntimeError):
-    """The default weights cannot be had or do not match their checksum."""
+    """The default weights cannot be had or do not match their checksum (one-line message)."""
+
+
+def marker_path(path: Path) -> Path:
+    """Where a successful check of `path` is remembered: `<file>.sha256-ok` beside it."""
+    return path.with_name(path.name + ".sha256-ok")
 
 
 def verify_sha256(path: str | Path, expected: str = SHA256) -> None:
-    """Check `path` against `expected` once; a marker remembers a success for this size+mtime."""
+    """Check `path` against `expected` once; a marker remembers a success for this size+mtime.
+
+    A mismatch raises WeightsError and deletes nothing: the user decides what to do.
+    """
     path = Path(path)
     st = path.stat()
-    marker = path.with_name(path.name + ".sha256-ok")
+    marker = marker_path(path)
     stamp = {"sha256": expected, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     try:
         if json.loads(marker.read_text()) == stamp:
@@ -39,22 +48,27 @@ def verify_sha256(path: str | Path, expected: str = SHA256) -> None:
     actual = sha256_file(path)
     if actual != expected:
         raise WeightsError(
-            f"{path}: sha256 is {actual}, expected {expected}; the download is corrupt or not "
-            "the ViT-L/14 checkpoint - delete it and run again, or " + OFFLINE_HINT
+            f"{path}: sha256 is {actual}, expected {expected} (checksum mismatch): the file is "
+            "damaged or is not the ViT-L/14 checkpoint; nothing was deleted - remove that file "
+            "and run again to download it afresh, or " + OFFLINE_HINT
         )
-    tmp = marker.with_name(marker.name + ".tmp")
+    tmp = marker.with_name(marker.name + f".{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(stamp))
         os.replace(tmp, marker)
     except OSError:  # a read-only cache still works, it just re-verifies next time
-        pass
+        tmp.unlink(missing_ok=True)
 
 
-def default_weights(cache_dir: str | Path | None = None) -> Path:
-    """Path of the verified default checkpoint, downloading it when allowed (HF_HUB_OFFLINE)."""
+def default_weights(cache_dir: str | Path | None = None, expected: str = SHA256) -> Path:
+    """Path of the verified default checkpoint, downloading it unless HF_HUB_OFFLINE is set.
+
+    Raises WeightsError with what to do when it is not cached and the hub cannot be reached.
+    """
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
     try:
         path = hf_hub_download(
             repo_id=REPO_ID,
@@ -62,11 +76,17 @@ def default_weights(cache_dir: str | Path | None = None) -> Path:
             cache_dir=str(cache_dir) if cache_dir else None,
             local_files_only=offline,
         )
-    except Exception as exc:  # no network, offline mode, hub errors
-        why = "offline mode (HF_HUB_OFFLINE) and no cached copy" if offline else type(exc).__name__
+    except LocalEntryNotFoundError:  # offline, or no network, and not in the cache
+        why = " (HF_HUB_OFFLINE is set)" if offline else ""
         raise WeightsError(
-            f"the default ViT-L/14 weights ({REPO_ID}/{FILENAME}) are not downloaded and the hub "
-            f"cannot be reached ({why}): {OFFLINE_HINT}"
+            "The default ViT-L/14 weights are not downloaded and the hub cannot be reached"
+            f"{why}: {OFFLINE_HINT}"
         ) from None
-    verify_sha256(path)
+    except Exception as exc:  # noqa: BLE001 - hub errors, disk full, ...: one line, not a trace
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsError(
+            f"Could not download the default ViT-L/14 weights ({REPO_ID}/{FILENAME}: "
+            f"{type(exc).__name__}: {first}): {OFFLINE_HINT}"
+        ) from None
+    verify_sha256(path, expected)
     return Path(path)
