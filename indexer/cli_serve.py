@@ -1,7 +1,12 @@
-"""`index serve`: start the Streamlit app on an index (binds to 127.0.0.1 unless told)."""
+"""`index serve`: start the Streamlit app in `search_ui/` on an index (127.0.0.1 unless told).
+
+The app gets the index and weights through PHOTO_INDEX_* variables and the upload cap through
+Streamlit's own `--server.maxUploadSize`, so the browser refuses big files before they arrive.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -10,33 +15,80 @@ from typing import Annotated
 
 import typer
 
+from indexer.catalog import CATALOG_FILE
 from indexer.settings import Settings
 
 APP = Path(__file__).resolve().parents[1] / "search_ui" / "app.py"
 
 
-def serve_command(
-    index: Annotated[Path | None, typer.Option("--index", help="Index folder.")] = None,
-    port: Annotated[int, typer.Option(help="Port.")] = 8501,
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
-    weights: Annotated[str | None, typer.Option(help="Weights (default: the build's).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
-    max_upload_mb: Annotated[int, typer.Option(help="Largest accepted upload.")] = 20,
-) -> None:
-    """Open the browser UI (search, duplicates, index status) on http://HOST:PORT."""
-    settings = Settings.from_env(index=index, weights=weights, device=device)
-    env = dict(os.environ)
-    env["PHOTO_INDEX_INDEX"] = str(settings.index.absolute())
-    env["PHOTO_INDEX_MAX_UPLOAD_MB"] = str(max_upload_mb)
-    if settings.weights:
-        env["PHOTO_INDEX_WEIGHTS"] = str(Path(settings.weights).absolute())
-    if settings.device != "auto":
-        env["PHOTO_INDEX_DEVICE"] = settings.device
-    cmd = [
+def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
+    """The `streamlit run` command line for the app (headless, no telemetry, no file watcher).
+
+    Kept apart from `serve_command` so tests can check it without starting a server.
+    """
+    return [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.address", host, "--server.port", str(port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--server.maxUploadSize", str(max_upload_mb), "--server.fileWatcherType", "none",
+        "--server.runOnSave", "false", "--client.toolbarMode", "minimal",
+        "--global.developmentMode", "false",
     ]  # fmt: skip
+
+
+def serve_environment(settings: Settings) -> dict[str, str]:
+    """The environment that tells the app which index, weights and device to use."""
+    env = dict(os.environ)
+    env["PHOTO_INDEX_INDEX"] = str(settings.index.absolute())
+    if settings.weights:
+        weights = Path(settings.weights).expanduser()
+        env["PHOTO_INDEX_WEIGHTS"] = str(weights.absolute()) if weights.exists() else str(weights)
+    env["PHOTO_INDEX_DEVICE"] = settings.device
+    return env
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_command(
+    index: Annotated[Path | None, typer.Option("--index", help="Index folder.")] = None,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8501,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes the UI to the network.")
+    ] = "127.0.0.1",
+    weights: Annotated[
+        str | None, typer.Option(help="Weights for query images (default: the build's).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    max_upload_mb: Annotated[
+        int, typer.Option(help="Largest query image accepted, in MB.", min=1)
+    ] = 20,
+) -> None:
+    """Open the browser UI (search by image, duplicates, index status) on http://HOST:PORT."""
+    settings = Settings.from_env(index=index, weights=weights, device=device)
+    env = serve_environment(settings)
+    if not (settings.index / CATALOG_FILE).exists():
+        typer.echo(
+            f"note: no index at {settings.index} yet; the UI says how to build one "
+            f"(index build PATH --index {settings.index})",
+            err=True,
+        )
+    if not _is_loopback(host):
+        typer.echo(f"warning: serving on {host}: anyone who can reach it can search", err=True)
     typer.echo(f"photo-index UI on http://{host}:{port} (index {env['PHOTO_INDEX_INDEX']})")
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    proc = subprocess.Popen(streamlit_command(host, port, max_upload_mb), env=env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached Streamlit too; give it time to stop
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    raise typer.Exit(128 - code if code < 0 else code)  # killed by a signal: 128 + N

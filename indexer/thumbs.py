@@ -1,46 +1,99 @@
 """Thumbnails of indexed pictures, made once and cached in the index folder.
 
-Only content ids from the catalog are accepted, so no user-typed path is ever opened.
+The UI asks by catalog content id only, so no path a user typed is ever opened; a thumbnail is
+keyed by the content hash (`<index>/thumbs/<size>/ab/<hash>.jpg`), EXIF-oriented, and written
+atomically so concurrent sessions never see half a file.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import stat
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from indexer import imaging
 from indexer.catalog import Catalog
 
 THUMB_DIR = "thumbs"
+JPEG_QUALITY = 85
+_HEX = re.compile(r"[0-9a-f]{16,128}")
 
 
 def thumbnail_path(index_dir: str | Path, content_hash: str, size: int) -> Path:
-    return Path(index_dir) / THUMB_DIR / str(size) / content_hash[:2] / f"{content_hash}.jpg"
+    """Where the cached thumbnail of one content at one size lives.
+
+    Sharded by the first two hex digits so no folder grows past a few thousand files.
+    """
+    return Path(index_dir) / THUMB_DIR / str(int(size)) / content_hash[:2] / f"{content_hash}.jpg"
 
 
-def thumbnail_bytes(catalog: Catalog, content_id: int, size: int = 256) -> bytes | None:
-    """JPEG bytes of a cached thumbnail (EXIF-oriented) for an indexed content, or None."""
-    records = catalog.records([int(content_id)])
-    if not records:
+def thumbnail_bytes(
+    catalog: Catalog,
+    content_id: int,
+    size: int = 256,
+    *,
+    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
+) -> bytes | None:
+    """JPEG bytes of the thumbnail of an indexed content (cached after the first call), or None.
+
+    None when the id is not in the catalog or no copy of it can still be read unchanged.
+    """
+    try:
+        records = catalog.records([int(content_id)])
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not records or not _HEX.fullmatch(str(records[0]["hash"])):
         return None
     cached = thumbnail_path(catalog.index_dir, records[0]["hash"], size)
-    if cached.exists():
+    try:
         return cached.read_bytes()
-    for rec in records:  # any existing copy of the content will do
-        try:
-            img, _ = imaging.open_image(rec["path"], draft_to=size)
-        except imaging.ImageError:
-            continue
-        buf = io.BytesIO()
-        imaging.thumbnail(img, size).save(buf, "JPEG", quality=85)
-        data = buf.getvalue()
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, cached)
-        except OSError:  # a read-only index still shows thumbnails
-            pass
-        return data
+    except OSError:
+        pass
+    for rec in records:  # any unchanged copy of the content will do
+        data = _render(rec, size, max_megapixels)
+        if data is not None:
+            _write_atomic(cached, data)
+            return data
     return None
+
+
+def _render(rec: dict[str, Any], size: int, max_megapixels: float) -> bytes | None:
+    """Thumbnail one catalog file if it is still the regular file the build indexed."""
+    try:
+        st = os.stat(rec["path"])
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size != rec["size"]:
+        return None
+    if rec.get("mtime_ns") is not None and st.st_mtime_ns != rec["mtime_ns"]:
+        return None  # changed since the build: its picture may no longer be this content
+    try:
+        img, _ = imaging.open_image(rec["path"], max_megapixels=max_megapixels, draft_to=size)
+        buf = io.BytesIO()
+        imaging.thumbnail(img, size).save(buf, "JPEG", quality=JPEG_QUALITY)
+    except (imaging.ImageError, OSError, ValueError):
+        return None
+    return buf.getvalue()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write next to the target and rename over it; a read-only index still shows thumbnails."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass

@@ -1,7 +1,11 @@
-"""A real browser against `index serve`: upload cat.jpg, see it first; see the bee.jpg group."""
+"""A real browser against `index serve`: upload cat.jpg, see it first; see the bee.jpg group.
+
+Playwright drives Debian's chromium (no browser download); screenshots go to test-output/.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +24,14 @@ from indexer.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 pytestmark = pytest.mark.browser
 
 
@@ -29,62 +41,104 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop `index serve` and the Streamlit process it started (one process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
 @pytest.fixture
 def server(tmp_path, tiny_encoder):
     if not os.path.exists(CHROMIUM):
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     shutil.copytree(PHOTOS, tmp_path / "photos")
     index = tmp_path / "index"
     settings = Settings.from_env(env={}, index=index, weights=str(TINY_BIRDER), workers=1)
     build([tmp_path / "photos"], settings, encoder=tiny_encoder)
     port = free_port()
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "indexer.cli", "serve", "--index", str(index), "--port", str(port)]
-        + ["--weights", str(TINY_BIRDER), "--device", "cpu"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "indexer.cli", "serve", "--index", str(index)]
+        + ["--port", str(port), "--weights", str(TINY_BIRDER), "--device", "cpu"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail("index serve did not start")
-            time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.time() + 30
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    output = (tmp_path / "serve.log").read_text()
+                    pytest.fail(f"index serve did not start:\n{output}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        stop(proc)
+        log.close()
 
 
 def test_upload_and_duplicates_in_a_real_browser(server):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     OUTPUT.mkdir(exist_ok=True)
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    args += ["--disable-component-update", "--disable-sync", "--no-first-run"]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(server, wait_until="domcontentloaded")
-        page.locator("input[type=file]").set_input_files(str(PHOTOS / "flat" / "cat.jpg"))
-        first = page.locator("[data-testid='stMarkdownContainer']", has_text="#1 ·").first
-        first.wait_for(timeout=60_000)
-        assert "cat.jpg" in first.inner_text() and "1.0000" in first.inner_text()
-        page.wait_for_timeout(1500)  # let the thumbnails paint
-        page.screenshot(path=str(OUTPUT / "search.png"), full_page=True)
-        page.goto(server + "/Duplicates", wait_until="domcontentloaded")
-        bee = page.locator("[data-testid='stCaptionContainer']", has_text="bee.jpg").first
-        bee.wait_for(timeout=60_000)
-        assert page.get_by_text("KEEP ·").count() >= 1
-        page.wait_for_timeout(1500)
-        page.screenshot(path=str(OUTPUT / "duplicates.png"), full_page=True)
-        browser.close()
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(30_000)
+            expect.set_options(timeout=30_000)  # the first query loads the encoder
+            page.goto(server, wait_until="domcontentloaded")
+            page.locator("input[type=file]").set_input_files(str(PHOTOS / "flat" / "cat.jpg"))
+            first = page.locator(".st-key-hit-1")
+            expect(first).to_contain_text("#1 · 1.0000 · cat.jpg")
+            expect(page.locator(".st-key-hit-12")).to_be_visible()  # default k = 12
+            expect(first.locator("img")).to_be_visible()  # the cached thumbnail
+            page.wait_for_function(  # every thumbnail in the grid has painted
+                "[...document.querySelectorAll('.st-key-results img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+            page.screenshot(path=str(OUTPUT / "search.png"), full_page=True)
+
+            first.get_by_role("button", name="Open").click()
+            expect(page.locator(".st-key-opened")).to_contain_text("Dimensions: 384×256")
+            page.screenshot(path=str(OUTPUT / "opened.png"))
+
+            page.get_by_role("link", name="Duplicates").click()
+            group = page.locator(".st-key-group-1")
+            expect(group).to_contain_text("exact group 1 · 3 files")
+            expect(group).to_contain_text("keep bee.jpg")
+            expect(group.get_by_text("KEEP", exact=True)).to_have_count(1)
+            expect(group.locator("img")).to_have_count(3)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(OUTPUT / "duplicates.png"), full_page=True)
+            exports = {}
+            for label in ("Report (JSON)", "Report (HTML)", "Quarantine script"):
+                with page.expect_download() as download:
+                    page.get_by_role("button", name=label).click()
+                exports[download.value.suggested_filename] = Path(download.value.path())
+            report = json.loads(exports["duplicates.json"].read_text())
+            assert sum(g["tier"] == "exact" for g in report["groups"]) == 13
+            assert "bee.jpg" in exports["duplicates.html"].read_text()
+            assert "--apply" in exports["quarantine.py"].read_text()
+
+            page.set_viewport_size({"width": 1400, "height": 1500})  # the ledger too
+            page.get_by_role("link", name="Index").click()
+            expect(page.get_by_text("Failure ledger (2)")).to_be_visible()
+            expect(page.get_by_test_id("stMetricValue").first).to_have_text("38")
+            expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(OUTPUT / "index.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,19 +1,33 @@
-"""The Streamlit pages with AppTest: upload → results, filters, more-like-this, empty index."""
+"""The Streamlit pages with AppTest (real searches through the library on a tiny-weights index).
+
+AppTest cannot drive `st.file_uploader`, so uploads go in as `session_state["upload_bytes"]`,
+which the search page routes through the same `search_ui.state.accept_upload` as the widget.
+"""
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import PHOTOS, TINY_BIRDER
+from PIL import Image
+from streamlit import config
 from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
 
 from indexer.build import build
+from indexer.catalog import Catalog
 from indexer.settings import Settings
+from indexer.thumbs import thumbnail_bytes, thumbnail_path
+from search_ui import state
 
 APP = str(Path(__file__).resolve().parents[1] / "search_ui" / "app.py")
-PAGES = Path(APP).parent / "pages"
+DUPLICATES = "pages/duplicates.py"
+STATUS = "pages/status.py"
+CAT = (PHOTOS / "flat" / "cat.jpg").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -34,70 +48,252 @@ def env(monkeypatch, built_index):
     return built_index
 
 
-def texts(at: AppTest) -> str:
-    return "\n".join(m.value for m in at.markdown) + "\n".join(c.value for c in at.caption)
+def app(upload: bytes | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    if upload is not None:
+        at.session_state["upload_bytes"] = upload
+    return at.run()
+
+
+def ranks(at: AppTest) -> list[str]:
+    """The result cards' title lines, best first."""
+    return [m.value for m in at.markdown if m.value.startswith("**#")]
+
+
+def names(at: AppTest) -> list[str]:
+    return [r.rsplit("`", 2)[-2] for r in ranks(at)]
 
 
 def test_upload_gives_the_picture_first(env):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["upload_bytes"] = (PHOTOS / "flat" / "cat.jpg").read_bytes()
-    at.run()
+    at = app(CAT)
+    assert not at.exception and not at.error
+    assert ranks(at)[0] == "**#1** · 1.0000 · `cat.jpg`"
+    assert names(at)[:2] == ["cat.jpg", "cat.jpg"]  # flat/ and nested/cats/
+    assert len(ranks(at)) == 12  # default k
+    assert any(m.value == "**Query:** `upload`" for m in at.markdown)
+    thumbs = list((env / "thumbs" / "256").rglob("*.jpg"))
+    assert thumbs  # the grid's thumbnails were cached in the index folder
+
+
+def test_k_and_filters(env, built_index):
+    photos = built_index.parent / "photos"
+    at = app(CAT)
+    at.sidebar.slider(key="k").set_value(3).run()
+    assert len(ranks(at)) == 3
+    at.sidebar.slider(key="k").set_value(40).run()
+    at.sidebar.selectbox(key="folder").select(str(photos / "nested" / "cats")).run()
+    assert sorted(names(at)) == sorted(os.listdir(photos / "nested" / "cats"))
+    at.sidebar.selectbox(key="folder").select(str(photos / "nested")).run()
+    assert len(ranks(at)) == 13  # nested/ and every folder below it
+    at.sidebar.selectbox(key="folder").select("(all)").run()
+    at.sidebar.slider(key="size").set_value((0.0, 0.03)).run()
+    assert ranks(at) and set(names(at)) <= {
+        p.name for p in photos.rglob("*") if p.is_file() and p.stat().st_size <= 31458
+    }
+    at.sidebar.slider(key="size").set_value((0.0, at.sidebar.slider(key="size").max)).run()
+    at.sidebar.checkbox(key="use_dates").check().run()
+    assert names(at) == ["tree.webp", "tree.webp"]  # the only pictures with an EXIF date
     assert not at.exception
-    first = next(m.value for m in at.markdown if m.value.startswith("**#1**"))
-    assert "1.0000" in first and "cat.jpg" in first
-    assert len([m for m in at.markdown if m.value.startswith("**#")]) == 12  # default k
 
 
-def test_filters_and_more_like_this(env, built_index):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["upload_bytes"] = (PHOTOS / "flat" / "cat.jpg").read_bytes()
-    at.run()
-    nested = str(built_index.parent / "photos" / "nested" / "cats")
-    at.sidebar.selectbox[0].select(nested).run()
-    ranks = [m.value for m in at.markdown if m.value.startswith("**#")]
-    assert ranks and len(ranks) <= 5  # only the five pictures in nested/cats
-    assert all("cat" in r or "kitty" in r for r in ranks)
+def test_pick_more_like_this_and_open(env):
+    at = app()
+    assert not ranks(at) and "38 pictures indexed" in at.caption[0].value
+    at.text_input(key="needle").input("kookaburras").run()
+    pick = at.selectbox(key="pick")
+    assert len(pick.options) == 1
+    pick.select(pick.options[0]).run()
+    assert ranks(at)[0] == "**#1** · 1.0000 · `kookaburras.pnm`"
+    second = names(at)[1]
     at.button(key="more-2").click().run()
-    first = next(m.value for m in at.markdown if m.value.startswith("**#1**"))
-    assert "1.0000" in first and "cat.jpg" not in first
-
-
-def test_bad_and_oversized_uploads_get_messages(env, monkeypatch):
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["upload_bytes"] = b"this is not a picture"
-    at.run()
+    assert names(at)[0] == second and ranks(at)[0].startswith("**#1** · 1.0000")
+    at.button(key="open-1").click().run()
+    details = next(m.value for m in at.markdown if "**Dimensions:**" in m.value)
+    assert "**Format:**" in details and "**Size:**" in details and "bytes" in details
+    at.button(key="opened-close").click().run()
+    assert not any("**Dimensions:**" in m.value for m in at.markdown)
     assert not at.exception
+
+
+def test_bad_bomb_and_oversized_uploads_get_messages(env):
+    at = app(b"this is not a picture")
+    assert not at.exception and not ranks(at)
     assert "Cannot search with this image" in at.error[0].value
-    monkeypatch.setenv("PHOTO_INDEX_MAX_UPLOAD_MB", "0.001")
-    import importlib
-
-    import search_ui.common
-
-    importlib.reload(search_ui.common)
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["upload_bytes"] = (PHOTOS / "flat" / "cat.jpg").read_bytes()
+    assert "not an image" in at.error[0].value
+    at = app(CAT[:2000])  # truncated JPEG
+    assert "Cannot search with this image" in at.error[0].value
+    at = app(b"")
+    assert "is empty" in at.error[0].value
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 1)
+    try:
+        at = app(CAT * 40)  # 1.3 MB
+    finally:
+        config.set_option("server.maxUploadSize", before)
+    assert "uploads are limited to 1 MB" in at.error[0].value and not ranks(at)
+    at.session_state["upload_bytes"] = CAT  # a good upload clears the message
     at.run()
-    monkeypatch.delenv("PHOTO_INDEX_MAX_UPLOAD_MB")
-    importlib.reload(search_ui.common)
-    assert "uploads are limited" in at.error[0].value
+    assert not at.error and names(at)[0] == "cat.jpg"
 
 
-def test_missing_index_says_how_to_build(monkeypatch, tmp_path):
-    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(tmp_path / "nothing"))
-    for script in (APP, str(PAGES / "1_Duplicates.py"), str(PAGES / "2_Index.py")):
-        at = AppTest.from_file(script, default_timeout=60).run()
+def test_unusable_weights_give_a_message(env, monkeypatch, tmp_path):
+    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(tmp_path / "missing.safetensors"))
+    at = app(CAT)
+    assert not at.exception and not ranks(at)
+    assert "The encoder could not answer" in at.error[0].value
+    assert "missing" in at.error[0].value
+
+
+def test_accept_upload_is_a_plain_function():
+    session: dict = {}
+    assert not state.accept_upload(session, "big.jpg", b"x" * 3_000_000, 2)
+    assert "uploads are limited to 2 MB" in session[state.MESSAGE]
+    assert state.QUERY not in session
+    assert state.accept_upload(session, "cat.jpg", CAT, 20)
+    assert session[state.QUERY].data == CAT and state.MESSAGE not in session
+    state.accept_indexed(session, 7, "/x/y.jpg")
+    assert session[state.QUERY].content_id == 7 and not session[state.QUERY].is_upload
+
+
+@pytest.mark.parametrize("page", [None, DUPLICATES, STATUS])
+def test_missing_empty_or_damaged_index_says_how_to_build(monkeypatch, tmp_path, page):
+    for index in (tmp_path / "nothing", tmp_path / "empty", tmp_path / "damaged"):
+        if index.name == "empty":
+            Catalog(index).close()  # a catalog with no pictures (a build that found none)
+        if index.name == "damaged":
+            index.mkdir(exist_ok=True)
+            (index / "catalog.sqlite").write_bytes(b"not a database" * 100)
+        monkeypatch.setenv("PHOTO_INDEX_INDEX", str(index))
+        at = AppTest.from_file(APP, default_timeout=60).run()
+        if page:
+            at.switch_page(page).run()
         assert not at.exception
-        assert "index build" in at.info[0].value
+        assert f"index build PATH/TO/PHOTOS --index {index}" in at.info[0].value
 
 
-def test_duplicates_and_index_pages(env):
-    at = AppTest.from_file(str(PAGES / "1_Duplicates.py"), default_timeout=60).run()
+def test_duplicates_page(env):
+    at = app()
+    at.switch_page(DUPLICATES).run()
     assert not at.exception
-    captions = [c.value for c in at.caption]
-    assert sum("**KEEP**" in c for c in captions) >= 13
-    assert any("bee.jpg" in c for c in captions)
-    at = AppTest.from_file(str(PAGES / "2_Index.py"), default_timeout=60).run()
+    summary = next(m.value for m in at.markdown if " groups: " in m.value)
+    assert summary.startswith("14 groups: 13 exact · 1 near-identical · 0 near-duplicate")
+    bee = next(m.value for m in at.markdown if m.value.startswith("**exact group 1**"))
+    assert "3 files" in bee and "keep `bee.jpg`" in bee
+    texts = [m.value for m in at.markdown]
+    start = texts.index(bee)
+    assert texts[start + 1 : start + 4] == [  # the kept copy first, marked
+        ":green-badge[KEEP] `bee.jpg`",
+        ":gray-badge[duplicate] `bee.jpg`",
+        ":gray-badge[duplicate] `bee.jpg`",
+    ]
+    marks = [t for t in texts if "-badge[" in t]
+    assert sum("green-badge[KEEP]" in m for m in marks) == 14  # one kept file per group
+    buttons = {b.label for b in at.get("download_button")}
+    assert buttons == {"Report (JSON)", "Report (CSV)", "Report (HTML)", "Quarantine script"}
+    at.sidebar.slider(key="near").set_value(0.9).run()  # thresholds reach the library
+    summary = next(m.value for m in at.markdown if " groups: " in m.value)
+    assert "1 near-identical · 3 near-duplicate" in summary
+    at.sidebar.checkbox(key="use_similar").check().run()
+    assert any("similar (" in t.label for t in at.tabs)
+    at.sidebar.text_input(key="keep").input("no-such-rule").run()
+    assert "keep rule" in at.error[0].value and not at.exception
+
+
+def test_index_page(env):
+    at = app()
+    at.switch_page(STATUS).run()
     assert not at.exception
-    assert at.metric[0].value == "38"
-    at.text_input[0].input("not-an-image").run()
-    assert len(at.dataframe[0].value) == 1
+    assert [m.value for m in at.metric] == ["38", "24", "2", "1.000"]
+    assert any(m.value.startswith("**FAISS** IDMap2,Flat") for m in at.markdown)
+    assert len(at.dataframe[0].value) == 2
+    at.text_input(key="ledger").input("not-an-image").run()
+    assert list(at.dataframe[0].value["path"])[0].endswith("not-an-image.txt")
+    at.text_input(key="ledger").input("zzz").run()
+    assert not at.dataframe
+
+
+def test_a_build_that_finishes_while_the_app_runs_is_seen(tmp_path, monkeypatch, tiny_encoder):
+    photos = tmp_path / "photos"
+    shutil.copytree(PHOTOS / "flat", photos)
+    settings = Settings.from_env(env={}, index=tmp_path / "index", weights=str(TINY_BIRDER))
+    build([photos], settings, encoder=tiny_encoder)
+    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(settings.index))
+    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+    at = app(CAT)
+    at.sidebar.slider(key="k").set_value(40).run()
+    assert len(ranks(at)) == 22 and names(at)[0] == "cat.jpg"
+    shutil.copytree(PHOTOS / "nested" / "cats", photos / "more-cats")
+    build([photos], settings, encoder=tiny_encoder)  # the app's searcher stays loaded
+    at.run()
+    assert len(ranks(at)) == 27 and names(at)[:2] == ["cat.jpg", "cat.jpg"]
+    at.sidebar.selectbox(key="folder").select(str(photos / "more-cats")).run()
+    assert len(ranks(at)) == 5
+    at.switch_page(STATUS).run()
+    assert at.metric[0].value == "27"
+
+
+def _rotated_jpeg(path: Path) -> None:
+    img = Image.new("RGB", (60, 40), "red")
+    img.paste((0, 0, 255), (0, 0, 30, 40))  # left half blue
+    exif = Image.Exif()
+    exif[274] = 6  # rotate 90° clockwise on display
+    img.save(path, "JPEG", exif=exif)
+
+
+def test_thumbnails_are_cached_oriented_and_catalog_only(tmp_path, tiny_encoder, monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _rotated_jpeg(photos / "rotated.jpg")
+    shutil.copy(PHOTOS / "flat" / "cat.jpg", photos / "cat.jpg")
+    settings = Settings.from_env(env={}, index=tmp_path / "index", weights=str(TINY_BIRDER))
+    build([photos], settings, encoder=tiny_encoder)
+    cat = Catalog(settings.index, readonly=True)
+    recs = {Path(r["path"]).name: r for r in cat.records()}
+    rotated = recs["rotated.jpg"]
+    data = thumbnail_bytes(cat, rotated["content_id"])
+    thumb = Image.open(io.BytesIO(data))
+    assert thumb.size == (40, 60)  # portrait: EXIF orientation applied
+    assert thumb.getpixel((20, 5))[2] > 200  # the blue half is now on top
+    cached = thumbnail_path(settings.index, rotated["hash"], 256)
+    assert cached.read_bytes() == data
+    assert not [p for p in cached.parent.iterdir() if p.name.startswith(".")]  # no temp files
+    import indexer.imaging as imaging
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached thumbnail was decoded again")
+
+    monkeypatch.setattr(imaging, "open_image", no_decoding)
+    assert thumbnail_bytes(cat, rotated["content_id"]) == data
+    monkeypatch.undo()
+    assert thumbnail_bytes(cat, 10**6) is None and thumbnail_bytes(cat, "1; DROP") is None
+    cat_file = photos / "cat.jpg"
+    cat_file.write_bytes(b"changed since the build, not the indexed picture")
+    assert thumbnail_bytes(cat, recs["cat.jpg"]["content_id"]) is None
+    cat.close()
+
+
+def test_serve_starts_streamlit_on_localhost(monkeypatch, tmp_path):
+    import indexer.cli_serve as cli_serve
+    from indexer.cli import app as cli
+
+    seen: dict = {}
+
+    class FakeStreamlit:
+        def __init__(self, cmd, env):
+            seen.update(cmd=cmd, env=env)
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(cli_serve.subprocess, "Popen", FakeStreamlit)
+    index = tmp_path / "index"
+    result = CliRunner().invoke(cli, ["serve", "--index", str(index), "--port", "8765"])
+    assert result.exit_code == 0, result.output
+    cmd = seen["cmd"]
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(cli_serve.APP)
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8765"
+    assert flags["--server.maxUploadSize"] == "20" and flags["--server.headless"] == "true"
+    assert flags["--browser.gatherUsageStats"] == "false"
+    assert seen["env"]["PHOTO_INDEX_INDEX"] == str(index.absolute())
+    assert "index build PATH" in result.output  # no index there yet

@@ -1,0 +1,146 @@
+"""Duplicates page: the tiers and groups of `indexer.dedup`, side by side, kept file marked.
+
+Thresholds and the keep rule go straight into `DedupOptions`; the reports and the quarantine
+script are the library's own writers, offered as downloads.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any
+
+import streamlit as st
+
+from indexer.dedup import DEFAULT_KEEP, TIERS, DedupOptions, Group, KeepRuleError, Report, dedup
+from search_ui.common import CatalogView, Loaded, catalog_stamp, open_index, thumb
+from search_ui.text import code, describe, md
+
+PER_ROW = 6
+PAGE_SIZE = 20
+
+
+@st.cache_data(show_spinner="Finding duplicates…", max_entries=8)
+def _report(index: str, stamp: tuple[Any, ...], options: tuple[Any, ...]) -> Report:
+    """The dedup report for these options, recomputed when the catalog changes."""
+    hamming, near, similar, keep, prefer = options
+    return dedup(
+        index,
+        DedupOptions(
+            hamming=hamming, near_duplicate=near, similar=similar, keep=keep, prefer=prefer
+        ),
+    )
+
+
+def sidebar_options(view: CatalogView) -> tuple[Any, ...]:
+    """Thresholds, the keep rule and preferred folders (the `index dedup` flags)."""
+    with st.sidebar:
+        st.header("Thresholds")
+        hamming = st.slider("Near-identical: max pHash distance (bits)", 0, 24, 10, key="hamming")
+        near = st.slider("Near-duplicate: min CLIP cosine", 0.80, 1.0, 0.95, 0.005, key="near")
+        similar = None
+        if st.checkbox("Show the 'similar' tier (bursts, series)", key="use_similar"):
+            similar = st.slider("Similar: min CLIP cosine", 0.50, 0.95, 0.85, 0.01, key="similar")
+        st.header("Which copy to keep")
+        keep = st.text_input("Keep rule (first criterion wins)", DEFAULT_KEEP, key="keep")
+        prefer = st.multiselect("Prefer copies in", view.folders, key="prefer")
+    return hamming, near, similar, keep.strip() or DEFAULT_KEEP, tuple(prefer)
+
+
+def downloads(report: Report) -> None:
+    """The report in every format and the quarantine script, from the library's writers.
+
+    Each is made when its button is clicked (the HTML report embeds every thumbnail).
+    """
+    cols = st.columns(4)
+    files = (
+        ("Report (JSON)", "json", "duplicates.json", "application/json"),
+        ("Report (CSV)", "csv", "duplicates.csv", "text/csv"),
+        ("Report (HTML)", "html", "duplicates.html", "text/html"),
+    )
+    for col, (label, fmt, name, mime) in zip(cols, files, strict=False):
+        col.download_button(
+            label, partial(report.render, fmt), name, mime, key=f"dl-{fmt}", on_click="ignore"
+        )
+    cols[3].download_button(
+        "Quarantine script",
+        partial(report.quarantine_script, "quarantine.py"),
+        "quarantine.py",
+        "text/x-python",
+        key="dl-script",
+        help="Moves every non-kept copy into a quarantine folder; a dry run unless --apply.",
+        on_click="ignore",
+    )
+
+
+def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
+    """One group: its members' thumbnails side by side, the kept one marked."""
+    with st.container(border=True, key=f"group-{group.id}"):
+        st.markdown(
+            f"**{group.tier} group {group.id}** · {len(group.members)} files · similarity "
+            f"{group.min_score:.4f}–{group.max_score:.4f} · keep "
+            f"{code(os.path.basename(group.keep))} — {md(group.reason)}"
+        )
+        members = sorted(group.members, key=lambda m: m["path"] != group.keep)
+        for row in range(0, len(members), PER_ROW):
+            cols = st.columns(PER_ROW)
+            for col, m in zip(cols, members[row : row + PER_ROW], strict=False):
+                with col:
+                    cid = view.ids.get(m["path"])
+                    data = thumb(loaded, cid) if cid is not None else None
+                    if data:
+                        st.image(data, width="stretch")
+                    kept = m["path"] == group.keep
+                    mark = ":green-badge[KEEP]" if kept else ":gray-badge[duplicate]"
+                    st.markdown(f"{mark} {code(os.path.basename(m['path']))}")
+                    st.caption(f"{m['score']:.4f} · {describe(m)}")
+
+
+def show_tier(loaded: Loaded, view: CatalogView, tier: str, groups: list[Group]) -> None:
+    """A tier's groups, a page at a time (a big library has thousands)."""
+    if not groups:
+        st.write(f"No {tier} groups at these thresholds.")
+        return
+    pages = (len(groups) + PAGE_SIZE - 1) // PAGE_SIZE
+    page = 1
+    if pages > 1:
+        page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page-{tier}"))
+    for group in groups[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
+        show_group(loaded, view, group)
+
+
+def main() -> None:
+    """The Duplicates page: options in the sidebar, downloads, then one tab per tier.
+
+    The report is cached per catalog state and options, so reruns do not regroup.
+    """
+    st.title("Duplicates")
+    opened = open_index()
+    if opened is None:
+        return
+    loaded, view = opened
+    options = sidebar_options(view)
+    index = loaded.settings.index
+    try:
+        report = _report(str(index.absolute()), catalog_stamp(index), options)
+    except KeepRuleError as exc:
+        st.error(f"That keep rule does not parse: {md(exc)}")
+        return
+    except ValueError as exc:  # thresholds that contradict each other
+        st.error(md(exc))
+        return
+    counts = report.as_dict()["counts"]
+    tiers = [t for t in TIERS if t != "similar" or options[2] is not None]
+    st.write(
+        f"{len(report.groups)} groups: "
+        + " · ".join(f"{counts[t]} {t}" for t in tiers)
+        + f" ({report.seconds:.2f} s)"
+    )
+    downloads(report)
+    tabs = st.tabs([f"{t} ({counts[t]})" for t in tiers])
+    for tab, tier in zip(tabs, tiers, strict=True):
+        with tab:
+            show_tier(loaded, view, tier, [g for g in report.groups if g.tier == tier])
+
+
+main()
