@@ -27,17 +27,12 @@ class EmbedResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     def save(self, output: str | Path) -> None:
-        """Write `paths`, `projection` (L2-normalized), `embedding` and optional `features`."""
-        arrays = {
-            "paths": np.asarray(self.paths, dtype=str),
-            "projection": self.projection,
-            "embedding": self.embedding,
-        }
-        if self.features is not None:
-            arrays["features"] = self.features
+        """Write the `index embed` .npz contract (Encoder's Embeddings format), atomically."""
+        from indexer.encoder import Embeddings
+
         output = Path(output)
-        tmp = output.with_name(output.name + ".tmp.npz")
-        np.savez(tmp, **arrays)
+        tmp = output.with_name(f".{output.name}.tmp")
+        Embeddings(self.projection, self.embedding, self.features, self.paths).save(tmp)
         tmp.replace(output)
 
 
