@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=cpu
-python - <<'PY' >/dev/null 2>&1 && device=cuda
+py=${PYTHON:-$(command -v python || command -v python3)}
+"$py" - <<'PY' >/dev/null 2>&1 && device=cuda
 import torch, sys
 sys.exit(0 if torch.cuda.is_available() else 1)
 PY
@@ -17,6 +18,8 @@ done
 out=bench/results/${device%%:*}.md
 [[ " ${args[*]} " == *" --out "* ]] || args+=(--out "$out")
 [[ " ${args[*]} " == *" --device "* ]] || args+=(--device "$device")
-# faiss-cpu's bundled OpenBLAS picks slow kernels on Sapphire Rapids; harmless elsewhere.
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
-PYTHONPATH=bench${PYTHONPATH:+:$PYTHONPATH} exec python bench/gpu_bench.py "${args[@]}"
+# faiss-cpu's bundled OpenBLAS picks slow kernels on Sapphire Rapids; needs AVX-512 to apply.
+if grep -q avx512f /proc/cpuinfo 2>/dev/null; then
+  export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+fi
+PYTHONPATH=bench:$PWD${PYTHONPATH:+:$PYTHONPATH} exec "$py" bench/gpu_bench.py "${args[@]}"

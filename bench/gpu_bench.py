@@ -1,20 +1,26 @@
 """Every stage of `index build` on one box, as images/s, in one run (driver for bench/gpu.sh).
 
-Stages: encoder alone (ViT-L/14, random weights), decode alone (worker processes), end to end
-(`build()` on generated JPEGs), FAISS build + tuned search and the dedup k-NN graph on N
-vectors. Writes a Markdown table to --out and prints it.
+Stages: the device's bf16 matmul ceiling, the encoder alone (ViT-L/14, random weights; eager
+and torch.compile), decode alone (worker processes), end to end (`build()` on generated JPEGs),
+FAISS build + tuned search on N vectors (torch-on-GPU training vs FAISS on the CPU vs bare
+FAISS), and the dedup pair search (exact on the GPU vs the CPU cell join). A stage that fails
+is reported as failed and the run goes on; the table is rewritten after every stage.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import platform
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
 
+import faiss
 import numpy as np
 import torch
 from dedup import synthetic  # same clustered vectors as bench/dedup.py
@@ -25,27 +31,70 @@ from indexer.dedup.graph import cosine_pairs
 from indexer.encoder import ViTConfig, load_encoder, save_random_checkpoint
 from indexer.pipeline import DecodeJob, decoded_batches
 from indexer.settings import Settings
-from indexer.vectors import VectorIndex, choose_spec
+from indexer.vectors import KMEANS_ITERATIONS, MAX_TRAIN_PER_LIST, VectorIndex, choose_spec
 
 VIT_L_GFLOP = 162.0  # forward FLOPs per 224² image (2 × MACs)
-H100_BF16_TFLOPS = 989.0  # dense
+H100_BF16_TFLOPS = 989.0  # dense, datasheet
 
 
-def _jpeg(args: tuple[Path, int, int, int]) -> None:
-    path, w, h, seed = args
+class Table:
+    """Rows of (stage, figure), written to `out` after every stage so a cut run keeps them."""
+
+    def __init__(self, out: str | None, title: str) -> None:
+        self.rows: list[tuple[str, str]] = []
+        self.out, self.title = out, title
+
+    def add(self, stage: str, figure: str) -> None:
+        self.rows.append((stage, figure))
+        print(f"{stage}: {figure}", flush=True)
+        self.write()
+
+    def text(self) -> str:
+        lines = ["| stage | figure |", "|---|---|", *(f"| {k} | {v} |" for k, v in self.rows)]
+        return "\n".join(lines) + "\n"
+
+    def write(self) -> None:
+        if self.out:
+            Path(self.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.out).write_text(f"# {self.title}\n\n{self.text()}")
+
+    def stage(self, name: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - report and go on to the next stage
+            traceback.print_exc()
+            self.add(name, f"FAILED: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+BASES = 64  # distinct pictures per folder; the other files differ from them in a comment only
+
+
+def _jpeg(args: tuple[int, int, int]) -> bytes:
+    w, h, seed = args
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8)
-    img = Image.fromarray(small).resize((w, h), Image.BILINEAR)  # smooth, photo-like
-    img.save(path, quality=90)
+    img = np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR), dtype=np.int16)
+    img += rng.integers(-10, 11, img.shape, dtype=np.int16)  # sensor-like grain: photo-sized
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
-def make_folder(folder: Path, n: int, size: tuple[int, int], seed: int, procs: int) -> None:
+def make_folder(folder: Path, n: int, size: tuple[int, int], seed: int, procs: int) -> float:
+    """n distinct JPEGs of `size` (BASES pictures, each file with its own JPEG comment, so every
+    file has its own content hash and costs a full decode); returns their mean size in MB."""
     folder.mkdir(parents=True, exist_ok=True)
-    jobs = [
-        (folder / f"{seed}_{i:05d}.jpg", size[0], size[1], seed * 100_000 + i) for i in range(n)
-    ]
+    jobs = [(size[0], size[1], seed * 1000 + i) for i in range(min(n, BASES))]
     with Pool(procs) as pool:
-        pool.map(_jpeg, jobs, chunksize=8)
+        bases = pool.map(_jpeg, jobs)
+    total = 0
+    for i in range(n):
+        data = bases[i % len(bases)]
+        note = f"photo-index bench {i}".encode()
+        com = b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note  # COM right after SOI
+        (folder / f"{seed}_{i:05d}.jpg").write_bytes(data[:2] + com + data[2:])
+        total += len(data) + len(com)
+    return total / n / 1e6
 
 
 def decode_rate(folder: Path, workers: int, batch: int) -> float:
@@ -55,25 +104,48 @@ def decode_rate(folder: Path, workers: int, batch: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def encoder_rate(encoder, batch: int, iters: int) -> float:
+def encoder_rate(encoder, batch: int, iters: int) -> tuple[float, np.ndarray]:
+    """Images/s over `iters` batches (after a warm-up call), and the warm-up's projections."""
     crops = torch.from_numpy(
         np.random.default_rng(0).integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8)
     )
     if encoder.device.type == "cuda":
         crops = crops.pin_memory()
-    encoder.encode_uint8(crops)
+    first = encoder.encode_uint8(crops)
     start = time.perf_counter()
     for _ in range(iters):
-        encoder.encode_uint8(crops)
-    return iters * batch / (time.perf_counter() - start)
+        encoder.encode_uint8(crops)  # returns numpy: synchronized
+    return iters * batch / (time.perf_counter() - start), first
+
+
+def matmul_tflops(device: str) -> float:
+    """Measured bf16 ceiling: mean of 10 products of two random 8192² matrices."""
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile run")
+    parser.add_argument(
+        "--vectors", type=int, default=0, help="FAISS/dedup size [default by device]"
+    )
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--stages", default="peak,encoder,e2e,faiss,dedup", help="comma list of stages to run"
+    )
     args = parser.parse_args()
+    stages = set(args.stages.split(","))
     gpu = args.device.startswith("cuda")
     cores = os.cpu_count() or 2
     if gpu:
@@ -82,57 +154,149 @@ def main() -> None:
         n3, n12, vecs, batch, iters, layers = 16, 4, 20_000, 4, 1, 2
     else:
         n3, n12, vecs, batch, iters, layers = 64, 8, 100_000, 8, 2, 24
+    vecs = args.vectors or vecs
     workers = max(1, cores - (1 if gpu else 0))
-    rows: list[tuple[str, str]] = []
     name = torch.cuda.get_device_name(0) if gpu else platform.processor() or "cpu"
-    rows.append(("device", f"{args.device} ({name}), {cores} CPU cores, {workers} decode workers"))
+    table = Table(args.out, f"bench/gpu.sh on {args.device} ({name})")
+    table.add(
+        "device",
+        f"{args.device} ({name}), torch {torch.__version__}, faiss {faiss.__version__} "
+        f"({faiss.get_num_gpus()} FAISS GPUs), {cores} CPU cores, {workers} decode workers",
+    )
+    state: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        cfg = ViTConfig(layers=layers)
-        weights = save_random_checkpoint(tmpdir / "vit_l14_random.safetensors", cfg)
-        encoder = load_encoder(weights, device=args.device)
-        enc = encoder_rate(encoder, batch, iters)
-        rows.append((f"encoder alone ({encoder.dtype}, batch {batch})", f"{enc:,.1f} img/s"))
-        if gpu:
-            mfu = enc * VIT_L_GFLOP / 1e3 / H100_BF16_TFLOPS
-            rows.append(("encoder MFU (of 989 TFLOP/s bf16)", f"{100 * mfu:.1f} %"))
-        for label, n, size in (("3 MP", n3, (2000, 1500)), ("12 MP", n12, (4000, 3000))):
-            folder = tmpdir / label.replace(" ", "")
+        weights = save_random_checkpoint(tmpdir / "vit.safetensors", ViTConfig(layers=layers))
+
+        def peak() -> None:
+            state["peak"] = matmul_tflops(args.device)
+            table.add("bf16 matmul 8192³ (measured ceiling)", f"{state['peak']:,.0f} TFLOP/s")
+
+        def encoders() -> None:
+            eager = load_encoder(weights, device=args.device)
+            rate, ref = encoder_rate(eager, batch, iters)
+            state["encoder"], state["enc"] = eager, rate
+            table.add(f"encoder alone, eager ({eager.dtype}, batch {batch})", _mfu(rate, state))
+            if args.no_compile or args.quick:
+                return
             start = time.perf_counter()
-            make_folder(folder, n, size, seed=len(label), procs=cores)
-            rows.append((f"generated {n} {label} JPEGs", f"{time.perf_counter() - start:.1f} s"))
-            dec = decode_rate(folder, workers, batch)
-            rows.append((f"decode alone, {label}", f"{dec:,.1f} img/s"))
-            settings = Settings.from_env(
-                env={}, index=tmpdir / f"index{n}", batch_size=batch, workers=workers,
-                device=args.device,
-            )  # fmt: skip
-            summary = build([folder], settings, encoder=encoder)
-            e2e = summary.embedded / summary.seconds
-            bound = min(dec, enc)
-            rows.append((f"end to end `index build`, {label}", f"{e2e:,.1f} img/s"))
-            rows.append((f"  ÷ min(decode, encode) ({bound:,.1f})", f"{e2e / bound:.2f}"))
-        x, _ = synthetic(vecs, 768, planted=max(10, vecs // 100))
-        start = time.perf_counter()
-        index = VectorIndex.create(choose_spec(vecs, 768), 768)
-        index.build(np.arange(vecs), x)
-        tune = index.tune_nprobe(x[:500], 0.95, 10)
-        rows.append(
-            (
-                f"FAISS {index.spec.description} build + tune, {vecs:,} vectors",
-                f"{time.perf_counter() - start:.1f} s (nprobe {tune.nprobe}, recall@10 "
-                f"{tune.recall_at_10:.3f}, {tune.ms_per_query:.3f} ms/query)",
+            comp = load_encoder(weights, device=args.device, compile=True)
+            comp.encode_uint8(torch.zeros((batch, 224, 224, 3), dtype=torch.uint8))
+            compile_s = time.perf_counter() - start
+            rate_c, out = encoder_rate(comp, batch, iters)
+            cos = float(np.min(np.sum(ref * out, axis=1)))
+            table.add(
+                f"encoder alone, torch.compile (batch {batch})",
+                f"{_mfu(rate_c, state)}; compile {compile_s:.0f} s; min cosine vs eager {cos:.5f}",
             )
+            if rate_c > 1.03 * rate:
+                state["encoder"], state["enc"] = comp, rate_c
+
+        if gpu and "peak" in stages:
+            table.stage("bf16 matmul", peak)
+        if stages & {"encoder", "e2e"}:
+            table.stage("encoder", encoders)
+        for label, n, size in (("3 MP", n3, (2000, 1500)), ("12 MP", n12, (4000, 3000))):
+            if "e2e" in stages:
+                table.stage(label, lambda label=label, n=n, size=size: _e2e(
+                    table, state, tmpdir, label, n, size, cores, workers, batch, args.device
+                ))  # fmt: skip
+        if stages & {"faiss", "dedup"}:
+            table.stage("vectors", lambda: _vectors(table, state, vecs))
+        if gpu:  # the GPU figures first: the CPU ones take longest
+            if "faiss" in stages:
+                table.stage("FAISS on the GPU", lambda: _faiss(table, state, "auto"))
+            if "dedup" in stages:
+                table.stage("dedup on the GPU", lambda: _dedup(table, state, "cuda"))
+        if "faiss" in stages:
+            table.stage("FAISS on the CPU", lambda: _faiss(table, state, None))
+        if "dedup" in stages:
+            table.stage("dedup on the CPU", lambda: _dedup(table, state, "cpu"))
+    print("\n" + table.text())
+
+
+def _mfu(rate: float, state: dict) -> str:
+    flops = rate * VIT_L_GFLOP / 1e3
+    text = f"{rate:,.1f} img/s"
+    if "peak" in state:
+        text += (
+            f" = {flops:,.0f} TFLOP/s: MFU {100 * flops / H100_BF16_TFLOPS:.1f} % of 989 "
+            f"(datasheet), {100 * flops / state['peak']:.1f} % of the measured matmul"
         )
+    return text
+
+
+def _e2e(table, state, tmpdir, label, n, size, cores, workers, batch, device) -> None:
+    folder = tmpdir / label.replace(" ", "")
+    start = time.perf_counter()
+    mb = make_folder(folder, n, size, seed=len(label), procs=cores)
+    table.add(
+        f"generated {n} {label} JPEGs", f"{time.perf_counter() - start:.1f} s, {mb:.2f} MB each"
+    )
+    dec = decode_rate(folder, workers, batch)
+    table.add(f"decode alone, {label} ({workers} workers, draft)", f"{dec:,.1f} img/s")
+    settings = Settings.from_env(
+        env={}, index=tmpdir / f"index{n}", batch_size=batch, workers=workers, device=device
+    )
+    summary = build([folder], settings, encoder=state["encoder"])
+    e2e = summary.embedded / summary.seconds
+    bound = min(dec, state["enc"])
+    which = "decode" if dec < state["enc"] else "encode"
+    table.add(f"end to end `index build`, {label}", f"{e2e:,.1f} img/s ({summary.embedded} images)")
+    table.add(f"  ÷ min(decode, encode) = {bound:,.1f} ({which}-bound)", f"{e2e / bound:.2f}")
+
+
+def _vectors(table: Table, state: dict, vecs: int) -> None:
+    start = time.perf_counter()
+    state["x"], state["planted"] = synthetic(vecs, 768, planted=max(10, vecs // 100))
+    table.add(f"generated {vecs:,} × 768 clustered vectors", f"{time.perf_counter() - start:.1f} s")
+
+
+def _faiss(table: Table, state: dict, torch_device: str | None) -> None:
+    """Our build (torch on the GPU, or FAISS on the CPU) and, on the CPU, bare FAISS."""
+    x = state["x"]
+    vecs = len(x)
+    spec = choose_spec(vecs, 768)
+    ids = np.arange(vecs)
+    how = "torch k-means on the GPU + add_preassigned" if torch_device else "FAISS on the CPU"
+    start = time.perf_counter()
+    index = VectorIndex.create(spec, 768)
+    index.build(ids, x, torch_device=torch_device)
+    built = time.perf_counter() - start
+    tune = index.tune_nprobe(x[:500], 0.95, 10)
+    table.add(
+        f"FAISS {spec.description} build, {vecs:,} vectors, {how}",
+        f"{built:.1f} s; tuned nprobe {tune.nprobe}: recall@10 {tune.recall_at_10:.3f}, "
+        f"{tune.ms_per_query:.3f} ms/query",
+    )
+    if spec.nlist and not torch_device:
         start = time.perf_counter()
-        a, _, _ = cosine_pairs(np.arange(vecs), x, 0.95, index=index)
-        rows.append((f"dedup k-NN graph, {vecs:,} vectors", f"{time.perf_counter() - start:.1f} s"))
-    table = ["| stage | figure |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
-    text = "\n".join(table) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(f"# bench/gpu.sh on {args.device}\n\n" + text)
+        bare = faiss.index_factory(768, spec.description, faiss.METRIC_INNER_PRODUCT)
+        faiss.extract_index_ivf(bare).cp.niter = KMEANS_ITERATIONS
+        take = min(vecs, MAX_TRAIN_PER_LIST * spec.nlist)
+        rng = np.random.default_rng(0)
+        bare.train(x[np.sort(rng.choice(vecs, take, replace=False))])
+        bare.add_with_ids(x, ids)
+        bare_s = time.perf_counter() - start
+        table.add(
+            "  bare FAISS on the CPU, same recipe",
+            f"{bare_s:.1f} s (our overhead {100 * (built / bare_s - 1):+.1f} %)",
+        )
+
+
+def _dedup(table: Table, state: dict, device: str) -> None:
+    x, planted = state["x"], state["planted"]
+    start = time.perf_counter()
+    pairs = cosine_pairs(np.arange(len(x)), x, 0.95, device=device)
+    took = time.perf_counter() - start
+    found = pairs.as_set()
+    cos = np.einsum("ij,ij->i", x[planted[:, 0]], x[planted[:, 1]])
+    over = [tuple(sorted(map(int, p))) for p, c in zip(planted, cos, strict=True) if c >= 0.95]
+    recall = sum(p in found for p in over) / max(1, len(over))
+    table.add(
+        f"dedup pairs ≥ 0.95, {len(x):,} vectors, {pairs.info['method']}",
+        f"{took:.1f} s; {len(found):,} pairs; planted recall {recall:.4f}",
+    )
 
 
 if __name__ == "__main__":

@@ -161,6 +161,8 @@ class _Build:
             device=self.settings.device,
             dtype=self.settings.dtype,
             cache_dir=self.settings.cache_dir,
+            replicate=True,
+            compile=self.settings.compile,
         )
 
     def _pin_encoder(self, encoder: Any) -> None:
@@ -237,8 +239,9 @@ class _Build:
                 session.execute(delete(Failure).where(Failure.path.in_(gone[start : start + 900])))
 
         hashed: list[tuple[fs.FileEntry, str]] = []
+        threads = min(16, os.cpu_count() or 4)  # hashlib releases the GIL on big reads
         with self.cat.session() as session:
-            for entry, digest, error in fs.hash_files(to_hash):
+            for entry, digest, error in fs.hash_files(to_hash, threads=threads):
                 if error:
                     self._fail(session, entry, "read", error)
                 else:

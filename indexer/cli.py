@@ -35,7 +35,12 @@ WeightsOpt = Annotated[
     ),
 ]
 DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="auto | cpu | cuda | cuda:N [default auto]")
+    str | None,
+    typer.Option(
+        "--device",
+        help="auto | cpu | cuda | cuda:N | cuda:0,cuda:1 (build: auto/cuda = every GPU) "
+        "[default auto]",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 EXIT_SOME_FAILED = 3
@@ -82,6 +87,10 @@ def build(
     device: DeviceOpt = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per encoder batch.")] = None,
     workers: Annotated[int | None, typer.Option(help="Decode processes [default: cores].")] = None,
+    compile: Annotated[
+        bool | None,
+        typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
+    ] = None,
     max_megapixels: Annotated[float | None, typer.Option(help="Refuse larger images.")] = None,
     exclude: Annotated[
         list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
@@ -107,6 +116,7 @@ def build(
         device=device,
         batch_size=batch_size,
         workers=workers,
+        compile=compile,
         max_megapixels=max_megapixels,
         excludes=tuple(exclude) if exclude else None,
         memory_budget_mb=memory_budget_mb,

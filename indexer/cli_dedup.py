@@ -1,71 +1,124 @@
-"""`index dedup`: parse options, call `indexer.dedup.dedup`, write the reports."""
+"""`index dedup`: parse options, call `indexer.dedup.dedup`, write the reports or a summary."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from indexer.settings import Settings
 
+if TYPE_CHECKING:
+    from indexer.dedup import Report
+
 
 def dedup_command(
-    index: Annotated[Path | None, typer.Option("--index", help="Index folder.")] = None,
+    index: Annotated[
+        Path | None, typer.Option("--index", help="Index folder [default: data/index].")
+    ] = None,
     output: Annotated[
         list[Path] | None,
-        typer.Option("--output", "-o", help="report.html, report.json or report.csv (repeatable)"),
+        typer.Option(
+            "--output", "-o", help="Write report.html, report.json or report.csv (repeatable)."
+        ),
     ] = None,
-    hamming: Annotated[int, typer.Option(help="near-identical: max pHash bits apart")] = 10,
-    near_duplicate: Annotated[float, typer.Option(help="near-duplicate: min CLIP cosine")] = 0.95,
+    hamming: Annotated[
+        int, typer.Option(help="near-identical: most pHash bits (of 64) that may differ.")
+    ] = 10,
+    near_duplicate: Annotated[
+        float, typer.Option(help="near-duplicate: least CLIP cosine.")
+    ] = 0.95,
     similar: Annotated[
-        float | None, typer.Option(help="turn on the 'similar' tier at this cosine")
+        float | None, typer.Option(help="Turn on the 'similar' tier at this CLIP cosine.")
     ] = None,
-    keep: Annotated[str, typer.Option(help="ordered keep rule")] = "",
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            help="Ordered keep rule "
+            "[default: resolution,format:heic>png>jpg>webp,size,exif,oldest]."
+        ),
+    ] = None,
     prefer: Annotated[
-        list[Path] | None, typer.Option(help="folder whose copies are kept first (repeatable)")
+        list[Path] | None,
+        typer.Option(help="Folder whose copies are kept first and never moved (repeatable)."),
     ] = None,
     quarantine_script: Annotated[
-        Path | None, typer.Option(help="write a script that moves non-kept files away")
+        Path | None,
+        typer.Option(help="Write a Python script that moves the non-kept files away."),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="CLIP pairs on: auto (exact on a CUDA GPU when there is one) | cpu | cuda:N"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
     """Duplicate groups: exact, near-identical (pHash), near-duplicate and similar (CLIP)."""
-    from indexer.cli import _run
+    from indexer.catalog import CatalogError
     from indexer.dedup import DEFAULT_KEEP, DedupOptions, KeepRuleError
     from indexer.dedup import dedup as run_dedup
+    from indexer.dedup.report import write_atomic
 
-    settings = Settings.from_env(index=index)
+    settings = Settings.from_env(index=index, device=device)
     options = DedupOptions(
+        device=settings.device.split(",")[0].strip() or "auto",
         hamming=hamming,
         near_duplicate=near_duplicate,
         similar=similar,
         keep=keep or DEFAULT_KEEP,
-        prefer=tuple(str(p) for p in prefer or ()),
+        prefer=tuple(str(p.expanduser().absolute()) for p in prefer or ()),
     )
+    for path in output or ():
+        if path.suffix.lower() not in (".html", ".htm", ".json", ".csv"):
+            _fail(f"{path}: name the report .html, .json or .csv")
     try:
-        report = _run(lambda: run_dedup(settings.index, options))
+        report = run_dedup(settings.index, options)
         for path in output or ():
             report.write(path)
             typer.echo(f"wrote {path}", err=True)
-    except (KeepRuleError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    if quarantine_script:
-        text = report.quarantine_script(quarantine_script.name)
-        quarantine_script.write_text(text)
-        quarantine_script.chmod(0o755)
-        typer.echo(f"wrote {quarantine_script} (dry run by default; --apply moves)", err=True)
+        if quarantine_script:
+            write_atomic(quarantine_script, report.quarantine_script(quarantine_script.name))
+            quarantine_script.chmod(0o755)
+            typer.echo(
+                f"wrote {quarantine_script}: `python3 {quarantine_script}` shows what it would "
+                "move; add --apply to move",
+                err=True,
+            )
+    except (CatalogError, KeepRuleError, ValueError, OSError) as exc:
+        _fail(str(exc))
     if as_json:
         typer.echo(report.render("json"))
     elif not output:
-        for g in report.groups:
-            typer.echo(
-                f"[{g.tier}] group {g.id}: {len(g.members)} files, similarity "
-                f"{g.min_score:.3f}-{g.max_score:.3f}; keep {g.keep} ({g.reason})"
-            )
-            for m in g.members:
-                if m["path"] != g.keep:
-                    typer.echo(f"    {m['score']:.4f}  {m['path']}")
-        counts = report.as_dict()["counts"]
-        typer.echo(", ".join(f"{n} {t}" for t, n in counts.items()) + " groups")
+        typer.echo(summary(report))
+
+
+def summary(report: Report) -> str:
+    """A readable text listing of the groups, tier by tier, for the terminal."""
+    from indexer.dedup.report import describe_threshold
+
+    lines: list[str] = []
+    tier = None
+    for g in report.groups:
+        if g.tier != tier:
+            tier = g.tier
+            lines.append(f"== {tier}: {describe_threshold(tier, g.threshold)} ==")
+        contains = f", contains #{', #'.join(map(str, g.contains))}" if g.contains else ""
+        lines.append(
+            f"#{g.id}: {len(g.members)} files, similarity {g.min_score:.4f}-{g.max_score:.4f}"
+            f"{contains}"
+        )
+        lines.append(f"  keep    {g.keep}  [{g.reason}]")
+        for m in g.members:
+            if m["path"] != g.keep:
+                lines.append(f"  {m['score']:.4f}  {m['path']}")
+    counts = report.as_dict()["counts"]
+    shown = [f"{n} {t}" for t, n in counts.items() if t != "similar" or report.thresholds.get(t)]
+    lines.append(f"{len(report.groups)} groups: {', '.join(shown)} ({report.seconds:.2f} s)")
+    return "\n".join(lines)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +133,9 @@ def _collate(samples: list[dict[str, Any]]) -> DecodedBatch:
     return batch
 
 
+WORKER_CHUNK = 16  # images per worker task: small, so every worker stays busy to the end
+
+
 def decoded_batches(
     jobs: Sequence[DecodeJob],
     *,
@@ -138,24 +143,54 @@ def decoded_batches(
     workers: int,
     max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
     draft: bool = True,
-    pin_memory: bool = False,
     timeout: float = 0,
 ) -> Iterator[DecodedBatch]:
-    """Decode `jobs` with `workers` processes (0 = in this process), in order, in batches."""
+    """Decode `jobs` with `workers` processes (0 = in this process), in order, in batches.
+
+    Workers decode chunks of WORKER_CHUNK images (a whole encoder batch per worker would leave
+    most workers idle on the last rounds); chunks are regrouped here into batches of exactly
+    `batch_size` images (the last one smaller); failures ride with the batch they arrive in.
+    """
     if not jobs:
         return
     dataset = _DecodeDataset(jobs, max_megapixels, draft, timeout if workers > 0 else 0)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=max(1, min(batch_size, WORKER_CHUNK)),
         shuffle=False,
         num_workers=workers,
         collate_fn=_collate,
-        pin_memory=pin_memory,
+        pin_memory=False,  # regrouped below; the encoder pins what it sends to a GPU
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
     )
-    yield from loader
+    pending = DecodedBatch()
+    parts: list[torch.Tensor] = []
+    for chunk in loader:
+        pending.keys += chunk.keys
+        pending.metas += chunk.metas
+        pending.phashes += chunk.phashes
+        pending.failed += chunk.failed
+        if chunk.pixels is not None:
+            parts.append(chunk.pixels)
+        while len(pending.keys) >= batch_size:
+            pixels = torch.cat(parts) if len(parts) > 1 else parts[0]
+            yield DecodedBatch(
+                pending.keys[:batch_size],
+                pixels[:batch_size],
+                pending.metas[:batch_size],
+                pending.phashes[:batch_size],
+                pending.failed,
+            )
+            rest = pixels[batch_size:]
+            pending = DecodedBatch(
+                pending.keys[batch_size:], None, pending.metas[batch_size:],
+                pending.phashes[batch_size:],
+            )  # fmt: skip
+            parts = [rest] if len(rest) else []
+    if pending.keys or pending.failed:
+        pending.pixels = (torch.cat(parts) if len(parts) > 1 else parts[0]) if parts else None
+        yield pending
 
 
 def encode_batches(
@@ -168,19 +203,35 @@ def encode_batches(
     draft: bool = True,
     timeout: float = 0,
 ) -> Iterator[EncodedBatch]:
-    """Decode and encode: yields every batch (failures included) with its vectors."""
-    pin = getattr(encoder, "device", torch.device("cpu")).type == "cuda"
-    for batch in decoded_batches(
+    """Decode and encode: yields every batch (failures included) with its vectors, in order.
+
+    Batches go to the encoder's replicas (one per device) in turn from a thread each, so the
+    devices run while this thread collates the next batch and the caller commits the last.
+    """
+    replicas = getattr(encoder, "replicas", None) or [encoder]
+    batches = decoded_batches(
         jobs,
         batch_size=batch_size,
         workers=workers,
         max_megapixels=max_megapixels,
         draft=draft,
-        pin_memory=pin,
         timeout=timeout,
-    ):
-        if batch.pixels is None:
-            vectors = np.zeros((0, encoder.dim), np.float32)
-        else:
-            vectors = encoder.encode_uint8(batch.pixels)
-        yield EncodedBatch(batch, vectors)
+    )
+    pending: deque[tuple[DecodedBatch, Future | None]] = deque()
+    with ThreadPoolExecutor(max_workers=len(replicas)) as pool:
+        for i, batch in enumerate(batches):
+            replica = replicas[i % len(replicas)]
+            future = None
+            if batch.pixels is not None:
+                future = pool.submit(replica.encode_uint8, batch.pixels)
+            pending.append((batch, future))
+            while len(pending) > len(replicas):  # one batch queued behind each busy device
+                yield _finish(encoder, *pending.popleft())
+        while pending:
+            yield _finish(encoder, *pending.popleft())
+
+
+def _finish(encoder: Any, batch: DecodedBatch, future: Future | None) -> EncodedBatch:
+    if future is None:
+        return EncodedBatch(batch, np.zeros((0, encoder.dim), np.float32))
+    return EncodedBatch(batch, future.result())

@@ -32,9 +32,10 @@ class Settings:
 
     index: Path = Path("data/index")
     weights: str | None = None  # path to any supported checkpoint; None = default download
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto (every GPU, else CPU) | cpu | cuda | cuda:N | "cuda:0,cuda:1"
     dtype: str = "auto"  # auto | fp32 | bf16
     batch_size: int = 32
+    compile: bool = False  # torch.compile the encoder (build only; worth it on GPUs)
     workers: int = 0  # 0 = choose from the CPU count
     max_megapixels: float = 150.0
     decode_timeout: float = 60.0  # seconds per image (in decode worker processes)
@@ -75,6 +76,10 @@ def _coerce(name: str, value: object) -> object:
         return int(value)  # type: ignore[arg-type]
     if name in ("max_megapixels", "memory_budget_mb", "target_recall", "decode_timeout"):
         return float(value)  # type: ignore[arg-type]
+    if name == "compile":
+        if isinstance(value, str):
+            return value.strip().lower() in ("1", "true", "yes", "on")
+        return bool(value)
     if name == "excludes":
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())

@@ -18,6 +18,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+from faiss.contrib.ivf_tools import add_preassigned
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
 MIN_TRAIN_PER_LIST = 39
@@ -111,24 +112,51 @@ class VectorIndex:
         return self.spec.kind != "flat"
 
     def build(
-        self, ids: np.ndarray, vectors: np.ndarray, seed: int = 0, use_gpu: bool | None = None
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        seed: int = 0,
+        use_gpu: bool | None = None,
+        torch_device: str | None = "auto",
     ) -> None:
-        """Train (IVF, on a random sample) and add everything; GPU when available and large."""
+        """Train (IVF, on a random sample) and add everything, on a GPU when there is one.
+
+        faiss-gpu trains and adds on its GPUs; with faiss-cpu, an IVF-Flat index is trained and
+        its vectors assigned by torch on `torch_device` ("auto": CUDA when torch sees a GPU;
+        None: FAISS on the CPU).
+        """
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
-        if self.is_ivf and not self.index.is_trained:
-            nlist = self.spec.nlist or 1
-            rng = np.random.default_rng(seed)
-            take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
-            sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
-            faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
-            target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
-            target.train(sample)
-            target.add_with_ids(vectors, ids)
-            self.index = faiss.index_gpu_to_cpu(target) if use_gpu else target
-        else:
+        if not self.is_ivf or self.index.is_trained:
             self.index.add_with_ids(vectors, ids)
+            self.trained_for = len(ids)
+            return
+        nlist = self.spec.nlist or 1
+        rng = np.random.default_rng(seed)
+        take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
+        sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
+        from indexer import gpu_math  # imports torch: only when building
+
+        if torch_device == "auto":
+            torch_device = gpu_math.cuda_device()
+        if torch_device and not use_gpu and self.spec.kind == "ivf-flat":
+            centroids = gpu_math.spherical_kmeans(
+                sample, nlist, torch_device, KMEANS_ITERATIONS, seed
+            )
+            ivf = faiss.extract_index_ivf(self.index)
+            ivf.quantizer.add(centroids)
+            ivf.is_trained = True
+            labels = gpu_math.assign(vectors, centroids, torch_device)
+            add_preassigned(ivf, vectors, labels, ids)
+            self.index.ntotal = ivf.ntotal
+            self.trained_for = len(ids)
+            return
+        faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
+        target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
+        target.train(sample)
+        target.add_with_ids(vectors, ids)
+        self.index = faiss.index_gpu_to_cpu(target) if use_gpu else target
         self.trained_for = len(ids)
 
     def build_sharded(

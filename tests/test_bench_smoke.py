@@ -19,5 +19,5 @@ def test_gpu_script_runs_on_cpu(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = out.read_text()
-    for stage in ("encoder alone", "decode alone, 3 MP", "end to end", "FAISS", "dedup k-NN"):
+    for stage in ("encoder alone", "decode alone, 3 MP", "end to end", "FAISS", "dedup pairs"):
         assert stage in table

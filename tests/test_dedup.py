@@ -1,8 +1,17 @@
-"""Dedup tiers on real photos and planted vectors; keep rules; reports; the quarantine script."""
+"""Dedup on catalogs filled directly: real photos and their edits (exact and pHash tiers),
+planted vectors (CLIP tiers), the k-NN graph against exact search, keep rules, the reports,
+the quarantine script and the CLI. The e2e run through `index build` is test_dedup_e2e.py.
+"""
 
 from __future__ import annotations
 
+import base64
+import csv
+import io
+import itertools
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,255 +21,561 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
-from indexer.build import build
+from indexer import imaging
 from indexer.catalog import Catalog, Content, File
-from indexer.dedup import DedupOptions, dedup
-from indexer.dedup.graph import UnionFind, cosine_pairs
-from indexer.dedup.keep import KeepRuleError, choose_keep
+from indexer.dedup import DedupOptions, KeepRuleError, dedup
+from indexer.dedup.graph import EXACT_MAX, UnionFind, cosine_pairs, hamming_pairs
+from indexer.dedup.keep import choose_keep
+from indexer.files import content_hash
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 
 
-def make_variants(src: Path, dest: Path) -> dict[str, Path]:
-    """The edits people make: half size, JPEG quality 60, PNG→WebP, a 3 % crop."""
-    dest.mkdir(parents=True, exist_ok=True)
-    img = Image.open(src).convert("RGB")
-    w, h = img.size
-    out = {
-        "half": dest / "half.jpg",
-        "q60": dest / "q60.jpg",
-        "crop": dest / "crop.jpg",
-        "webp": dest / "from-png.webp",
-    }
-    img.resize((w // 2, h // 2), Image.LANCZOS).save(out["half"], quality=92)
-    img.save(out["q60"], quality=60)
-    dx, dy = int(w * 0.03), int(h * 0.03)
-    img.crop((dx, dy, w - dx, h - dy)).save(out["crop"], quality=92)
-    png = dest / "original.png"
-    img.save(png)
-    Image.open(png).save(out["webp"], quality=80)
-    png.unlink()
-    return out
+# --- helpers ---------------------------------------------------------------------------------
+def fill_from_files(index: Path, paths: list[Path]) -> None:
+    """What a build stores about pictures, without the encoder: content hash, metadata, pHash."""
+    cat = Catalog(index)
+    contents: dict[str, int] = {}
+    with cat.session() as s:
+        for path in paths:
+            digest = content_hash(path)
+            if digest not in contents:
+                img, meta = imaging.open_image(path)
+                contents[digest] = len(contents) + 1
+                s.add(
+                    Content(
+                        id=contents[digest],
+                        hash=digest,
+                        size=path.stat().st_size,
+                        width=meta.width,
+                        height=meta.height,
+                        format=meta.format,
+                        taken_at=meta.taken_at,
+                        phash=imaging.perceptual_hash(img),
+                    )
+                )
+            st = path.stat()
+            s.add(
+                File(
+                    path=str(path),
+                    content_id=contents[digest],
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    indexed_at=time.time(),
+                )
+            )
+    cat.close()
 
 
-def groups_of(report, tier: str) -> list[set[str]]:
-    return [{Path(m["path"]).name for m in g.members} for g in report.groups if g.tier == tier]
-
-
-def test_real_photos_exact_and_near_identical_tiers(photos, settings, tiny_encoder):
-    variants = make_variants(photos / "flat" / "cake.jpg", photos / "edits")
-    build([photos], settings, encoder=tiny_encoder)
-    report = dedup(settings.index)
-    exact = [g for g in report.groups if g.tier == "exact"]
-    bee = next(g for g in exact if Path(g.members[0]["path"]).name == "bee.jpg")
-    assert {m["path"] for m in bee.members} == {
-        str(photos / "flat" / "bee.jpg"),
-        str(photos / "heic" / "bee.jpg"),
-        str(photos / "nested" / "misc" / "bees" / "bee.jpg"),
-    }
-    assert bee.min_score == bee.max_score == 1.0
-    near = groups_of(report, "near-identical")
-    cake = next(g for g in near if "cake.jpg" in g)
-    assert {p.name for p in variants.values()} <= cake
-    # distinct photos are never grouped as near-identical
-    for group in near:
-        stems = {n.split(".")[0] for n in group} - {"half", "q60", "crop", "from-png"}
-        assert len(stems - {"bee_animated", "bee"}) <= 1, group
-    g = next(
-        g
-        for g in report.groups
-        if g.tier == "near-identical" and "cake.jpg" in {Path(m["path"]).name for m in g.members}
-    )
-    assert g.threshold == 10 and 0 < g.min_score <= g.max_score <= 1
-    assert g.contains  # the exact cake.jpg pair is nested, not mixed in silently
-
-
-def plant(index: Path, vectors: dict[str, np.ndarray], root: Path) -> None:
+def fill_planted(index: Path, pictures: dict[str, dict], root: Path) -> None:
+    """Contents with crafted vectors (and optional pHash) under made-up paths."""
     cat = Catalog(index)
     with cat.session() as s:
-        for i, (name, v) in enumerate(vectors.items(), start=1):
-            v = (v / np.linalg.norm(v)).astype(np.float32)
+        for i, (name, spec) in enumerate(pictures.items(), start=1):
+            v = np.asarray(spec["vector"], np.float32)
+            v = v / np.linalg.norm(v)
             s.add(
                 Content(
                     id=i,
-                    hash=f"h{i}",
+                    hash=f"{i:064x}",
                     size=1000 * i,
-                    width=100 * i,
+                    width=spec.get("width", 100 * i),
                     height=100,
                     format="JPEG",
-                    phash=None,
+                    phash=spec.get("phash"),
                     vector=v.tobytes(),
                     embedded_at=time.time(),
                 )
             )
             s.add(
-                File(
-                    path=str(root / name),
-                    content_id=i,
-                    size=1000 * i,
-                    mtime_ns=i,
-                    indexed_at=time.time(),
-                )
+                File(path=str(root / name), content_id=i, size=1000 * i, mtime_ns=i, indexed_at=0.0)
             )
-        Catalog.set_meta(s, "dim", 8)
+        Catalog.set_meta(s, "dim", len(v))
+    cat.close()
 
 
+def names(report, tier: str) -> list[set[str]]:
+    return [{Path(m["path"]).name for m in g.members} for g in report.groups if g.tier == tier]
+
+
+def make_variants(src: Path, dest: Path) -> list[Path]:
+    """The edits people make: half size, JPEG quality 60, PNG→WebP, a 3 % crop."""
+    dest.mkdir(parents=True, exist_ok=True)
+    img, _ = imaging.open_image(src)
+    img = imaging.to_rgb(img)
+    w, h = img.size
+    stem = src.stem.replace(" ", "_")
+    half, q60, crop, webp = (
+        dest / f"{stem}-{v}" for v in ("half.jpg", "q60.jpg", "crop.jpg", "x.webp")
+    )
+    img.resize((w // 2, h // 2), Image.LANCZOS).save(half, quality=92)
+    img.save(q60, quality=60)
+    dx, dy = round(w * 0.015), round(h * 0.015)  # 3 % of width and height, centred
+    img.crop((dx, dy, w - dx, h - dy)).save(crop, quality=92)
+    png = dest / f"{stem}.png"
+    img.save(png)
+    Image.open(png).save(webp, quality=80)
+    png.unlink()
+    return [half, q60, crop, webp]
+
+
+def corpus() -> list[Path]:
+    """Every picture of the shared corpus (the text files are not pictures)."""
+    return sorted(
+        p for p in PHOTOS.rglob("*") if p.is_file() and p.suffix not in (".txt", ".md", "")
+    )
+
+
+def _phash(path: Path) -> int:
+    return imaging.perceptual_hash(imaging.open_image(path)[0])
+
+
+# --- tiers on real photos --------------------------------------------------------------------
+def test_exact_tier_is_byte_identical_copies(tmp_path):
+    fill_from_files(tmp_path / "index", corpus())
+    report = dedup(tmp_path / "index")
+    exact = [g for g in report.groups if g.tier == "exact"]
+    bee = next(g for g in exact if any(m["path"].endswith("/bee.jpg") for m in g.members))
+    assert {m["path"] for m in bee.members} == {
+        str(PHOTOS / "flat" / "bee.jpg"),
+        str(PHOTOS / "heic" / "bee.jpg"),
+        str(PHOTOS / "nested" / "misc" / "bees" / "bee.jpg"),
+    }
+    assert bee.min_score == bee.max_score == 1.0 and bee.threshold == 1.0
+    assert all(m["score"] == 1.0 for m in bee.members)
+    # every exact group is one content: same bytes, and nothing identical is left out
+    by_hash: dict[str, list[str]] = {}
+    for p in corpus():
+        by_hash.setdefault(content_hash(p), []).append(str(p))
+    expected = sorted(sorted(v) for v in by_hash.values() if len(v) > 1)
+    assert sorted(sorted(m["path"] for m in g.members) for g in exact) == expected
+    # the same bee as GIF and HEIC is near-identical, and that group names the exact group
+    near = next(g for g in report.groups if g.tier == "near-identical" and bee.id in g.contains)
+    assert {Path(m["path"]).name for m in near.members} == {
+        "bee.jpg",
+        "bee_animated.gif",
+        "bee.heic",
+    }
+
+
+def test_edits_are_near_identical_and_distinct_photos_never(tmp_path):
+    originals = [
+        PHOTOS / "flat" / n
+        for n in ("cake.jpg", "books.jpg", "boats on a lake.png", "tree.webp", "black kitty.jpeg")
+    ]
+    variants = {o: make_variants(o, tmp_path / "edits" / o.stem) for o in originals}
+    flat = [p for p in corpus() if p.parent.name == "flat"]
+    fill_from_files(tmp_path / "index", flat + [v for vs in variants.values() for v in vs])
+    report = dedup(tmp_path / "index")
+    near = [{m["path"] for m in g.members} for g in report.groups if g.tier == "near-identical"]
+    for original, edits in variants.items():
+        group = next((g for g in near if str(original) in g), set())
+        assert {str(original), *map(str, edits)} <= group, original.name
+    # a near-identical group holds one photo and its edits (bee.jpg and its GIF are one photo)
+    for group in near:
+        photos = {Path(p).name for p in group if "/edits/" not in p} - {"bee_animated.gif"}
+        assert len(photos) == 1, group
+    # and every pair of distinct corpus photos is far above the threshold: not luck
+    hashes = [_phash(p) for p in flat if p.name != "bee_animated.gif"]
+    closest = min(imaging.hamming(a, b) for a, b in itertools.combinations(hashes, 2))
+    assert closest > DedupOptions().hamming
+
+
+# --- CLIP tiers with planted vectors ---------------------------------------------------------
 def test_clip_tiers_with_planted_vectors(tmp_path):
     rng = np.random.default_rng(0)
-    base, other = rng.standard_normal(8), rng.standard_normal(8)
-    vecs = {
-        "a.jpg": base,
-        "a-edit.jpg": base + 0.05 * rng.standard_normal(8),  # cosine ≈ 0.99
-        "a-burst.jpg": base + 0.45 * rng.standard_normal(8),  # cosine ≈ 0.9
-        "b.jpg": other,
+    base, other, third = (rng.standard_normal(32) for _ in range(3))
+
+    def unit(v):
+        return np.asarray(v, np.float32) / np.linalg.norm(v)
+
+    def noisy(v, amount):
+        return unit(v) + amount * unit(rng.standard_normal(32))
+
+    pictures = {
+        "a.jpg": {"vector": base},
+        "a-edit.jpg": {"vector": noisy(base, 0.05)},
+        "a-burst.jpg": {"vector": noisy(base, 0.5)},
+        "b.jpg": {"vector": other},
+        # c and c-small are near-identical by pHash: their CLIP link must not be reported again
+        "c.jpg": {"vector": third, "phash": 0x0F0F},
+        "c-small.jpg": {"vector": noisy(third, 0.01), "phash": 0x0F0E},
+        "c-edit.jpg": {"vector": noisy(third, 0.15), "phash": -1},
     }
-    plant(tmp_path / "index", vecs, tmp_path)
-    unit = {k: v / np.linalg.norm(v) for k, v in vecs.items()}
-    cos = float(unit["a.jpg"] @ unit["a-edit.jpg"])
-    bursts = [float(unit["a-burst.jpg"] @ unit[k]) for k in ("a.jpg", "a-edit.jpg")]
-    burst = max(bursts)
-    assert cos > 0.95 > burst > 0.7
+    fill_planted(tmp_path / "index", pictures, tmp_path)
+    v = {k: unit(p["vector"]) for k, p in pictures.items()}
+
+    def cos(x, y):
+        return float(v[x] @ v[y])
+
+    assert cos("a.jpg", "a-edit.jpg") > 0.95 > cos("a.jpg", "a-burst.jpg") > 0.8
+    assert cos("c.jpg", "c-edit.jpg") > 0.95 and cos("c-small.jpg", "c-edit.jpg") > 0.95
+
     report = dedup(tmp_path / "index")
-    assert groups_of(report, "near-duplicate") == [{"a.jpg", "a-edit.jpg"}]
-    nd = next(g for g in report.groups if g.tier == "near-duplicate")
-    assert nd.min_score == pytest.approx(cos, abs=1e-5) and nd.threshold == 0.95
-    assert nd.keep.endswith("a-edit.jpg") and "resolution" in nd.reason
-    assert groups_of(report, "similar") == []
-    report = dedup(tmp_path / "index", DedupOptions(similar=min(bursts) - 0.001))
+    assert names(report, "near-identical") == [{"c.jpg", "c-small.jpg"}]
+    assert sorted(names(report, "near-duplicate"), key=len) == [
+        {"a.jpg", "a-edit.jpg"},
+        {"c.jpg", "c-small.jpg", "c-edit.jpg"},
+    ]
+    assert names(report, "similar") == []  # off by default
+    ni = next(g for g in report.groups if g.tier == "near-identical")
+    a_grp, c_grp = sorted(
+        (g for g in report.groups if g.tier == "near-duplicate"), key=lambda g: len(g.members)
+    )
+    edit = cos("a.jpg", "a-edit.jpg")
+    assert a_grp.min_score == a_grp.max_score == pytest.approx(edit, abs=1e-5)
+    assert a_grp.threshold == 0.95 and a_grp.contains == []
+    assert c_grp.contains == [ni.id]
+    # the links that formed the c group: c-edit to c and to c-small (not c to c-small)
+    links = [cos("c.jpg", "c-edit.jpg"), cos("c-small.jpg", "c-edit.jpg")]
+    assert (c_grp.min_score, c_grp.max_score) == pytest.approx((min(links), max(links)), abs=1e-5)
+    assert ni.min_score == pytest.approx(1 - 1 / 64) and ni.threshold == 10
+    # the kept file is the largest resolution; scores are cosines to it
+    assert a_grp.keep.endswith("a-edit.jpg") and a_grp.reason == "largest resolution (200x100)"
+    scores = {Path(m["path"]).name: m["score"] for m in a_grp.members}
+    assert scores == pytest.approx({"a-edit.jpg": 1.0, "a.jpg": edit}, abs=1e-5)
+
+    bursts = [cos("a-burst.jpg", x) for x in ("a.jpg", "a-edit.jpg")]
+    report = dedup(tmp_path / "index", DedupOptions(similar=min(bursts) - 0.01))
     sim = [g for g in report.groups if g.tier == "similar"]
     assert [{Path(m["path"]).name for m in g.members} for g in sim] == [
         {"a.jpg", "a-edit.jpg", "a-burst.jpg"}
     ]
-    assert sim[0].contains == [nd.id]
+    a_grp = next(g for g in report.groups if g.tier == "near-duplicate" and len(g.members) == 2)
+    assert sim[0].contains == [a_grp.id]
+    assert sim[0].threshold == pytest.approx(min(bursts) - 0.01)
     assert (sim[0].min_score, sim[0].max_score) == pytest.approx(
         (min(bursts), max(bursts)), abs=1e-5
     )
+    assert report.thresholds["similar"] == pytest.approx(min(bursts) - 0.01)
+    # a stricter near-duplicate threshold moves the edit pair down to the similar tier
+    report = dedup(tmp_path / "index", DedupOptions(near_duplicate=0.9995, similar=0.9))
+    assert {"a.jpg", "a-edit.jpg"} in names(report, "similar")
+    assert {"a.jpg", "a-edit.jpg"} not in names(report, "near-duplicate")
 
 
-def test_knn_graph_matches_exact_pairs():
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((3000, 16)).astype(np.float32)
-    x[1000:1100] = x[:100] + 0.01 * rng.standard_normal((100, 16)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    a, b, s = cosine_pairs(np.arange(3000), x, 0.98)
+# --- the graph -------------------------------------------------------------------------------
+def exact_truth(x: np.ndarray, threshold: float) -> set[tuple[int, int]]:
     sims = x @ x.T
-    truth = {(i, j) for i, j in zip(*np.nonzero(np.triu(sims >= 0.98, 1)), strict=True)}
-    assert set(zip(a.tolist(), b.tolist(), strict=True)) == truth
+    hits = np.nonzero(np.triu(sims >= threshold, 1))
+    return {(int(i), int(j)) for i, j in zip(*hits, strict=True)}
+
+
+def planted(n: int, dim: int, copies: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    x[n - copies :] = x[:copies] + 0.12 * rng.standard_normal((copies, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_knn_graph_exact_and_partitioned_against_brute_force():
+    x = planted(3000, 32, 150, seed=3)
+    truth = exact_truth(x, 0.97)
+    assert len(truth) >= 100
+    exact = cosine_pairs(np.arange(3000), x, 0.97)
+    assert exact.info["method"] == "exact" and exact.as_set() == truth
+    ivf = cosine_pairs(np.arange(3000), x, 0.97, cells=64)
+    assert ivf.info["method"] == "ivf" and ivf.info["cells"] == 64
+    assert len(ivf.as_set() & truth) / len(truth) >= 0.95 and ivf.as_set() <= truth
+    # beyond EXACT_MAX the partition is chosen and its probes tuned on a sample
+    n = EXACT_MAX + 1000
+    x = planted(n, 32, 300, seed=4)
+    truth = exact_truth(x, 0.97)
+    auto = cosine_pairs(np.arange(n) + 1000, x, 0.97)  # ids need not be positions
+    assert auto.info["method"] == "ivf" and auto.info["sample_recall"] >= 0.99
+    found = {(a - 1000, b - 1000) for a, b in auto.as_set()}
+    assert len(found & truth) / len(truth) >= 0.95 and found <= truth
+    assert np.all(auto.score >= 0.97) and np.all(auto.a < auto.b)
+
+
+def test_knn_graph_caps_neighbours_but_keeps_groups_whole():
+    rng = np.random.default_rng(5)
+    x = np.repeat(rng.standard_normal((1, 16)), 40, axis=0) + 1e-4 * rng.standard_normal((40, 16))
+    x = np.vstack([x, rng.standard_normal((200, 16))]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pairs = cosine_pairs(np.arange(240), x, 0.99, k=4)
+    degree = np.bincount(np.concatenate([pairs.a, pairs.b]), minlength=240)
+    assert 0 < len(pairs) < 40 * 39 / 2 and degree[:40].min() >= 4
     uf = UnionFind()
-    for i, j in truth:
-        uf.union(int(i), int(j))
-    assert len(uf.groups()) == 100
+    for a, b in pairs.as_set():
+        uf.union(a, b)
+    assert uf.groups() == [list(range(40))]
 
 
-def test_keep_rules(tmp_path):
-    members = [
-        {
-            "path": "/p/a.jpg",
-            "width": 4000,
-            "height": 3000,
-            "format": "JPEG",
-            "size": 10,
-            "taken_at": "2020-01-01T00:00:00",
-            "mtime_ns": 5,
-        },
-        {
-            "path": "/p/b.heic",
-            "width": 4000,
-            "height": 3000,
-            "format": "HEIF",
-            "size": 5,
-            "taken_at": None,
-            "mtime_ns": 1,
-        },
-        {
-            "path": "/best/c.png",
-            "width": 800,
-            "height": 600,
-            "format": "PNG",
-            "size": 99,
-            "taken_at": None,
-            "mtime_ns": 9,
-        },
-    ]
-    kept, why = choose_keep(members)
-    assert kept["path"] == "/p/b.heic" and why == "preferred format (HEIF)"
-    kept, why = choose_keep(members, "size")
-    assert kept["path"] == "/best/c.png" and why.startswith("largest file")
-    kept, why = choose_keep(members, "exif,resolution")
-    assert kept["path"] == "/p/a.jpg" and why == "has EXIF date (EXIF date)"
-    kept, why = choose_keep(members, prefer=["/best"])
-    assert kept["path"] == "/best/c.png" and why == "in preferred folder /best"
-    with pytest.raises(KeepRuleError, match="unknown --keep criterion"):
-        choose_keep(members, "prettiest")
+def test_hamming_pairs_match_brute_force():
+    rng = np.random.default_rng(1)
+    hashes = rng.integers(-(2**63), 2**63 - 1, 400, dtype=np.int64)
+    for i in range(40):  # near copies: flip up to 12 bits
+        flips = rng.choice(64, rng.integers(0, 13), replace=False)
+        value = int(hashes[i]) & 0xFFFFFFFFFFFFFFFF
+        for bit in flips:
+            value ^= 1 << int(bit)
+        hashes[200 + i] = value - (1 << 64) if value >= 1 << 63 else value
+    ids = np.arange(400) * 7
+    pairs = hamming_pairs(ids, hashes, 10)
+    truth = {
+        (int(ids[i]), int(ids[j]))
+        for i, j in itertools.combinations(range(400), 2)
+        if imaging.hamming(int(hashes[i]), int(hashes[j])) <= 10
+    }
+    assert 20 < len(truth) and pairs.as_set() == truth
+    for a, b, d in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True):
+        assert d == imaging.hamming(int(hashes[a // 7]), int(hashes[b // 7]))
 
 
-class _Gallery(HTMLParser):
+def test_union_find():
+    uf = UnionFind()
+    for a, b in [(1, 2), (3, 4), (2, 4), (10, 11)]:
+        uf.union(a, b)
+    uf.find(99)
+    assert uf.groups() == [[1, 2, 3, 4], [10, 11]]
+    assert uf.find(1) == uf.find(3) != uf.find(10)
+
+
+# --- keep rules ------------------------------------------------------------------------------
+MEMBERS = [
+    {"path": "/p/a.jpg", "width": 4000, "height": 3000, "format": "JPEG", "size": 10,
+     "taken_at": "2020-01-01T00:00:00", "mtime_ns": 5 * 10**18},
+    {"path": "/p/b.heic", "width": 4000, "height": 3000, "format": "HEIF", "size": 5,
+     "taken_at": None, "mtime_ns": 16 * 10**17},
+    {"path": "/best/sub/c.png", "width": 800, "height": 600, "format": "PNG", "size": 99,
+     "taken_at": "2019-06-01T12:00:00", "mtime_ns": 9 * 10**18},
+    {"path": "/p/d.jpg", "width": 4000, "height": 3000, "format": "MPO", "size": 10,
+     "taken_at": "2021-01-01T00:00:00", "mtime_ns": 5 * 10**18},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rule", "prefer", "kept", "reason"),
+    [
+        ("resolution,format:heic>png>jpg,size", (), "/p/b.heic", "preferred format (HEIF)"),
+        ("resolution,format:jpg>heic", (), "/p/a.jpg", "all criteria tie: first path in order"),
+        ("resolution,format:jpg,exif,oldest", (), "/p/a.jpg", "oldest (taken 2020-01-01T00:00:00)"),
+        ("resolution,newest", (), "/p/d.jpg", "newest (taken 2021-01-01T00:00:00)"),
+        ("size", (), "/best/sub/c.png", "largest file (99 bytes)"),
+        ("exif,format:png>jpg", (), "/best/sub/c.png", "preferred format (PNG)"),
+        ("resolution", ("/best",), "/best/sub/c.png", "in preferred folder /best"),
+        ("format:heic", ("/nowhere", "/p"), "/p/b.heic", "preferred format (HEIF)"),
+        ("shortest-path", (), "/p/a.jpg", "all criteria tie: first path in order"),
+        ("oldest", (), "/best/sub/c.png", "oldest (taken 2019-06-01T12:00:00)"),
+    ],
+)
+def test_keep_rules(rule, prefer, kept, reason):
+    member, why = choose_keep(MEMBERS, rule, prefer)
+    assert (member["path"], why) == (kept, reason)
+
+
+def test_keep_rule_errors():
+    for rule in ("prettiest", "", "format:", "resolution,,bigness"):
+        with pytest.raises(KeepRuleError):
+            choose_keep(MEMBERS, rule)
+    assert choose_keep(MEMBERS[:1])[1] == "only member"
+    kept, why = choose_keep(MEMBERS[:2], "exif")
+    assert kept is MEMBERS[0] and why == "has an EXIF date (taken 2020-01-01T00:00:00)"
+
+
+def test_bad_options_are_refused(tmp_path):
+    fill_planted(tmp_path / "index", {"a.jpg": {"vector": [1.0, 0.0]}}, tmp_path)
+    for options in (
+        DedupOptions(hamming=-1),
+        DedupOptions(near_duplicate=1.5),
+        DedupOptions(similar=0.97),  # must be below near_duplicate
+        DedupOptions(keep="bigness"),
+    ):
+        with pytest.raises(ValueError):
+            dedup(tmp_path / "index", options)
+
+
+# --- reports and the quarantine script on real files ----------------------------------------
+class Gallery(HTMLParser):
+    """What a browser would show: images, their sources, members marked kept."""
+
     def __init__(self) -> None:
         super().__init__()
         self.images: list[str] = []
-        self.kept = 0
+        self.kept: list[str] = []
+        self.groups = 0
+        self.external: list[str] = []
 
     def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
+        a = dict(attrs)
         if tag == "img":
-            self.images.append(attrs.get("src", ""))
-        if tag == "div" and "kept" in (attrs.get("class") or "").split():
-            self.kept += 1
+            self.images.append(a.get("src", ""))
+        if tag in ("link", "script") or (tag == "img" and not a["src"].startswith("data:")):
+            self.external.append(tag)
+        if tag == "section" and "group" in a.get("class", ""):
+            self.groups += 1
+        if tag == "div" and "kept" in (a.get("class") or "").split():
+            self.kept.append(a.get("data-kept", ""))
 
 
-def test_reports_and_quarantine_script(photos, settings, tiny_encoder, tmp_path):
-    build([photos / "flat", photos / "nested"], settings, encoder=tiny_encoder)
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    """A small photo library: real photos, byte copies, edits, awkward names."""
+    lib = tmp_path / "library"
+    (lib / "best").mkdir(parents=True)
+    (lib / "camera roll" / "2024").mkdir(parents=True)
+    shutil.copy(PHOTOS / "flat" / "bee.jpg", lib / "camera roll" / "bee.jpg")
+    shutil.copy(PHOTOS / "flat" / "bee.jpg", lib / "camera roll" / "2024" / "bee copy.jpg")
+    shutil.copy(PHOTOS / "flat" / "bee.jpg", lib / "best" / "bee.jpg")
+    shutil.copy(PHOTOS / "flat" / "cake.jpg", lib / "camera roll" / "cake.jpg")
+    shutil.copy(PHOTOS / "flat" / "cake.jpg", lib / "camera roll" / "2024" / "ケーキ\nnew line.jpg")
+    shutil.copy(PHOTOS / "flat" / "books.jpg", lib / "books.jpg")
+    img = Image.open(PHOTOS / "flat" / "cake.jpg")
+    img.resize((img.width // 2, img.height // 2)).save(lib / "camera roll" / "cake-small.jpg")
+    shutil.copy(PHOTOS / "flat" / "cat.jpg", lib / "best" / "cat.jpg")
+    files = sorted(p for p in lib.rglob("*") if p.is_file())
+    for age, path in enumerate(files):  # distinct times: the later a path sorts, the older
+        os.utime(path, ns=(0, (1_700_000_000 - 3600 * age) * 10**9))
+    return lib
+
+
+def files_of(root: Path) -> dict[Path, str]:
+    return {p.relative_to(root): content_hash(p) for p in root.rglob("*") if p.is_file()}
+
+
+def test_reports(library, tmp_path):
+    fill_from_files(tmp_path / "index", sorted(p for p in library.rglob("*") if p.is_file()))
+    report = dedup(tmp_path / "index", DedupOptions(prefer=(str(library / "best"),)))
     out = tmp_path / "out"
     out.mkdir()
-    cli = [sys.executable, "-m", "indexer.cli", "dedup", "--index", str(settings.index)]
-    run = subprocess.run(
-        [
-            *cli,
-            "-o",
-            str(out / "r.html"),
-            "-o",
-            str(out / "r.json"),
-            "-o",
-            str(out / "r.csv"),
-            "--quarantine-script",
-            str(out / "q.py"),
-            "--prefer",
-            str(photos / "nested"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
+    for ext in ("json", "csv", "html"):
+        report.write(out / f"r.{ext}")
     data = json.loads((out / "r.json").read_text())
+    assert set(data) >= {"groups", "thresholds", "index", "generated_at", "counts"}
+    assert data["counts"] == {"exact": 2, "near-identical": 1, "near-duplicate": 0, "similar": 0}
     for g in data["groups"]:
-        assert {"tier", "members", "keep", "reason", "min_score", "max_score"} <= set(g)
-        assert g["keep"] in {m["path"] for m in g["members"]}
-    exact = [g for g in data["groups"] if g["tier"] == "exact"]
-    assert all(g["keep"].startswith(str(photos / "nested")) for g in exact)
-    rows = (out / "r.csv").read_text().splitlines()
-    assert len(rows) == 1 + sum(len(g["members"]) for g in data["groups"])
-    gallery = _Gallery()
-    gallery.feed((out / "r.html").read_text())
-    assert gallery.images and all(s.startswith("data:image/jpeg;base64,") for s in gallery.images)
-    assert gallery.kept == len(data["groups"])
+        assert set(g) >= {"tier", "members", "keep", "reason", "min_score", "max_score"}
+        assert "threshold" in g and g["keep"] in {m["path"] for m in g["members"]}
+        for m in g["members"]:
+            assert set(m) >= {"path", "size", "width", "height", "format", "taken_at", "score"}
+    bee = next(g for g in data["groups"] if g["tier"] == "exact" and len(g["members"]) == 3)
+    assert bee["keep"] == str(library / "best" / "bee.jpg")
+    assert bee["reason"] == f"in preferred folder {library / 'best'}"
+    rows = list(csv.DictReader(io.StringIO((out / "r.csv").read_text())))
+    assert len(rows) == sum(len(g["members"]) for g in data["groups"])
+    assert sum(r["keep"] == "true" for r in rows) == len(data["groups"])
+    awkward = str(library / "camera roll" / "2024" / "ケーキ\nnew line.jpg")
+    assert awkward in {r["path"] for r in rows}
+    gallery = Gallery()
+    gallery.feed((out / "r.html").read_text(encoding="utf-8"))
+    members = sum(len(g["members"]) for g in data["groups"])
+    assert gallery.groups == len(data["groups"]) and len(gallery.kept) == len(data["groups"])
+    assert len(gallery.images) == members and not gallery.external
+    for src in gallery.images:
+        assert src.startswith("data:image/jpeg;base64,")
+        thumb = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert thumb.format == "JPEG" and max(thumb.size) <= 200
+    with pytest.raises(ValueError, match="unknown report type"):
+        report.write(out / "r.txt")
 
-    before = sorted(p for p in photos.rglob("*") if p.is_file())
-    dry = subprocess.run([sys.executable, str(out / "q.py")], capture_output=True, text=True)
-    assert (
-        "would move" in dry.stdout and sorted(p for p in photos.rglob("*") if p.is_file()) == before
+
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=60
     )
+
+
+def test_quarantine_script_moves_never_deletes(library, tmp_path):
+    fill_from_files(tmp_path / "index", sorted(p for p in library.rglob("*") if p.is_file()))
+    report = dedup(tmp_path / "index", DedupOptions(prefer=(str(library / "best"),)))
+    script = tmp_path / "q.py"
+    script.write_text(report.quarantine_script("q.py"))
+    before = files_of(library)
     quarantine = tmp_path / "quarantine"
-    moved = subprocess.run(
-        [sys.executable, str(out / "q.py"), "--apply", str(quarantine)],
-        capture_output=True,
-        text=True,
-    )
+
+    dry = run_script(script, str(quarantine))
+    assert dry.returncode == 0, dry.stderr
+    assert "would move 4 files" in dry.stdout  # 2 bee copies, the cake copy and its small edit
+    assert files_of(library) == before and not quarantine.exists()
+
+    bee_stat = (library / "camera roll" / "bee.jpg").stat()
+    # a file changed since the report is skipped, whatever its tier
+    changed = library / "camera roll" / "cake-small.jpg"
+    os.utime(changed, ns=(1, 1))
+    moved = run_script(script, "--apply", str(quarantine))
     assert moved.returncode == 0, moved.stderr
-    moved_files = sorted(p for p in quarantine.rglob("*") if p.is_file())
-    assert moved_files, moved.stdout
-    # nothing deleted: every file is either still in place or in quarantine at its relative path
-    after = {p.relative_to(photos) for p in photos.rglob("*") if p.is_file()}
-    in_quarantine = {p.relative_to(quarantine) for p in moved_files}
-    assert after | in_quarantine == {p.relative_to(photos) for p in before}
-    assert not after & in_quarantine
-    assert all(str(rel).startswith("flat") for rel in in_quarantine)  # nested/ is preferred
+    assert "skip (missing or changed since the report)" in moved.stdout
+    after, inside = files_of(library), files_of(quarantine)
+    assert set(inside) == {
+        Path("camera roll/bee.jpg"),
+        Path("camera roll/2024/bee copy.jpg"),
+        Path("camera roll/2024/ケーキ\nnew line.jpg"),
+    }
+    # nothing deleted, nothing duplicated: each file is in place or at its relative path
+    assert not set(after) & set(inside)
+    assert {**after, **inside} == before
+    assert (library / "best" / "bee.jpg").exists()
+    assert (library / "camera roll" / "cake.jpg").exists()
+
+    # a second run finds the files gone and moves nothing
+    again = run_script(script, "--apply", str(quarantine))
+    assert "moved 0 files" in again.stdout and files_of(quarantine) == inside
+    # the same file back in place: its twin in quarantine is never overwritten
+    bee = library / "camera roll" / "bee.jpg"
+    bee.write_bytes((PHOTOS / "flat" / "bee.jpg").read_bytes())
+    os.utime(bee, ns=(0, bee_stat.st_mtime_ns))
+    third = run_script(script, "--apply", str(quarantine))
+    assert "already in quarantine; not overwritten" in third.stdout
+    assert "moved 0 files" in third.stdout and files_of(quarantine) == inside
+    bee.unlink()
+
+    # --restore puts them back where they were
+    back = run_script(script, "--restore", "--apply", str(quarantine))
+    assert back.returncode == 0 and "moved 3 files" in back.stdout
+    assert files_of(library) == before and not files_of(quarantine)
+
+
+def test_quarantine_script_keeps_protected_and_needs_the_kept_copy(library, tmp_path):
+    shutil.copy(PHOTOS / "flat" / "cat.jpg", library / "best" / "cat again.jpg")
+    fill_from_files(tmp_path / "index", sorted(p for p in library.rglob("*") if p.is_file()))
+    report = dedup(tmp_path / "index", DedupOptions(prefer=(str(library / "best"),)))
+    script = tmp_path / "q.py"
+    script.write_text(report.quarantine_script("q.py"))
+    cat = next(g for g in report.groups if g.keep.endswith("/cat.jpg"))
+    assert all(m["protected"] for m in cat.members)
+    (library / "camera roll" / "cake.jpg").unlink()  # the kept copy of the cake group
+    quarantine = tmp_path / "quarantine"
+    out = run_script(script, "--apply", "--tiers", "exact", str(quarantine)).stdout
+    assert "skip (protected folder)" in out and "kept copy missing or changed" in out
+    moved = files_of(quarantine)
+    assert set(moved) == {Path("camera roll/bee.jpg"), Path("camera roll/2024/bee copy.jpg")}
+    assert (library / "best" / "cat again.jpg").exists()
+    bad = run_script(script, "--tiers", "bogus")
+    assert bad.returncode != 0 and "unknown tier" in bad.stderr
+
+
+# --- the command -----------------------------------------------------------------------------
+def test_cli(library, tmp_path):
+    from indexer.cli import app
+
+    fill_from_files(tmp_path / "index", sorted(p for p in library.rglob("*") if p.is_file()))
+    runner = CliRunner()
+    index = ["dedup", "--index", str(tmp_path / "index")]
+    text = runner.invoke(app, index)
+    assert text.exit_code == 0, text.output
+    assert "== exact" in text.output and "keep " in text.output and "3 groups" in text.output
+    as_json = runner.invoke(app, [*index, "--json", "--hamming", "0", "--keep", "size,oldest"])
+    data = json.loads(as_json.stdout)
+    assert data["thresholds"]["hamming"] == 0 and data["counts"]["exact"] == 2
+    script = tmp_path / "q.py"
+    out = runner.invoke(
+        app,
+        [*index, "-o", str(tmp_path / "r.json"), "-o", str(tmp_path / "r.html"),
+         "--quarantine-script", str(script), "--prefer", str(library / "best"), "--similar", "0.8"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "r.json").read_text())["thresholds"]["similar"] == 0.8
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+    assert os.access(script, os.X_OK) and "would move" in run_script(script).stdout
+    for bad, message in (
+        (["--keep", "prettiest"], "unknown --keep criterion"),
+        (["-o", str(tmp_path / "r.txt")], ".html, .json or .csv"),
+        (["--similar", "0.99"], "below --near-duplicate"),
+    ):
+        result = runner.invoke(app, [*index, *bad])
+        assert result.exit_code == 1 and message in result.output, result.output
+    missing = runner.invoke(app, ["dedup", "--index", str(tmp_path / "nothing")])
+    assert missing.exit_code == 1 and "no index here" in missing.output

@@ -7,7 +7,8 @@ HTML by extension; `Report.quarantine_script()` returns the mover script.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
 
 __all__ = ["DEFAULT_KEEP", "TIERS", "DedupOptions", "Group", "KeepRuleError", "Report", "dedup"]
+FORMATS = {"json": "json", "csv": "csv", "html": "html", "htm": "html"}
 
 
 @dataclass
@@ -28,38 +30,73 @@ class Report:
     index: str = ""
     generated_at: str = ""
     seconds: float = 0.0
+    search: dict[str, Any] = field(default_factory=dict)
+    content_ids: dict[str, int] = field(default_factory=dict, repr=False)  # path → content id
 
     def as_dict(self) -> dict[str, Any]:
-        counts = {t: sum(g.tier == t for g in self.groups) for t in TIERS}
+        """The JSON report (schema in docs/dedup.md)."""
         return {
             "groups": [g.as_dict() for g in self.groups],
-            "counts": counts,
+            "counts": {t: sum(g.tier == t for g in self.groups) for t in TIERS},
             "thresholds": self.thresholds,
             "index": self.index,
             "generated_at": self.generated_at,
             "seconds": self.seconds,
+            "search": self.search,
         }
 
     def render(self, fmt: str) -> str:
+        """The report as "json", "csv" or "html" text."""
         data = self.as_dict()
-        writers = {"json": _report.to_json, "csv": _report.to_csv, "html": _report.to_html}
-        return writers[fmt](data)
+        if fmt == "json":
+            return _report.to_json(data)
+        if fmt == "csv":
+            return _report.to_csv(data)
+        if fmt == "html":
+            return _report.to_html(data, self.thumbnails())
+        raise ValueError(f"unknown report format {fmt!r}: use html, json or csv")
 
     def write(self, path: str | Path) -> None:
         """Write by extension (.json, .csv, .html/.htm), atomically."""
-        suffix = Path(path).suffix.lower().lstrip(".")
-        fmt = {"htm": "html"}.get(suffix, suffix)
-        if fmt not in ("json", "csv", "html"):
-            raise ValueError(f"{path}: unknown report type; use .html, .json or .csv")
+        fmt = FORMATS.get(Path(path).suffix.lower().lstrip("."))
+        if fmt is None:
+            raise ValueError(f"{path}: unknown report type; name it .html, .json or .csv")
         _report.write_atomic(path, self.render(fmt))
 
+    def thumbnails(self) -> dict[str, bytes | None]:
+        """JPEG thumbnails of every member, from the index's thumbnail cache when it is there."""
+        paths = [m["path"] for g in self.groups for m in g.members]
+        if not self.index or not self.content_ids:
+            return _report.thumbnails(paths)
+        from indexer.thumbs import thumbnail_bytes
+
+        try:
+            cat = Catalog(self.index, readonly=True)
+        except Exception:  # noqa: BLE001 - the index moved away: read the files themselves
+            return _report.thumbnails(paths)
+        try:
+
+            def make(path: str) -> bytes | None:
+                cid = self.content_ids.get(path)
+                data = None if cid is None else thumbnail_bytes(cat, cid, _report.THUMB_SIZE)
+                return data if data is not None else _report.render_thumbnail(path)
+
+            return _report.thumbnails(paths, make)
+        finally:
+            cat.close()
+
     def quarantine_script(self, name: str = "quarantine.py") -> str:
+        """A Python script that moves the non-kept files into a quarantine folder."""
         return _report.quarantine_script(self.as_dict(), name)
 
 
 def dedup(index_dir: str | Path, options: DedupOptions | None = None) -> Report:
-    """Find duplicate groups in the index at `index_dir` (read-only; works during a build)."""
+    """Find duplicate groups in the index at `index_dir` (read-only; works during a build).
+
+    Raises CatalogError when there is no index, ValueError/KeepRuleError for bad options.
+    """
     options = options or DedupOptions()
+    options.validate()
     parse_rule(options.keep)  # fail fast on a bad --keep
     started = time.perf_counter()
     cat = Catalog(index_dir, readonly=True)
@@ -68,13 +105,15 @@ def dedup(index_dir: str | Path, options: DedupOptions | None = None) -> Report:
         ids, vecs = cat.all_vectors()
     finally:
         cat.close()
-    groups = find_groups(records, ids, vecs, options)
-    thresholds = {k: v for k, v in asdict(options).items() if k in ("hamming", "near_duplicate")}
-    thresholds["similar"] = options.similar
+    search: dict[str, Any] = {}
+    cid_of = {r["path"]: int(r["content_id"]) for r in records}
+    groups = find_groups(records, ids, vecs, options, search)
     return Report(
         groups=groups,
-        thresholds=thresholds,
+        thresholds=options.thresholds(),
         index=str(Path(index_dir).absolute()),
-        generated_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        generated_at=datetime.now().astimezone().isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - started, 3),
+        search=search,
+        content_ids={m["path"]: cid_of[m["path"]] for g in groups for m in g.members},
     )

@@ -57,8 +57,26 @@ def default_dtype(device: torch.device) -> str:
 
 def resolve_device(device: str | None = "auto") -> torch.device:
     """auto → CUDA when present, else CPU; cpu, cuda, cuda:N; anything else is a DeviceError."""
-    if device in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_devices(device)[0]
+
+
+def resolve_devices(device: str | None = "auto") -> list[torch.device]:
+    """Every device a spec names: auto/cuda → each visible GPU (else CPU for auto), cuda:N,
+    cpu, or a comma list such as "cuda:0,cuda:2". Unknown or missing ones are DeviceErrors."""
+    spec = (device or "auto").strip()
+    if spec in ("auto", "cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count:
+            return [torch.device("cuda", i) for i in range(count)]
+        if spec == "cuda":
+            raise DeviceError("device 'cuda' asked for, but no CUDA GPU is available")
+        return [torch.device("cpu")]
+    return [_one_device(part.strip()) for part in spec.split(",") if part.strip()] or [
+        torch.device("cpu")
+    ]
+
+
+def _one_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -112,6 +130,7 @@ class Encoder:
         dtype: str,
         identity: dict,
         weights_path: Path | None = None,
+        compile: bool = False,
     ) -> None:
         self.model = model.to(device).eval()
         if dtype == "bf16":  # what autocast would cast them to on every call: same numbers
@@ -125,6 +144,10 @@ class Encoder:
         self.dim = model.cfg.proj_dim
         self.width = model.cfg.width
         self.image_size = model.cfg.image_size
+        self.replicas: list[Encoder] = [self]  # one per device; build() spreads batches over them
+        # torch.compile: fused kernels for a fixed batch shape (smaller batches are padded)
+        self._forward = torch.compile(model, dynamic=False) if compile else model
+        self._compiled_batch = 0 if not compile else -1
 
     def __repr__(self) -> str:
         return f"Encoder({self.identity['architecture']}, {self.device}, {self.dtype})"
@@ -160,9 +183,14 @@ class Encoder:
         x = self._to_device(crops)
         if x.dtype != torch.uint8:
             raise ValueError(f"encode_uint8 takes uint8 crops, got {x.dtype}")
+        n = x.shape[0]
+        if self._compiled_batch < 0:
+            self._compiled_batch = n  # the first batch fixes the compiled shape
+        if 0 < n < self._compiled_batch:  # pad, so the last batch needs no recompilation
+            x = torch.cat([x, x.new_zeros((self._compiled_batch - n, *x.shape[1:]))])
         with self._autocast():
-            out = self.model(x)
-        return out["projection"].float().cpu().numpy()
+            out = self._forward(x)
+        return out["projection"][:n].float().cpu().numpy()
 
     def embed(
         self,
@@ -202,13 +230,20 @@ def load_encoder(
     device: str = "auto",
     dtype: str = "auto",
     cache_dir: str | Path | None = None,
+    *,
+    replicate: bool = False,
+    compile: bool = False,
 ) -> Encoder:
     """Load any supported checkpoint (None = the verified default ViT-L/14 download) on a device.
 
     dtype "auto": bf16 autocast on CUDA and on CPUs with native bf16, else fp32.
+    `replicate`: one replica on every device the spec names (`.replicas`; auto = every GPU),
+    else the first device only. `compile`: torch.compile the forward pass (pays on GPUs).
     """
-    dev = resolve_device(device)
-    dtype = default_dtype(dev) if dtype in ("auto", "", None) else dtype
+    devices = resolve_devices(device)
+    if not replicate:
+        devices = devices[:1]
+    dtype = default_dtype(devices[0]) if dtype in ("auto", "", None) else dtype
     if dtype not in DTYPES:
         raise DeviceError(f"unknown dtype {dtype!r}: use auto, fp32 or bf16")
     if weights:
@@ -218,7 +253,10 @@ def load_encoder(
     ckpt = load_checkpoint(path)
     ident = identity(ckpt, known_sha)
     ident["preprocess"] = imaging.PREPROCESS_VERSION
-    return Encoder(build_model(ckpt), dev, dtype, ident, path)
+    first = Encoder(build_model(ckpt), devices[0], dtype, ident, path, compile=compile)
+    for dev in devices[1:]:
+        first.replicas.append(Encoder(build_model(ckpt), dev, dtype, ident, path, compile=compile))
+    return first
 
 
 def save_random_checkpoint(path: str | Path, cfg: ViTConfig | None = None, seed: int = 0) -> Path:
