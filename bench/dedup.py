@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.dedup.graph import UnionFind, _exact_join, cosine_pairs, hamming_pairs
+from indexer.dedup.cells import _exact_join
+from indexer.dedup.graph import UnionFind, cosine_pairs, hamming_pairs
 
 THRESHOLD = 0.95
 

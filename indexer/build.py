@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sqlalchemy import delete, select, update
 
 from indexer import files as fs
 from indexer import sync
 from indexer.catalog import Catalog, Content, Failure, File, Run
+from indexer.ingest import CatalogWrites
 from indexer.locking import WriterLock
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
@@ -114,8 +114,7 @@ class _Build:
         self.retry_failed = retry_failed
         self.report = report
         self.summary = BuildSummary(index=str(settings.index.absolute()))
-        self.added: set[int] = set()
-        self.removed: set[int] = set()
+        self.writes = CatalogWrites(self.summary, retry_failed)
         self._reembed_entries: dict[str, list[fs.FileEntry]] = {}
 
     # ------------------------------------------------------------------ the run
@@ -134,8 +133,8 @@ class _Build:
         info = sync.sync_index(
             self.cat,
             self.settings,
-            added=self.added,
-            removed=self.removed,
+            added=self.writes.added,
+            removed=self.writes.removed,
             generation_at_start=gen_at_start,
         )
         s = self.summary
@@ -179,7 +178,7 @@ class _Build:
                 )
             with self.cat.session() as s:
                 ids = s.scalars(select(Content.id).where(Content.vector.is_not(None))).all()
-                self.removed.update(ids)
+                self.writes.removed.update(ids)
                 s.execute(update(Content).values(vector=None, embedded_at=None))
                 Catalog.bump_generation(s)
         with self.cat.session() as s:
@@ -228,9 +227,11 @@ class _Build:
         old_content = {p: existing[p][3] for p in deleted_paths}
         with self.cat.session() as session:
             for entry, reason in scan.not_images:
-                self._ledger_once(session, entry, "scan", reason, failed_known)
+                self.writes.ledger_once(session, entry, "scan", reason, failed_known)
             for path, reason in scan.errors:
-                self._ledger_once(session, fs.FileEntry(path, 0, 0), "scan", reason, failed_known)
+                self.writes.ledger_once(
+                    session, fs.FileEntry(path, 0, 0), "scan", reason, failed_known
+                )
             # ledger entries of files that are gone from the scanned folders
             seen = scanned_images | {e.path for e, _ in scan.not_images}
             seen |= {p for p, _ in scan.errors}
@@ -243,7 +244,7 @@ class _Build:
         with self.cat.session() as session:
             for entry, digest, error in fs.hash_files(to_hash, threads=threads):
                 if error:
-                    self._fail(session, entry, "read", error)
+                    self.writes.fail(session, entry, "read", error)
                 else:
                     hashed.append((entry, digest))
         known = self._contents_by_hash({d for _, d in hashed})
@@ -285,8 +286,8 @@ class _Build:
                     chunk = deleted_paths[start : start + 900]
                     session.execute(delete(File).where(File.path.in_(chunk)))
             for entry, content_id in links:
-                self._upsert_file(session, entry, content_id)
-            self._drop_orphans(session, set(old_content.values()))
+                self.writes.upsert_file(session, entry, content_id)
+            self.writes.drop_orphans(session, set(old_content.values()))
         self._reembed_entries = reembed_entries
         return pending, reembed
 
@@ -320,37 +321,8 @@ class _Build:
         self.report("embed-start", total=len(jobs))
         done = 0
         for batch in self._stream(encoder, jobs):
-            now = time.time()
             with self.cat.session() as session:
-                for i, digest in enumerate(batch.decoded.keys):
-                    meta = batch.decoded.metas[i]
-                    blob = np.ascontiguousarray(batch.vectors[i], dtype=np.float32).tobytes()
-                    first = entries[digest][0]
-                    fields = dict(
-                        size=first.size,
-                        width=meta.width,
-                        height=meta.height,
-                        format=meta.format,
-                        taken_at=meta.taken_at,
-                        camera=meta.camera,
-                        phash=batch.decoded.phashes[i],
-                        vector=blob,
-                        embedded_at=now,
-                    )
-                    if digest in reembed:
-                        content_id = reembed[digest]
-                        session.execute(
-                            update(Content).where(Content.id == content_id).values(**fields)
-                        )
-                    else:
-                        content = Content(hash=digest, **fields)
-                        session.add(content)
-                        session.flush()
-                        content_id = content.id
-                    self.added.add(content_id)
-                    self.summary.embedded += 1
-                    for entry in entries[digest]:
-                        self._upsert_file(session, entry, content_id)
+                self.writes.store(session, batch, entries, reembed)
                 orphans: set[int] = set()
                 for digest, stage, reason in batch.decoded.failed:
                     for entry in entries[digest]:
@@ -358,8 +330,8 @@ class _Build:
                         if old is not None:
                             orphans.add(old)
                             session.execute(delete(File).where(File.path == entry.path))
-                        self._fail(session, entry, stage, reason)
-                self._drop_orphans(session, orphans)
+                        self.writes.fail(session, entry, stage, reason)
+                self.writes.drop_orphans(session, orphans)
                 if batch.decoded.keys:
                     Catalog.bump_generation(session)
             done += len(batch.decoded.keys) + len(batch.decoded.failed)
@@ -394,64 +366,3 @@ class _Build:
         )
 
     # ------------------------------------------------------------------ row helpers
-    def _upsert_file(self, session: Any, entry: fs.FileEntry, content_id: int) -> None:
-        now = time.time()
-        row = session.scalar(select(File).where(File.path == entry.path))
-        old = None
-        if row is None:
-            session.add(
-                File(
-                    path=entry.path,
-                    content_id=content_id,
-                    size=entry.size,
-                    mtime_ns=entry.mtime_ns,
-                    indexed_at=now,
-                )
-            )
-        else:
-            old = row.content_id
-            row.content_id, row.size, row.mtime_ns, row.indexed_at = (
-                content_id,
-                entry.size,
-                entry.mtime_ns,
-                now,
-            )
-        Catalog.clear_failure(session, entry.path)
-        if old is not None and old != content_id:
-            session.flush()
-            self._drop_orphans(session, {old})
-
-    def _drop_orphans(self, session: Any, candidates: set[int]) -> None:
-        """Delete contents no path points at any more; their vectors leave FAISS too."""
-        if not candidates:
-            return
-        session.flush()
-        ids = list(candidates)
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            still = set(
-                session.scalars(select(File.content_id).where(File.content_id.in_(chunk))).all()
-            )
-            gone = [c for c in chunk if c not in still]
-            if gone:
-                session.execute(delete(Content).where(Content.id.in_(gone)))
-                self.removed.update(gone)
-                self.added.difference_update(gone)
-                Catalog.bump_generation(session)
-
-    def _fail(self, session: Any, entry: fs.FileEntry, stage: str, reason: str) -> None:
-        Catalog.record_failure(session, entry.path, stage, reason, entry.size, entry.mtime_ns)
-        self.summary.failed += 1
-
-    def _ledger_once(
-        self,
-        session: Any,
-        entry: fs.FileEntry,
-        stage: str,
-        reason: str,
-        failed_known: dict[str, tuple[int | None, int | None]],
-    ) -> None:
-        if failed_known.get(entry.path) == (entry.size, entry.mtime_ns) and not self.retry_failed:
-            self.summary.failed += 1
-            return
-        self._fail(session, entry, stage, reason)

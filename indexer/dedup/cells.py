@@ -1,0 +1,221 @@
+"""CLIP pairs by matrix products on the CPU: exact blocked joins for small sets and the
+inverted-file cell join (spherical k-means cells, probes tuned on a sample) for large ones.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+MAX_PROBES = 16  # the most cells a vector is compared against
+TUNE_QUERIES = 500  # sample whose exact neighbours set the number of probed cells
+MIN_TUNE_PAIRS = 50  # too few pairs over the threshold: tune on the sample's most similar pairs
+KMEANS_ITERATIONS = 10
+KMEANS_SAMPLE_PER_CELL = 32
+BLOCK_ELEMENTS = 1 << 23  # similarities computed per matrix product (32 MB of float32)
+
+
+def choose_cells(n: int) -> int:
+    """A power of two near √(2N): balances assigning vectors to cells against joining them."""
+    return max(16, 2 ** round(math.log2(math.sqrt(2 * n))))
+
+
+def spherical_kmeans(
+    x: np.ndarray, cells: int, rng: np.random.Generator, iterations: int = KMEANS_ITERATIONS
+) -> np.ndarray:
+    """Unit-norm centroids of `cells` clusters (Lloyd on cosine), trained on a sample of x."""
+    take = min(len(x), cells * KMEANS_SAMPLE_PER_CELL)
+    sample = x[np.sort(rng.choice(len(x), take, replace=False))]
+    centroids = sample[rng.choice(take, min(cells, take), replace=False)].copy()
+    for _ in range(iterations):
+        labels = nearest_cells(sample, centroids, 1)[:, 0]
+        order = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels, minlength=len(centroids))
+        used = np.flatnonzero(counts)
+        sums = np.add.reduceat(sample[order], np.concatenate([[0], np.cumsum(counts)[:-1]])[used])
+        centroids[used] = sums
+        empty = np.flatnonzero(counts == 0)
+        if len(empty):  # restart empty cells on random sample points
+            centroids[empty] = sample[rng.choice(take, len(empty), replace=False)]
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return centroids
+
+
+def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int) -> np.ndarray:
+    """int32 [n, p]: each vector's p most similar centroids, best first (blocked products)."""
+    out = np.empty((len(x), p), np.int32)
+    step = max(1, BLOCK_ELEMENTS // max(1, len(centroids)))
+    for start in range(0, len(x), step):
+        sims = x[start : start + step] @ centroids.T
+        if p == 1:
+            out[start : start + step, 0] = np.argmax(sims, axis=1)
+            continue
+        part = np.argpartition(-sims, p - 1, axis=1)[:, :p]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
+        out[start : start + step] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def tune_probes(
+    x: np.ndarray,
+    nearest: np.ndarray,
+    threshold: float,
+    target_recall: float,
+    rng: np.random.Generator,
+) -> tuple[int, float]:
+    """Fewest probed cells whose pairs cover a sample's exact pairs with `target_recall`.
+
+    The sample's pairs ≥ threshold are the truth; when there are fewer than MIN_TUNE_PAIRS,
+    its most similar pairs are used instead (less similar pairs are harder: conservative).
+    """
+    n = len(x)
+    queries = np.sort(rng.choice(n, min(n, TUNE_QUERIES), replace=False))
+    q, j, s = _exact_join(x, threshold, 4, rows=queries, keep_best=True)
+    over = s >= threshold
+    if over.sum() >= MIN_TUNE_PAIRS:
+        q, j = q[over], j[over]
+    else:
+        top = np.argsort(-s, kind="stable")[:MIN_TUNE_PAIRS]
+        q, j = q[top], j[top]
+    if not len(q):
+        return 1, 1.0
+    primary = nearest[:, 0]
+    recall = 0.0
+    for p in range(1, nearest.shape[1] + 1):
+        found = (nearest[q, :p] == primary[j, None]).any(axis=1)
+        found |= (nearest[j, :p] == primary[q, None]).any(axis=1)
+        recall = float(found.mean())
+        if recall >= target_recall:
+            return p, round(recall, 4)
+    return nearest.shape[1], round(recall, 4)
+
+
+def _exact_join(
+    x: np.ndarray,
+    threshold: float,
+    k: int,
+    rows: np.ndarray | None = None,
+    keep_best: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each of `rows` against every vector, in tiles: its k best hits ≥ threshold.
+
+    `keep_best` keeps each row's k most similar neighbours even below the threshold.
+    """
+    rows = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    chunk = min(len(rows), 4096)
+    cols = max(k, BLOCK_ELEMENTS // chunk)
+    for r0 in range(0, len(rows), chunk):
+        r = rows[r0 : r0 + chunk]
+        best_s = np.full((len(r), k), -np.inf, np.float32)
+        best_j = np.full((len(r), k), -1, np.int64)
+        for c0 in range(0, len(x), cols):
+            sims = x[r] @ x[c0 : c0 + cols].T
+            local = r - c0
+            inside = (local >= 0) & (local < sims.shape[1])
+            sims[np.flatnonzero(inside), local[inside]] = -np.inf  # no self-pairs
+            both_s = np.concatenate([best_s, sims], axis=1)
+            both_j = np.concatenate(
+                [best_j, np.broadcast_to(np.arange(c0, c0 + sims.shape[1]), sims.shape)], axis=1
+            )
+            part = np.argpartition(-both_s, k - 1, axis=1)[:, :k]
+            best_s = np.take_along_axis(both_s, part, axis=1)
+            best_j = np.take_along_axis(both_j, part, axis=1)
+        keep = (best_j >= 0) & np.isfinite(best_s)
+        if not keep_best:
+            keep &= best_s >= threshold
+        rr = np.broadcast_to(r[:, None], best_s.shape)
+        out.append((rr[keep], best_j[keep], best_s[keep]))
+    return _concat(out)
+
+
+def _cell_join(
+    x: np.ndarray,
+    probe: np.ndarray,
+    primary: np.ndarray,
+    ncells: int,
+    threshold: float,
+    k: int,
+    workers: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each vector against the members of its probed cells, cell by cell (matrix products).
+
+    Cells run in parallel threads, each product on one BLAS thread: many small products
+    scale better this way than one multi-threaded BLAS call at a time.
+    """
+    n, p = probe.shape
+    members = np.argsort(primary, kind="stable")
+    m_ends = np.cumsum(np.bincount(primary, minlength=ncells))
+    flat = probe.ravel()
+    queries = (np.argsort(flat, kind="stable") // p).astype(np.int64)
+    q_ends = np.cumsum(np.bincount(flat, minlength=ncells))
+    m_starts = np.concatenate([[0], m_ends[:-1]])
+    q_starts = np.concatenate([[0], q_ends[:-1]])
+    work = (m_ends - m_starts) * (q_ends - q_starts)
+    cells = [int(c) for c in np.argsort(-work, kind="stable") if work[c]]  # big cells first
+
+    def join(c: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        m = members[m_starts[c] : m_ends[c]]
+        q = queries[q_starts[c] : q_ends[c]]
+        xm_t = np.ascontiguousarray(x[m].T)
+        step = max(1, BLOCK_ELEMENTS // len(m))
+        return [
+            _hits(x[q[s : s + step]] @ xm_t, q[s : s + step], m, threshold, k)
+            for s in range(0, len(q), step)
+        ]
+
+    workers = workers or os.cpu_count() or 1
+    with _one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
+        out = [hit for hits in pool.map(join, cells) for hit in hits]
+    return _concat(out)
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Single-threaded BLAS inside (threadpoolctl, when installed); the caller runs threads."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # still correct, only slower on many small products
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _hits(
+    sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, col, sim) of a block's entries ≥ threshold, at most k per row, no self-pairs."""
+    over = sims >= threshold
+    if sims.shape[1] > k and over.sum() > k * len(rows):  # dense: cap each row first
+        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(sims, part, axis=1)
+        r, c = np.nonzero(vals >= threshold)
+        c, s = part[r, c], vals[r, c]
+    else:
+        r, c = np.nonzero(over)
+        s = sims[r, c]
+    qi, nj = rows[r].astype(np.int64), cols[c].astype(np.int64)
+    keep = qi != nj
+    return qi[keep], nj[keep], s[keep].astype(np.float32)
+
+
+def _concat(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not parts:
+        return _empty()
+    return (
+        np.concatenate([p[0] for p in parts]).astype(np.int64),
+        np.concatenate([p[1] for p in parts]).astype(np.int64),
+        np.concatenate([p[2] for p in parts]).astype(np.float32),
+    )
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
