@@ -172,6 +172,13 @@ def load_pixels(path: str | Path, *, max_megapixels: float = DEFAULT_MAX_MEGAPIX
     return preprocess(img)
 
 
+def preload() -> None:
+    """Import what decoding loads lazily (imagehash, scipy's FFT: ~0.7 s), so that forked
+    decode workers inherit it instead of each paying for it on its first picture."""
+    import imagehash  # noqa: F401
+    import scipy.fftpack  # noqa: F401
+
+
 def perceptual_hash(img: Image.Image) -> int:
     """64-bit DCT perceptual hash (imagehash.phash) as a signed int for SQLite."""
     import imagehash

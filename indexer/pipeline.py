@@ -154,6 +154,7 @@ def decoded_batches(
     if not jobs:
         return
     dataset = _DecodeDataset(jobs, max_megapixels, draft, timeout if workers > 0 else 0)
+    imaging.preload()
     loader = DataLoader(
         dataset,
         batch_size=max(1, min(batch_size, WORKER_CHUNK)),
