@@ -210,6 +210,9 @@ def encode_batches(
     devices run while this thread collates the next batch and the caller commits the last.
     """
     replicas = getattr(encoder, "replicas", None) or [encoder]
+    for replica in replicas:
+        if hasattr(replica, "warm_up"):
+            replica.warm_up(batch_size)
     batches = decoded_batches(
         jobs,
         batch_size=batch_size,

@@ -192,6 +192,14 @@ class Encoder:
             out = self._forward(x)
         return out["projection"][:n].float().cpu().numpy()
 
+    def warm_up(self, batch_size: int) -> None:
+        """Compile now, for `batch_size`, when torch.compile is on (a no-op otherwise): replicas
+        are compiled one after the other rather than from several threads at once."""
+        if self._compiled_batch < 0:
+            self.encode_uint8(
+                torch.zeros((batch_size, self.image_size, self.image_size, 3), dtype=torch.uint8)
+            )
+
     def embed(
         self,
         images: Sequence[str | Path | Image.Image],
