@@ -55,6 +55,16 @@ def _nearest(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return torch.cat([(x[s : s + step] @ c.T).argmax(dim=1) for s in range(0, len(x), step)])
 
 
+def join_fits(device: str, shape: tuple[int, ...]) -> bool:
+    """Would cosine_join's half-precision copy and tiles fit in the device's free memory?"""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(dev)
+    need = shape[0] * shape[1] * 2 + JOIN_ROWS * JOIN_COLS * 4  # vectors + products + masks
+    return need < 0.8 * free
+
+
 def cosine_join(
     x: np.ndarray, threshold: float, device: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

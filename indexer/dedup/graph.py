@@ -108,8 +108,9 @@ def cosine_pairs(
     Exact up to EXACT_MAX vectors; beyond, a partition whose probed cells are tuned so that a
     sample's exact pairs are found with `target_recall` (`cells`/`probes` override the tuning).
     `index`, a trained IVF `VectorIndex` (the build's), lends its cells instead of k-means.
-    `device`: "auto" compares every pair exactly on a CUDA GPU when torch sees one; a torch
-    device string forces that exact path there; "cpu" keeps the CPU search.
+    `device`: "auto" compares every pair exactly on a CUDA GPU when torch sees one and the
+    vectors fit in its free memory; a torch device string forces that exact path there; "cpu"
+    keeps the CPU search.
     """
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     x = np.ascontiguousarray(vecs, dtype=np.float32)
@@ -117,9 +118,11 @@ def cosine_pairs(
     if n < 2:
         return Pairs(*_empty(), info={"method": "exact", "vectors": n})
     k = max(1, min(k, n - 1))
-    from indexer import gpu_math  # imports torch: only when building
+    from indexer import gpu_math  # imports torch: only when asked for pairs
 
     torch_device = gpu_math.cuda_device() if device == "auto" else device
+    if device == "auto" and torch_device and not gpu_math.join_fits(torch_device, x.shape):
+        torch_device = None  # too big for this GPU's free memory: the CPU partition instead
     if torch_device and torch_device != "cpu" and cells is None:
         i, j, s = gpu_math.cosine_join(x, threshold, torch_device)
         info = {"method": f"exact on {torch_device}", "vectors": n}
