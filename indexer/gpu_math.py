@@ -13,6 +13,7 @@ import torch.nn.functional as F
 ASSIGN_BLOCK = 1 << 16  # vectors per assignment product
 JOIN_ROWS = 8192  # query rows per cosine-join product
 JOIN_COLS = 1 << 16  # columns per cosine-join product (8192 x 65536 halves = 1 GB)
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # small GPUs
 JOIN_MARGIN = 0.01  # half-precision candidates within this of the threshold are re-scored
 
 

@@ -141,17 +141,21 @@ class VectorIndex:
         if torch_device == "auto":
             torch_device = gpu_math.cuda_device()
         if torch_device and not use_gpu and self.spec.kind == "ivf-flat":
-            centroids = gpu_math.spherical_kmeans(
-                sample, nlist, torch_device, KMEANS_ITERATIONS, seed
-            )
-            ivf = faiss.extract_index_ivf(self.index)
-            ivf.quantizer.add(centroids)
-            ivf.is_trained = True
-            labels = gpu_math.assign(vectors, centroids, torch_device)
-            add_preassigned(ivf, vectors, labels, ids)
-            self.index.ntotal = ivf.ntotal
-            self.trained_for = len(ids)
-            return
+            try:
+                centroids = gpu_math.spherical_kmeans(
+                    sample, nlist, torch_device, KMEANS_ITERATIONS, seed
+                )
+                labels = gpu_math.assign(vectors, centroids, torch_device)
+            except gpu_math.OutOfMemoryError:
+                centroids = None  # a small GPU: FAISS trains on the CPU below
+            if centroids is not None:
+                ivf = faiss.extract_index_ivf(self.index)
+                ivf.quantizer.add(centroids)
+                ivf.is_trained = True
+                add_preassigned(ivf, vectors, labels, ids)
+                self.index.ntotal = ivf.ntotal
+                self.trained_for = len(ids)
+                return
         faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
         target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
         target.train(sample)
