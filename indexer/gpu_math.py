@@ -28,6 +28,7 @@ def spherical_kmeans(
     """Unit-norm centroids of k clusters of the unit vectors x (Lloyd on cosine), float32."""
     gen = torch.Generator().manual_seed(seed)
     xs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    k = min(k, len(xs))
     c = xs[torch.randperm(len(xs), generator=gen)[:k].to(device)].clone()
     for _ in range(iterations):
         labels = _nearest(xs, c)

@@ -28,22 +28,14 @@ def choose_cells(n: int) -> int:
 def spherical_kmeans(
     x: np.ndarray, cells: int, rng: np.random.Generator, iterations: int = KMEANS_ITERATIONS
 ) -> np.ndarray:
-    """Unit-norm centroids of `cells` clusters (Lloyd on cosine), trained on a sample of x."""
+    """Unit-norm centroids of `cells` clusters (Lloyd on cosine), trained on a sample of x:
+    the same k-means that trains the FAISS index on a GPU, here on the CPU."""
+    from indexer import gpu_math  # imports torch
+
     take = min(len(x), cells * KMEANS_SAMPLE_PER_CELL)
     sample = x[np.sort(rng.choice(len(x), take, replace=False))]
-    centroids = sample[rng.choice(take, min(cells, take), replace=False)].copy()
-    for _ in range(iterations):
-        labels = nearest_cells(sample, centroids, 1)[:, 0]
-        order = np.argsort(labels, kind="stable")
-        counts = np.bincount(labels, minlength=len(centroids))
-        used = np.flatnonzero(counts)
-        sums = np.add.reduceat(sample[order], np.concatenate([[0], np.cumsum(counts)[:-1]])[used])
-        centroids[used] = sums
-        empty = np.flatnonzero(counts == 0)
-        if len(empty):  # restart empty cells on random sample points
-            centroids[empty] = sample[rng.choice(take, len(empty), replace=False)]
-        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    return centroids
+    seed = int(rng.integers(1 << 31))
+    return gpu_math.spherical_kmeans(sample, cells, "cpu", iterations, seed)
 
 
 def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int) -> np.ndarray:
