@@ -55,11 +55,6 @@ def default_dtype(device: torch.device) -> str:
     return "fp32"
 
 
-def resolve_device(device: str | None = "auto") -> torch.device:
-    """auto → CUDA when present, else CPU; cpu, cuda, cuda:N; anything else is a DeviceError."""
-    return resolve_devices(device)[0]
-
-
 def resolve_devices(device: str | None = "auto") -> list[torch.device]:
     """Every device a spec names: auto/cuda → each visible GPU (else CPU for auto), cuda:N,
     cpu, or a comma list such as "cuda:0,cuda:2". Unknown or missing ones are DeviceErrors."""
