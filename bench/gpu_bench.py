@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 import torch
 from dedup import synthetic  # same clustered vectors as bench/dedup.py
+from faiss_index import bare_faiss_seconds
 from PIL import Image
 
 from indexer.build import build
@@ -31,7 +32,7 @@ from indexer.dedup.graph import cosine_pairs
 from indexer.encoder import ViTConfig, load_encoder, save_random_checkpoint
 from indexer.pipeline import DecodeJob, decoded_batches
 from indexer.settings import Settings
-from indexer.vectors import KMEANS_ITERATIONS, MAX_TRAIN_PER_LIST, VectorIndex, choose_spec
+from indexer.vectors import VectorIndex, choose_spec
 
 VIT_L_GFLOP = 162.0  # forward FLOPs per 224² image (2 × MACs)
 H100_BF16_TFLOPS = 989.0  # dense, datasheet
@@ -270,14 +271,7 @@ def _faiss(table: Table, state: dict, torch_device: str | None) -> None:
         f"{tune.ms_per_query:.3f} ms/query",
     )
     if spec.nlist and not torch_device:
-        start = time.perf_counter()
-        bare = faiss.index_factory(768, spec.description, faiss.METRIC_INNER_PRODUCT)
-        faiss.extract_index_ivf(bare).cp.niter = KMEANS_ITERATIONS
-        take = min(vecs, MAX_TRAIN_PER_LIST * spec.nlist)
-        rng = np.random.default_rng(0)
-        bare.train(x[np.sort(rng.choice(vecs, take, replace=False))])
-        bare.add_with_ids(x, ids)
-        bare_s = time.perf_counter() - start
+        bare_s = bare_faiss_seconds(x, ids, spec)
         table.add(
             "  bare FAISS on the CPU, same recipe",
             f"{bare_s:.1f} s (our overhead {100 * (built / bare_s - 1):+.1f} %)",

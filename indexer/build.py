@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 
 from indexer import files as fs
 from indexer import sync
-from indexer.catalog import Catalog, Content, Failure, File, Run
+from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.ingest import CatalogWrites
 from indexer.locking import WriterLock
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
@@ -236,8 +236,8 @@ class _Build:
             seen = scanned_images | {e.path for e, _ in scan.not_images}
             seen |= {p for p, _ in scan.errors}
             gone = [p for p in failed_known if p not in seen and fs.under_roots(p, self.roots)]
-            for start in range(0, len(gone), 900):
-                session.execute(delete(Failure).where(Failure.path.in_(gone[start : start + 900])))
+            for chunk in chunked(gone):
+                session.execute(delete(Failure).where(Failure.path.in_(chunk)))
 
         hashed: list[tuple[fs.FileEntry, str]] = []
         threads = min(16, os.cpu_count() or 4)  # hashlib releases the GIL on big reads
@@ -281,12 +281,9 @@ class _Build:
             if entry.path in existing:
                 old_content[entry.path] = existing[entry.path][3]
         with self.cat.session() as session:
-            if deleted_paths:
-                for start in range(0, len(deleted_paths), 900):
-                    chunk = deleted_paths[start : start + 900]
-                    session.execute(delete(File).where(File.path.in_(chunk)))
-            for entry, content_id in links:
-                self.writes.upsert_file(session, entry, content_id)
+            for chunk in chunked(deleted_paths):
+                session.execute(delete(File).where(File.path.in_(chunk)))
+            self.writes.link(session, links)
             self.writes.drop_orphans(session, set(old_content.values()))
         self._reembed_entries = reembed_entries
         return pending, reembed
@@ -295,8 +292,7 @@ class _Build:
         found: dict[str, tuple[int, bool]] = {}
         items = list(digests)
         with self.cat.session() as session:
-            for start in range(0, len(items), 900):
-                chunk = items[start : start + 900]
+            for chunk in chunked(items):
                 for cid, digest, has_vec in session.execute(
                     select(Content.id, Content.hash, Content.vector.is_not(None)).where(
                         Content.hash.in_(chunk)

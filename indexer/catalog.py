@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ from sqlalchemy import (
     LargeBinary,
     String,
     create_engine,
-    delete,
     event,
     func,
     select,
@@ -33,6 +32,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 CATALOG_FILE = "catalog.sqlite"
+SQL_CHUNK = 900  # values per IN (...): SQLite's default limit is 999 bound variables
 
 
 class Base(DeclarativeBase):
@@ -128,6 +128,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class CatalogError(Exception):
     """The catalog cannot be opened or is from a newer version of photo-index."""
+
+
+def chunked(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """Slices of at most SQL_CHUNK items, for `column.in_(...)` queries."""
+    for start in range(0, len(items), SQL_CHUNK):
+        yield items[start : start + SQL_CHUNK]
 
 
 class Catalog:
@@ -261,8 +267,7 @@ class Catalog:
         ids = sorted(set(int(c) for c in content_ids))
         rows: list[Any] = []
         with self.session() as s:
-            for start in range(0, len(ids), 900):
-                chunk = ids[start : start + 900]
+            for chunk in chunked(ids):
                 rows.extend(
                     s.execute(
                         select(Content.id, Content.vector).where(
@@ -318,8 +323,7 @@ class Catalog:
             if ids is None:
                 rows = list(s.execute(query))
             else:
-                for start in range(0, len(ids), 900):  # SQLite variable limit
-                    chunk = ids[start : start + 900]
+                for chunk in chunked(ids):
                     rows.extend(s.execute(query.where(File.content_id.in_(chunk))))
         return [dict(r._mapping) for r in rows]
 
@@ -371,10 +375,6 @@ class Catalog:
                 now,
             )
             row.size, row.mtime_ns = size, mtime_ns
-
-    @staticmethod
-    def clear_failure(session: Session, path: str) -> None:
-        session.execute(delete(Failure).where(Failure.path == path))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

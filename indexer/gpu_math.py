@@ -17,11 +17,6 @@ OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryErro
 JOIN_MARGIN = 0.01  # half-precision candidates within this of the threshold are re-scored
 
 
-def cuda_device() -> str | None:
-    """ "cuda" when torch sees a GPU, else None (callers then stay on their CPU path)."""
-    return "cuda" if torch.cuda.is_available() else None
-
-
 def spherical_kmeans(
     x: np.ndarray, k: int, device: str, iterations: int = 10, seed: int = 0
 ) -> np.ndarray:

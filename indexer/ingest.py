@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from indexer import files as fs
-from indexer.catalog import Catalog, Content, Failure, File
+from indexer.catalog import Catalog, Content, Failure, File, chunked
 from indexer.pipeline import EncodedBatch
 
 
@@ -64,69 +64,43 @@ class CatalogWrites:
             content_of.update({digest: cid for cid, digest in inserted})
         self.added.update(content_of.values())
         self.summary.embedded += len(decoded.keys)
-        paths = [e.path for d in decoded.keys for e in entries[d]]
+        self.link(session, [(e, content_of[d]) for d in decoded.keys for e in entries[d]])
+
+    def link(self, session: Any, links: list[tuple[fs.FileEntry, int]]) -> None:
+        """Point each path at its content (insert or update), clear its ledger entry, and drop
+        contents that a path moved away from when nothing else points at them."""
+        now = time.time()
+        paths = [entry.path for entry, _ in links]
         existing: dict[str, File] = {}
-        for start in range(0, len(paths), 900):
-            rows = session.scalars(select(File).where(File.path.in_(paths[start : start + 900])))
-            existing.update((row.path, row) for row in rows)
+        for chunk in chunked(paths):
+            existing.update((row.path, row) for row in session.scalars(
+                select(File).where(File.path.in_(chunk))
+            ))  # fmt: skip
         new_files, replaced = [], set()
-        for digest in decoded.keys:
-            for entry in entries[digest]:
-                row = existing.get(entry.path)
-                values = dict(
-                    content_id=content_of[digest],
-                    size=entry.size,
-                    mtime_ns=entry.mtime_ns,
-                    indexed_at=now,
-                )
-                if row is None:
-                    new_files.append({"path": entry.path, **values})
-                    continue
-                if row.content_id != content_of[digest]:
-                    replaced.add(row.content_id)
-                for key, value in values.items():
-                    setattr(row, key, value)
+        for entry, content_id in links:
+            values = dict(
+                content_id=content_id, size=entry.size, mtime_ns=entry.mtime_ns, indexed_at=now
+            )
+            row = existing.get(entry.path)
+            if row is None:
+                new_files.append({"path": entry.path, **values})
+                continue
+            if row.content_id != content_id:
+                replaced.add(row.content_id)
+            for key, value in values.items():
+                setattr(row, key, value)
         if new_files:
             session.execute(insert(File), new_files)
-        for start in range(0, len(paths), 900):
-            session.execute(delete(Failure).where(Failure.path.in_(paths[start : start + 900])))
+        for chunk in chunked(paths):
+            session.execute(delete(Failure).where(Failure.path.in_(chunk)))
         self.drop_orphans(session, replaced)
-
-    def upsert_file(self, session: Any, entry: fs.FileEntry, content_id: int) -> None:
-        now = time.time()
-        row = session.scalar(select(File).where(File.path == entry.path))
-        old = None
-        if row is None:
-            session.add(
-                File(
-                    path=entry.path,
-                    content_id=content_id,
-                    size=entry.size,
-                    mtime_ns=entry.mtime_ns,
-                    indexed_at=now,
-                )
-            )
-        else:
-            old = row.content_id
-            row.content_id, row.size, row.mtime_ns, row.indexed_at = (
-                content_id,
-                entry.size,
-                entry.mtime_ns,
-                now,
-            )
-        Catalog.clear_failure(session, entry.path)
-        if old is not None and old != content_id:
-            session.flush()
-            self.drop_orphans(session, {old})
 
     def drop_orphans(self, session: Any, candidates: set[int]) -> None:
         """Delete contents no path points at any more; their vectors leave FAISS too."""
         if not candidates:
             return
         session.flush()
-        ids = list(candidates)
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
+        for chunk in chunked(list(candidates)):
             still = set(
                 session.scalars(select(File.content_id).where(File.content_id.in_(chunk))).all()
             )

@@ -20,6 +20,8 @@ import faiss
 import numpy as np
 from faiss.contrib.ivf_tools import add_preassigned
 
+from indexer.devices import cuda_device
+
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
 MIN_TRAIN_PER_LIST = 39
 MAX_TRAIN_PER_LIST = 50  # k-means cost grows with the sample; 39-50 per list is enough
@@ -136,11 +138,11 @@ class VectorIndex:
         rng = np.random.default_rng(seed)
         take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
         sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
-        from indexer import gpu_math  # imports torch: only when building
-
         if torch_device == "auto":
-            torch_device = gpu_math.cuda_device()
+            torch_device = cuda_device()
         if torch_device and not use_gpu and self.spec.kind == "ivf-flat":
+            from indexer import gpu_math  # imports torch
+
             try:
                 centroids = gpu_math.spherical_kmeans(
                     sample, nlist, torch_device, KMEANS_ITERATIONS, seed

@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from indexer import sync, vectors
-from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File
+from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File, chunked
 from indexer.locking import WriterLock
 from indexer.salvage import salvage
 from indexer.settings import Settings
@@ -183,8 +183,8 @@ def _repair(settings: Settings, problems: dict[str, Any], keep_orphans: bool) ->
         try:
             missing = problems.get("missing_files", [])
             with cat.session() as s:
-                for start in range(0, len(missing), 900):
-                    s.execute(delete(File).where(File.path.in_(missing[start : start + 900])))
+                for chunk in chunked(missing):
+                    s.execute(delete(File).where(File.path.in_(chunk)))
                 s.flush()
                 gone = []
                 if not keep_orphans:

@@ -27,6 +27,7 @@ from indexer.dedup.cells import (
     spherical_kmeans,
     tune_probes,
 )
+from indexer.devices import cuda_device
 
 EXACT_MAX = 5_000  # up to this many vectors every pair is compared (blocked), no partition
 HAMMING_BLOCK = 1 << 16  # pHash queries per FAISS range search call
@@ -118,22 +119,17 @@ def cosine_pairs(
     if n < 2:
         return Pairs(*_empty(), info={"method": "exact", "vectors": n})
     k = max(1, min(k, n - 1))
-    from indexer import gpu_math  # imports torch: only when asked for pairs
-
-    torch_device = gpu_math.cuda_device() if device == "auto" else device
-    if device == "auto" and torch_device and not gpu_math.join_fits(torch_device, x.shape):
-        torch_device = None  # too big for this GPU's free memory: the CPU partition instead
-    if torch_device and torch_device != "cpu" and cells is None:
-        i, j, s = gpu_math.cosine_join(x, threshold, torch_device)
-        info = {"method": f"exact on {torch_device}", "vectors": n}
-        qi, nj, s = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([s, s])
-        qi, nj, s = _top_k(qi, nj, s, k)
-        a, b, s = _canonical(ids[qi], ids[nj], s)
-        return Pairs(a, b, s, info)
+    join_device = None if cells is not None else _join_device(device, x.shape)
     lent = _ivf_centroids(index)
-    if n <= EXACT_MAX and cells is None and lent is None:
+    if join_device:
+        from indexer.gpu_math import cosine_join
+
+        i, j, s = cosine_join(x, threshold, join_device)
+        qi, nj, s = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([s, s])
+        info: dict[str, Any] = {"method": f"exact on {join_device}", "vectors": n}
+    elif n <= EXACT_MAX and cells is None and lent is None:
         qi, nj, s = _exact_join(x, threshold, k)
-        info: dict[str, Any] = {"method": "exact", "vectors": n}
+        info = {"method": "exact", "vectors": n}
     else:
         rng = np.random.default_rng(seed)
         clock = _Clock()
@@ -162,6 +158,21 @@ def cosine_pairs(
     qi, nj, s = _top_k(qi, nj, s, k)
     a, b, s = _canonical(ids[qi], ids[nj], s)
     return Pairs(a, b, s, info)
+
+
+def _join_device(device: str, shape: tuple[int, ...]) -> str | None:
+    """The torch device for the exact tiled join, or None for the CPU search: "auto" takes a
+    CUDA GPU when torch sees one and the vectors fit in its free memory."""
+    if device == "cpu":
+        return None
+    if device != "auto":
+        return device
+    cuda = cuda_device()
+    if cuda is None:
+        return None
+    from indexer.gpu_math import join_fits  # imports torch
+
+    return cuda if join_fits(cuda, shape) else None
 
 
 class _Clock:
