@@ -83,16 +83,25 @@ def _jpeg(args: tuple[int, int, int]) -> bytes:
 
 def make_folder(folder: Path, n: int, size: tuple[int, int], seed: int, procs: int) -> float:
     """n distinct JPEGs of `size` (BASES pictures, each file with its own JPEG comment, so every
-    file has its own content hash and costs a full decode); returns their mean size in MB."""
+    file has its own content hash and costs a full decode); returns their mean size in MB.
+
+    The comments are padded so that no two files have the same size, as in a real collection
+    (where equal sizes are rare: the build hashes those files ahead, the others as it decodes).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [(size[0], size[1], seed * 1000 + i) for i in range(min(n, BASES))]
     with Pool(procs) as pool:
         bases = pool.map(_jpeg, jobs)
+    target = max(len(b) for b in bases) + 64  # file i is target + i bytes long
     total = 0
     for i in range(n):
         data = bases[i % len(bases)]
-        note = f"photo-index bench {i}".encode()
-        com = b"\xff\xfe" + (len(note) + 2).to_bytes(2, "big") + note  # COM right after SOI
+        pad = target + i - len(data)
+        com = b""
+        while pad > 0:  # COM segments right after SOI: 4 header bytes + up to 65,531 of text
+            text = b"photo-index bench".ljust(min(pad, 65535) - 4, b".")
+            com += b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text
+            pad -= len(text) + 4
         (folder / f"{seed}_{i:05d}.jpg").write_bytes(data[:2] + com + data[2:])
         total += len(data) + len(com)
     return total / n / 1e6

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -191,8 +191,9 @@ class _Build:
     def _plan(self, scan: fs.ScanResult) -> tuple[dict[str, list[fs.FileEntry]], dict[str, int]]:
         """Sort scanned files; commit links, deletions and ledger entries; return what to embed.
 
-        Returns (pending: hash → entries needing a new content, reembed: hash → content id
-        of unchanged files whose content lost its vector, e.g. after --reindex).
+        Returns (pending: hash (or, for a file hashed while decoding, its path) → entries
+        needing a new content, reembed: hash → content id of unchanged files whose content
+        lost its vector, e.g. after --reindex).
         """
         s = self.summary
         with self.cat.session() as session:
@@ -239,6 +240,12 @@ class _Build:
             for chunk in chunked(gone):
                 session.execute(delete(Failure).where(Failure.path.in_(chunk)))
 
+        # A file whose size no indexed file and no other new file has cannot be a copy or a
+        # move: the decode worker hashes it from the bytes it decodes (read once, not twice).
+        sizes = Counter(e.size for e in to_hash)
+        indexed_sizes = {r[1] for r in rows}
+        one_read = [e for e in to_hash if sizes[e.size] == 1 and e.size not in indexed_sizes]
+        to_hash = [e for e in to_hash if sizes[e.size] > 1 or e.size in indexed_sizes]
         hashed: list[tuple[fs.FileEntry, str]] = []
         threads = min(16, os.cpu_count() or 4)  # hashlib releases the GIL on big reads
         with self.cat.session() as session:
@@ -252,6 +259,12 @@ class _Build:
         for p in deleted_paths:
             gone_by_content[old_content[p]] += 1
         pending: dict[str, list[fs.FileEntry]] = defaultdict(list)
+        for entry in one_read:  # keyed by path: the worker returns the hash
+            pending[entry.path].append(entry)
+            if entry.path in existing:
+                s.changed += 1
+            else:
+                s.new += 1
         links: list[tuple[fs.FileEntry, int]] = []
         for entry, digest in hashed:
             was_indexed = entry.path in existing
@@ -310,9 +323,9 @@ class _Build:
     ) -> None:
         entries = dict(pending)
         entries.update(self._reembed_entries)
-        jobs = [
-            DecodeJob(key=d, path=e[0].path, size=e[0].size, mtime_ns=e[0].mtime_ns)
-            for d, e in entries.items()
+        jobs = [  # a key that is the path itself: the worker hashes the bytes it decodes
+            DecodeJob(key, e[0].path, e[0].size, e[0].mtime_ns, hash=key == e[0].path)
+            for key, e in entries.items()
         ]
         self.report("embed-start", total=len(jobs))
         done = 0
@@ -320,8 +333,8 @@ class _Build:
             with self.cat.session() as session:
                 self.writes.store(session, batch, entries, reembed)
                 orphans: set[int] = set()
-                for digest, stage, reason in batch.decoded.failed:
-                    for entry in entries[digest]:
+                for key, stage, reason in batch.decoded.failed:
+                    for entry in entries[key]:
                         old = session.scalar(select(File.content_id).where(File.path == entry.path))
                         if old is not None:
                             orphans.add(old)

@@ -188,12 +188,17 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 def content_hash(path: str | Path) -> str:
-    """Streamed BLAKE2b-256 of the whole file, hex."""
+    """Streamed BLAKE2b-256 of the whole file, hex: the content's identity in the catalog."""
     h = hashlib.blake2b(digest_size=32)
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def bytes_hash(data: bytes) -> str:
+    """content_hash of bytes already read (a decode worker hashes what it decodes)."""
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 def hash_files(

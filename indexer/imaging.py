@@ -58,13 +58,15 @@ def open_image(
     *,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     draft_to: int | None = None,
+    name: str | None = None,
 ) -> tuple[Image.Image, ImageMeta]:
     """Open, check size, decode the first frame and apply EXIF orientation.
 
     `draft_to` (pixels) lets JPEG decode at a reduced scale while the shorter side stays
-    at least 2x that size (the contract's draft rule). Raises ImageError with a reason.
+    at least 2x that size (the contract's draft rule). Raises ImageError with a reason
+    naming `name` (default: the path, or "<upload>" for bytes).
     """
-    name = "<upload>" if isinstance(source, bytes) else str(source)
+    name = name or ("<upload>" if isinstance(source, bytes) else str(source))
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():

@@ -32,15 +32,26 @@ class CatalogWrites:
         reembed: dict[str, int],
     ) -> None:
         """One batch's contents and paths in a few set-based statements (not one per row:
-        per-row ORM flushes cost ~1 ms an image, a ceiling under a GPU's rate)."""
+        per-row ORM flushes cost ~1 ms an image, a ceiling under a GPU's rate).
+
+        A key is a content hash, or a path whose hash the decode worker computed; such a hash
+        is looked up first (the plan only sends files whose size no indexed file has).
+        """
         now = time.time()
         decoded = batch.decoded
+        digests = [d or k for k, d in zip(decoded.keys, decoded.digests, strict=True)]
+        known = dict(reembed)
+        worker_hashed = [d for k, d in zip(decoded.keys, digests, strict=True) if d != k]
+        for chunk in chunked(worker_hashed):
+            known.update((h, cid) for cid, h in session.execute(
+                select(Content.id, Content.hash).where(Content.hash.in_(chunk))
+            ))  # fmt: skip
         content_of: dict[str, int] = {}
-        new_rows = []
-        for i, digest in enumerate(decoded.keys):
+        new_rows: dict[str, dict] = {}
+        for i, (key, digest) in enumerate(zip(decoded.keys, digests, strict=True)):
             meta = decoded.metas[i]
             fields = dict(
-                size=entries[digest][0].size,
+                size=entries[key][0].size,
                 width=meta.width,
                 height=meta.height,
                 format=meta.format,
@@ -50,21 +61,26 @@ class CatalogWrites:
                 vector=np.ascontiguousarray(batch.vectors[i], dtype=np.float32).tobytes(),
                 embedded_at=now,
             )
-            if digest in reembed:
-                content_of[digest] = reembed[digest]
-                session.execute(
-                    update(Content).where(Content.id == reembed[digest]).values(**fields)
-                )
+            if digest in known:
+                content_of[digest] = known[digest]
+                session.execute(update(Content).where(Content.id == known[digest]).values(**fields))
             else:
-                new_rows.append({"hash": digest, **fields})
+                new_rows[digest] = {"hash": digest, **fields}  # twins in a batch: one row
         if new_rows:
             inserted = session.execute(
-                insert(Content).returning(Content.id, Content.hash), new_rows
+                insert(Content).returning(Content.id, Content.hash), list(new_rows.values())
             )
             content_of.update({digest: cid for cid, digest in inserted})
         self.added.update(content_of.values())
         self.summary.embedded += len(decoded.keys)
-        self.link(session, [(e, content_of[d]) for d in decoded.keys for e in entries[d]])
+        self.link(
+            session,
+            [
+                (e, content_of[d])
+                for k, d in zip(decoded.keys, digests, strict=True)
+                for e in entries[k]
+            ],
+        )
 
     def link(self, session: Any, links: list[tuple[fs.FileEntry, int]]) -> None:
         """Point each path at its content (insert or update), clear its ledger entry, and drop

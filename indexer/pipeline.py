@@ -19,17 +19,23 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from indexer import imaging
+from indexer import files, imaging
+
+ONE_READ_MAX = 256 << 20  # bytes: a hashed file up to this size is read once, hashed and decoded
 
 
 @dataclass(frozen=True)
 class DecodeJob:
-    """One picture to decode: `key` is the caller's handle (e.g. the content hash)."""
+    """One picture to decode: `key` is the caller's handle (e.g. the content hash).
+
+    `hash`: also return the content hash of the bytes decoded (a new file is then read once).
+    """
 
     key: str
     path: str
     size: int | None = None  # as scanned: a file rewritten since then is not embedded
     mtime_ns: int | None = None
+    hash: bool = False
 
 
 @dataclass
@@ -41,6 +47,20 @@ class DecodedBatch:
     metas: list[imaging.ImageMeta] = field(default_factory=list)
     phashes: list[int] = field(default_factory=list)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (key, stage, reason)
+    digests: list[str | None] = field(default_factory=list)  # content hashes of `hash` jobs
+
+    def split(self, n: int) -> tuple[DecodedBatch, DecodedBatch]:
+        """The first n images (with all the failures) and the rest."""
+        px = self.pixels
+        head = DecodedBatch(
+            self.keys[:n], None if px is None else px[:n], self.metas[:n], self.phashes[:n],
+            self.failed, self.digests[:n],
+        )  # fmt: skip
+        rest = DecodedBatch(
+            self.keys[n:], None if px is None or len(px) <= n else px[n:], self.metas[n:],
+            self.phashes[n:], [], self.digests[n:],
+        )  # fmt: skip
+        return head, rest
 
 
 @dataclass
@@ -97,15 +117,41 @@ def decode_one(
             signal.signal(signal.SIGALRM, previous)
 
 
-def _decode(job: DecodeJob, max_megapixels: float, draft_to: int | None) -> dict[str, Any]:
-    try:
+def _changed(job: DecodeJob, size: int, mtime_ns: int) -> None:
+    if job.size is not None and (size, mtime_ns) != (job.size, job.mtime_ns):
+        raise imaging.ImageError(
+            job.path, "read", "file changed during the build; the next build indexes it"
+        )
+
+
+def _read(job: DecodeJob) -> tuple[str | bytes, str | None]:
+    """What to decode (the path, or the bytes read once) and, for `hash` jobs, their hash."""
+    if not job.hash:
         if job.size is not None:
             st = os.stat(job.path)
-            if (st.st_size, st.st_mtime_ns) != (job.size, job.mtime_ns):
-                raise imaging.ImageError(
-                    job.path, "read", "file changed during the build; the next build indexes it"
-                )
-        img, meta = imaging.open_image(job.path, max_megapixels=max_megapixels, draft_to=draft_to)
+            _changed(job, st.st_size, st.st_mtime_ns)
+        return job.path, None
+    try:
+        with open(job.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            _changed(job, st.st_size, st.st_mtime_ns)
+            if st.st_size > ONE_READ_MAX:  # too big to hold: hash by streaming, decode the path
+                return job.path, files.content_hash(job.path)
+            data = fh.read()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise imaging.ImageError(job.path, "read", f"cannot read: {exc.strerror or exc}") from None
+    _changed(job, len(data), st.st_mtime_ns)
+    return data, files.bytes_hash(data)
+
+
+def _decode(job: DecodeJob, max_megapixels: float, draft_to: int | None) -> dict[str, Any]:
+    try:
+        source, digest = _read(job)
+        img, meta = imaging.open_image(
+            source, max_megapixels=max_megapixels, draft_to=draft_to, name=job.path
+        )
         pixels = imaging.to_uint8(img)
         phash = imaging.perceptual_hash(img)
     except imaging.ImageError as exc:
@@ -114,7 +160,7 @@ def _decode(job: DecodeJob, max_megapixels: float, draft_to: int | None) -> dict
         return {"key": job.key, "error": ("read", "file disappeared before it could be decoded")}
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop a run
         return {"key": job.key, "error": ("decode", f"{type(exc).__name__}: {exc}")}
-    return {"key": job.key, "pixels": pixels, "meta": meta, "phash": phash}
+    return {"key": job.key, "pixels": pixels, "meta": meta, "phash": phash, "digest": digest}
 
 
 def _collate(samples: list[dict[str, Any]]) -> DecodedBatch:
@@ -128,9 +174,24 @@ def _collate(samples: list[dict[str, Any]]) -> DecodedBatch:
             arrays.append(s["pixels"])
             batch.metas.append(s["meta"])
             batch.phashes.append(s["phash"])
+            batch.digests.append(s.get("digest"))
     if arrays:
         batch.pixels = torch.from_numpy(np.stack(arrays))
     return batch
+
+
+def _join(parts: list[DecodedBatch]) -> DecodedBatch:
+    out = DecodedBatch()
+    pixels = [p.pixels for p in parts if p.pixels is not None]
+    for p in parts:
+        out.keys += p.keys
+        out.metas += p.metas
+        out.phashes += p.phashes
+        out.failed += p.failed
+        out.digests += p.digests
+    if pixels:
+        out.pixels = pixels[0] if len(pixels) == 1 else torch.cat(pixels)
+    return out
 
 
 WORKER_CHUNK = 16  # images per worker task: small, so every worker stays busy to the end
@@ -165,33 +226,17 @@ def decoded_batches(
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
     )
-    pending = DecodedBatch()
-    parts: list[torch.Tensor] = []
+    parts: list[DecodedBatch] = []
+    count = 0
     for chunk in loader:
-        pending.keys += chunk.keys
-        pending.metas += chunk.metas
-        pending.phashes += chunk.phashes
-        pending.failed += chunk.failed
-        if chunk.pixels is not None:
-            parts.append(chunk.pixels)
-        while len(pending.keys) >= batch_size:
-            pixels = torch.cat(parts) if len(parts) > 1 else parts[0]
-            yield DecodedBatch(
-                pending.keys[:batch_size],
-                pixels[:batch_size],
-                pending.metas[:batch_size],
-                pending.phashes[:batch_size],
-                pending.failed,
-            )
-            rest = pixels[batch_size:]
-            pending = DecodedBatch(
-                pending.keys[batch_size:], None, pending.metas[batch_size:],
-                pending.phashes[batch_size:],
-            )  # fmt: skip
-            parts = [rest] if len(rest) else []
-    if pending.keys or pending.failed:
-        pending.pixels = (torch.cat(parts) if len(parts) > 1 else parts[0]) if parts else None
-        yield pending
+        parts.append(chunk)
+        count += len(chunk.keys)
+        while count >= batch_size:
+            head, rest = _join(parts).split(batch_size)
+            yield head
+            parts, count = [rest], len(rest.keys)
+    if count or any(p.failed for p in parts):
+        yield _join(parts)
 
 
 def encode_batches(

@@ -23,11 +23,12 @@ class RayUnavailableError(RuntimeError):
 
 def _decode_batch(batch: dict[str, np.ndarray], max_megapixels: float, timeout: float) -> dict:
     """Ray map_batches stage: decode paths into uint8 crops plus metadata columns."""
-    out: dict[str, list] = {k: [] for k in ("key", "ok", "pixels", "meta", "phash", "error")}
-    for key, path, size, mtime in zip(
-        batch["key"], batch["path"], batch["size"], batch["mtime_ns"], strict=True
+    cols = ("key", "ok", "pixels", "meta", "phash", "error", "digest")
+    out: dict[str, list] = {k: [] for k in cols}
+    for key, path, size, mtime, hashed in zip(
+        batch["key"], batch["path"], batch["size"], batch["mtime_ns"], batch["hash"], strict=True
     ):
-        job = DecodeJob(str(key), str(path), int(size), int(mtime))
+        job = DecodeJob(str(key), str(path), int(size), int(mtime), hash=bool(hashed))
         res = decode_one(job, max_megapixels, imaging.IMAGE_SIZE, timeout)
         ok = "pixels" in res
         out["key"].append(job.key)
@@ -41,6 +42,7 @@ def _decode_batch(batch: dict[str, np.ndarray], max_megapixels: float, timeout: 
         )
         out["phash"].append(res.get("phash", 0))
         out["error"].append("\t".join(res["error"]) if not ok else "")
+        out["digest"].append(res.get("digest") or "")
     return {
         "key": np.array(out["key"], dtype=object),
         "ok": np.array(out["ok"]),
@@ -48,6 +50,7 @@ def _decode_batch(batch: dict[str, np.ndarray], max_megapixels: float, timeout: 
         "meta": np.array(out["meta"], dtype=object),
         "phash": np.array(out["phash"], dtype=np.int64),
         "error": np.array(out["error"], dtype=object),
+        "digest": np.array(out["digest"], dtype=object),
     }
 
 
@@ -101,7 +104,13 @@ def encode_batches_ray(
     gpus = 1 if cluster_gpus else 0
     actors = actors or max(1, cluster_gpus)
     items = [
-        {"key": j.key, "path": j.path, "size": j.size or 0, "mtime_ns": j.mtime_ns or 0}
+        {
+            "key": j.key,
+            "path": j.path,
+            "size": j.size or 0,
+            "mtime_ns": j.mtime_ns or 0,
+            "hash": j.hash,
+        }
         for j in jobs
     ]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 64)))
@@ -148,6 +157,7 @@ def _to_encoded(batch: dict[str, Any]) -> EncodedBatch:
                 imaging.ImageMeta(int(w), int(h), str(fmt), taken or None, camera or None)
             )
             decoded.phashes.append(int(batch["phash"][i]))
+            decoded.digests.append(str(batch["digest"][i]) or None)
             rows.append(i)
         else:
             stage, reason = str(batch["error"][i]).split("\t", 1)

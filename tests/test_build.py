@@ -149,3 +149,29 @@ def test_ledger_forgets_files_that_are_gone(photos, settings, tiny_encoder):
     (photos / "flat" / "not-an-image.txt").unlink()
     summary = build([photos / "flat"], settings, encoder=tiny_encoder)
     assert summary.failed == 0 and Catalog(settings.index).failures() == []
+
+
+def test_new_files_are_hashed_as_they_are_decoded(photos, settings, tiny_encoder):
+    """A new file of a size no other file has is read once (hashed by the decode worker):
+    its hash is the one the planner computes, so the next build still knows it when moved;
+    a content row that no path points at any more is reused, not inserted twice."""
+    from sqlalchemy import delete
+
+    from indexer.catalog import File
+    from indexer.files import content_hash
+
+    first = build([photos], settings, encoder=tiny_encoder)
+    cat = Catalog(settings.index)
+    records = cat.records()
+    assert all(r["hash"] == content_hash(r["path"]) for r in records)
+    sizes = [r["size"] for r in records]
+    lone = next(r for r in records if sizes.count(r["size"]) == 1)
+    with cat.session() as s:  # as an older version could leave it: a content without a path
+        s.execute(delete(File).where(File.path == lone["path"]))
+    cat.close()
+    again = build([photos], settings, encoder=tiny_encoder)
+    assert (again.new, again.failed) == (1, first.failed)
+    assert again.vectors == first.vectors == len({r["hash"] for r in records})
+    after = {r["path"]: r for r in Catalog(settings.index, readonly=True).records()}
+    assert after[lone["path"]]["content_id"] == lone["content_id"]
+    assert verify(settings)["problems"] == {}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import TINY_BIRDER
 from hostile import make_corpus
 
@@ -56,21 +57,28 @@ def test_exit_code_and_summary_report_failures(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_file_deleted_or_rewritten_after_scan(tmp_path, settings, tiny_encoder):
-    """Between scan and decode: a vanished file is ledgered, a rewritten one is not embedded."""
+@pytest.mark.parametrize("one_read", [False, True])
+def test_file_deleted_or_rewritten_after_scan(tmp_path, one_read):
+    """Between scan and decode: a vanished file is ledgered, a rewritten one is not embedded;
+    a file hashed while decoding (one read) gets the same hash as the plan's hashing."""
+    from indexer.files import content_hash
     from indexer.pipeline import DecodeJob, decode_one
 
     src = Path(__file__).resolve().parents[2] / "shared" / "photos" / "flat" / "cat.jpg"
-    gone, changed = tmp_path / "gone.jpg", tmp_path / "changed.jpg"
-    for p in (gone, changed):
+    gone, changed, kept = tmp_path / "gone.jpg", tmp_path / "changed.jpg", tmp_path / "kept.jpg"
+    for p in (gone, changed, kept):
         p.write_bytes(src.read_bytes())
-    jobs = [DecodeJob("a", str(gone), gone.stat().st_size, gone.stat().st_mtime_ns)]
-    jobs.append(DecodeJob("b", str(changed), changed.stat().st_size, changed.stat().st_mtime_ns))
+    jobs = [
+        DecodeJob(p.name, str(p), p.stat().st_size, p.stat().st_mtime_ns, hash=one_read)
+        for p in (gone, changed, kept)
+    ]
     gone.unlink()
     changed.write_bytes(src.read_bytes() + b"\x00" * 10)
-    a, b = (decode_one(j, 150, None) for j in jobs)
+    a, b, c = (decode_one(j, 150, None) for j in jobs)
     assert a["error"][0] == "read" and "disappeared" in a["error"][1]
     assert b["error"][0] == "read" and "changed during the build" in b["error"][1]
+    assert c["digest"] == (content_hash(kept) if one_read else None)
+    assert c["pixels"].shape == (224, 224, 3)
 
 
 def test_slow_decode_is_abandoned(tmp_path):
