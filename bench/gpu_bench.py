@@ -107,6 +107,17 @@ def make_folder(folder: Path, n: int, size: tuple[int, int], seed: int, procs: i
     return total / n / 1e6
 
 
+def evict(folder: Path) -> None:
+    """Drop the folder's files from the page cache (as after a reboot: read from the disk)."""
+    os.sync()
+    for path in folder.iterdir():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def decode_rate(folder: Path, workers: int, batch: int) -> float:
     jobs = [DecodeJob(str(p), str(p)) for p in sorted(folder.iterdir())]
     start = time.perf_counter()
@@ -151,6 +162,9 @@ def main() -> None:
         "--vectors", type=int, default=0, help="FAISS/dedup size [default by device]"
     )
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--cold", action="store_true", help="drop the JPEGs from the page cache before each pass"
+    )
     parser.add_argument(
         "--stages", default="peak,encoder,e2e,faiss,dedup", help="comma list of stages to run"
     )
@@ -209,7 +223,7 @@ def main() -> None:
         for label, n, size in (("3 MP", n3, (2000, 1500)), ("12 MP", n12, (4000, 3000))):
             if "e2e" in stages:
                 table.stage(label, lambda label=label, n=n, size=size: _e2e(
-                    table, state, tmpdir, label, n, size, cores, workers, batch, args.device
+                    table, state, tmpdir, label, n, size, (workers, batch, args.device, args.cold)
                 ))  # fmt: skip
         if stages & {"faiss", "dedup"}:
             table.stage("vectors", lambda: _vectors(table, state, vecs))
@@ -236,24 +250,41 @@ def _mfu(rate: float, state: dict) -> str:
     return text
 
 
-def _e2e(table, state, tmpdir, label, n, size, cores, workers, batch, device) -> None:
+def _e2e(table, state, tmpdir, label, n, size, run) -> None:
+    workers, batch, device, cold = run
     folder = tmpdir / label.replace(" ", "")
     start = time.perf_counter()
-    mb = make_folder(folder, n, size, seed=len(label), procs=cores)
+    mb = make_folder(folder, n, size, seed=len(label), procs=os.cpu_count() or 2)
     table.add(
         f"generated {n} {label} JPEGs", f"{time.perf_counter() - start:.1f} s, {mb:.2f} MB each"
     )
+    cache = "cold page cache" if cold else "files in the page cache"
+    if cold:
+        evict(folder)
     dec = decode_rate(folder, workers, batch)
-    table.add(f"decode alone, {label} ({workers} workers, draft)", f"{dec:,.1f} img/s")
+    table.add(f"decode alone, {label} ({workers} workers, draft, {cache})", f"{dec:,.1f} img/s")
     settings = Settings.from_env(
         env={}, index=tmpdir / f"index{n}", batch_size=batch, workers=workers, device=device
     )
+    if cold:
+        evict(folder)
     summary = build([folder], settings, encoder=state["encoder"])
     e2e = summary.embedded / summary.seconds
     bound = min(dec, state["enc"])
     which = "decode" if dec < state["enc"] else "encode"
     table.add(f"end to end `index build`, {label}", f"{e2e:,.1f} img/s ({summary.embedded} images)")
     table.add(f"  ÷ min(decode, encode) = {bound:,.1f} ({which}-bound)", f"{e2e / bound:.2f}")
+    st, k = summary.stages, summary.embedded
+    table.add(
+        "  stages of the build (s)",
+        " · ".join(f"{name} {seconds:.2f}" for name, seconds in st.items()),
+    )
+    table.add(
+        "  inside the build (img/s of the busy time)",
+        f"encoding {k / max(st['encoding'], 1e-9):,.0f} · catalog writes "
+        f"{k / max(st['catalog_writes'], 1e-9):,.0f}; main thread waited for decode "
+        f"{100 * st['decode_wait'] / max(st['embed'], 1e-9):.0f} % of the embed stage",
+    )
 
 
 def _vectors(table: Table, state: dict, vecs: int) -> None:

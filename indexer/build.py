@@ -11,7 +11,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,9 @@ class BuildSummary:
     seconds: float = 0.0
     images_per_second: float = 0.0
     index: str = ""
+    # seconds per stage: load_encoder, scan, plan, embed (decode_wait, encoding, encode_wait,
+    # catalog_writes within it), index; which one bounds a build
+    stages: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,10 +119,14 @@ class _Build:
         self.summary = BuildSummary(index=str(settings.index.absolute()))
         self.writes = CatalogWrites(self.summary, retry_failed)
         self._reembed_entries: dict[str, list[fs.FileEntry]] = {}
+        self._embed_clock: dict[str, float] = {}
 
     # ------------------------------------------------------------------ the run
     def run(self, encoder: Any, started: float) -> BuildSummary:
-        encoder = encoder or self._load_encoder()
+        self._mark = time.perf_counter()
+        if encoder is None:
+            encoder = self._load_encoder()
+            self._lap("load_encoder")
         self._pin_encoder(encoder)
         with self.cat.session() as s:
             run_row = Run(started_at=started, status="running")
@@ -128,8 +135,12 @@ class _Build:
         scan = fs.scan(self.roots, excludes=self.settings.excludes)
         self.report("scan", found=len(scan.images))
         self.summary.skipped = scan.skipped
+        self._lap("scan")
         pending, reembed = self._plan(scan)
+        self._lap("plan")
         self._embed(encoder, pending, reembed)
+        self._lap("embed")
+        self.summary.stages.update(self._embed_clock)
         info = sync.sync_index(
             self.cat,
             self.settings,
@@ -137,6 +148,7 @@ class _Build:
             removed=self.writes.removed,
             generation_at_start=gen_at_start,
         )
+        self._lap("index")
         s = self.summary
         counts = self.cat.counts()
         s.images, s.vectors = counts["images"], counts["vectors"]
@@ -150,6 +162,11 @@ class _Build:
             row.summary = json.dumps(s.as_dict())
             Catalog.set_meta(session, "last_build", s.as_dict())
         return s
+
+    def _lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.summary.stages[stage] = round(now - self._mark, 3)
+        self._mark = now
 
     def _load_encoder(self) -> Any:
         from indexer.encoder import load_encoder
@@ -328,8 +345,10 @@ class _Build:
             for key, e in entries.items()
         ]
         self.report("embed-start", total=len(jobs))
-        done = 0
-        for batch in self._stream(encoder, jobs):
+        done, writing = 0, 0.0
+        clock: dict[str, float] = {}
+        for batch in self._stream(encoder, jobs, clock):
+            start = time.perf_counter()
             with self.cat.session() as session:
                 self.writes.store(session, batch, entries, reembed)
                 orphans: set[int] = set()
@@ -343,10 +362,16 @@ class _Build:
                 self.writes.drop_orphans(session, orphans)
                 if batch.decoded.keys:
                     Catalog.bump_generation(session)
+            writing += time.perf_counter() - start
             done += len(batch.decoded.keys) + len(batch.decoded.failed)
             self.report("embed", done=done, failed=self.summary.failed)
+        if jobs:
+            clock["catalog_writes"] = writing
+            self._embed_clock = {k: round(v, 3) for k, v in clock.items()}
 
-    def _stream(self, encoder: Any, jobs: list[DecodeJob]) -> Iterator[EncodedBatch]:
+    def _stream(
+        self, encoder: Any, jobs: list[DecodeJob], clock: dict[str, float]
+    ) -> Iterator[EncodedBatch]:
         """Decoded + encoded batches from the chosen engine (local processes or Ray)."""
         st = self.settings
         if st.engine == "ray":
@@ -372,6 +397,5 @@ class _Build:
             workers=min(st.resolved_workers, max(1, len(jobs) // 4)),
             max_megapixels=st.max_megapixels,
             timeout=st.decode_timeout,
+            clock=clock,
         )
-
-    # ------------------------------------------------------------------ row helpers

@@ -168,6 +168,27 @@ class _Progress:
             self.bar = None
 
 
+_STAGES = {"load_encoder": "load encoder", "scan": "scan", "plan": "plan", "embed": "embed"}
+_EMBED_PARTS = {
+    "decode_wait": "waiting for decode",
+    "encoding": "encoding",
+    "encode_wait": "waiting for the encoder",
+    "catalog_writes": "catalog writes",
+}
+
+
+def _stages_line(stages: dict[str, float]) -> str:
+    """'stages: scan 0.1 s · plan 0.0 s · embed 9.1 s (waiting for decode 7.9 s, ...) · ...'"""
+    parts = []
+    for key, name in {**_STAGES, "index": "index"}.items():
+        if key in stages:
+            parts.append(f"{name} {stages[key]:.1f} s")
+            inner = [f"{n} {stages[k]:.1f} s" for k, n in _EMBED_PARTS.items() if k in stages]
+            if key == "embed" and inner:
+                parts[-1] += f" ({', '.join(inner)})"
+    return "stages: " + " · ".join(parts)
+
+
 def _print_build(d: dict[str, Any]) -> None:
     typer.echo(
         f"new {d['new']} · changed {d['changed']} · moved {d['moved']} · deleted {d['deleted']}"
@@ -179,6 +200,7 @@ def _print_build(d: dict[str, Any]) -> None:
         f"{d['images']} images, {d['vectors']} vectors"
     )
     typer.echo(f"time {d['seconds']:.1f} s · {d['images_per_second']:.1f} images/s")
+    typer.echo(_stages_line(d.get("stages") or {}))
     if d["failed"]:
         typer.echo(f"{d['failed']} files could not be indexed: see `index failures`")
     typer.echo(f"index home: {d['index']}")

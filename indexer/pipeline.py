@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -248,39 +249,67 @@ def encode_batches(
     max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
     draft: bool = True,
     timeout: float = 0,
+    clock: dict[str, float] | None = None,
 ) -> Iterator[EncodedBatch]:
     """Decode and encode: yields every batch (failures included) with its vectors, in order.
 
     Batches go to the encoder's replicas (one per device) in turn from a thread each, so the
     devices run while this thread collates the next batch and the caller commits the last.
+    `clock` gets seconds "decode_wait" (this thread waiting for the workers), "encoding"
+    (summed over the devices) and "encode_wait" (waiting for a device): which stage bounds.
     """
+    clock = {} if clock is None else clock
+    for name in ("decode_wait", "encoding", "encode_wait"):
+        clock.setdefault(name, 0.0)
     replicas = getattr(encoder, "replicas", None) or [encoder]
     for replica in replicas:
         if hasattr(replica, "warm_up"):
             replica.warm_up(batch_size)
-    batches = decoded_batches(
+    batches = _timed(decoded_batches(
         jobs,
         batch_size=batch_size,
         workers=workers,
         max_megapixels=max_megapixels,
         draft=draft,
         timeout=timeout,
-    )
+    ), clock)  # fmt: skip
     pending: deque[tuple[DecodedBatch, Future | None]] = deque()
     with ThreadPoolExecutor(max_workers=len(replicas)) as pool:
         for i, batch in enumerate(batches):
             replica = replicas[i % len(replicas)]
             future = None
             if batch.pixels is not None:
-                future = pool.submit(replica.encode_uint8, batch.pixels)
+                future = pool.submit(_encode, replica, batch.pixels)
             pending.append((batch, future))
             while len(pending) > len(replicas):  # one batch queued behind each busy device
-                yield _finish(encoder, *pending.popleft())
+                yield _finish(encoder, *pending.popleft(), clock)
         while pending:
-            yield _finish(encoder, *pending.popleft())
+            yield _finish(encoder, *pending.popleft(), clock)
 
 
-def _finish(encoder: Any, batch: DecodedBatch, future: Future | None) -> EncodedBatch:
+def _timed(batches: Iterator[DecodedBatch], clock: dict[str, float]) -> Iterator[DecodedBatch]:
+    while True:
+        start = time.perf_counter()
+        batch = next(batches, None)
+        clock["decode_wait"] += time.perf_counter() - start
+        if batch is None:
+            return
+        yield batch
+
+
+def _encode(replica: Any, pixels: torch.Tensor) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    vectors = replica.encode_uint8(pixels)
+    return vectors, time.perf_counter() - start
+
+
+def _finish(
+    encoder: Any, batch: DecodedBatch, future: Future | None, clock: dict[str, float]
+) -> EncodedBatch:
     if future is None:
         return EncodedBatch(batch, np.zeros((0, encoder.dim), np.float32))
-    return EncodedBatch(batch, future.result())
+    start = time.perf_counter()
+    vectors, seconds = future.result()
+    clock["encode_wait"] += time.perf_counter() - start
+    clock["encoding"] += seconds
+    return EncodedBatch(batch, vectors)

@@ -53,6 +53,14 @@ def test_first_build_indexes_every_readable_image(photos, settings, tiny_encoder
         assert "bee.heic" in failures
     assert summary.failed == len(failures)
     assert summary.index_type and summary.recall_at_10 == 1.0
+    # where the time went: the stages add up to the build, the embed stage is broken down
+    stages = summary.stages
+    assert {"scan", "plan", "embed", "index", "decode_wait", "encoding"} <= set(stages)
+    assert sum(stages[k] for k in ("scan", "plan", "embed", "index")) <= summary.seconds
+    assert (
+        0 < stages["encoding"]
+        and stages["decode_wait"] + stages["catalog_writes"] < (stages["embed"])
+    )
     # metadata: dimensions as displayed, format, EXIF date and camera
     tree = next(r for r in cat.records() if r["path"].endswith("flat/tree.webp"))
     assert (tree["width"], tree["height"], tree["format"]) == (171, 256, "WEBP")
