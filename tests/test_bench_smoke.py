@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,3 +26,19 @@ def test_gpu_script_runs_on_cpu(tmp_path):
     for stage in (*stages, "cold page cache", "stages of the build", "waited for decode"):
         assert stage in table
     assert "FAILED" not in table
+
+
+def test_one_read_bench_runs(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "one_read.py"), "--n", "8", "--batch", "4"]
+        + ["--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT / "bench",
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "one read / hashed ahead" in proc.stdout
+    builds = [line for line in proc.stdout.splitlines() if "stages" in line]
+    assert len(builds) == 4  # two per folder, in both orders
