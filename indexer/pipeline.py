@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from indexer import files, imaging
 
-ONE_READ_MAX = 256 << 20  # bytes: a hashed file up to this size is read once, hashed and decoded
+ONE_READ_MAX = 64 << 20  # bytes: a `hash` job this size or smaller is read once into memory
 
 
 @dataclass(frozen=True)

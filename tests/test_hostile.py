@@ -91,3 +91,15 @@ def test_slow_decode_is_abandoned(tmp_path):
     out = decode_one(DecodeJob("k", str(big)), 150, None, timeout=0.01)
     assert out["error"] == ("decode", "decoding took longer than 0.01 s")
     assert "pixels" in decode_one(DecodeJob("k", str(big)), 150, None, timeout=30)
+
+
+def test_big_file_is_hashed_by_streaming(tmp_path, monkeypatch):
+    """A file over ONE_READ_MAX is not held in memory: streamed hash, decoded from its path."""
+    from indexer import pipeline
+    from indexer.files import content_hash
+
+    src = Path(__file__).resolve().parents[2] / "shared" / "photos" / "flat" / "cat.jpg"
+    monkeypatch.setattr(pipeline, "ONE_READ_MAX", src.stat().st_size - 1)
+    job = pipeline.DecodeJob("k", str(src), src.stat().st_size, src.stat().st_mtime_ns, hash=True)
+    out = pipeline.decode_one(job, 150, None)
+    assert out["digest"] == content_hash(src) and out["pixels"].shape == (224, 224, 3)
