@@ -179,11 +179,11 @@ _EMBED_PARTS = {
 
 def _stages_line(stages: dict[str, float]) -> str:
     """'stages: scan 0.1 s · plan 0.0 s · embed 9.1 s (waiting for decode 7.9 s, ...) · ...'"""
+    inner = [f"{n} {stages[k]:.1f} s" for k, n in _EMBED_PARTS.items() if k in stages]
     parts = []
     for key, name in {**_STAGES, "index": "index"}.items():
         if key in stages:
             parts.append(f"{name} {stages[key]:.1f} s")
-            inner = [f"{n} {stages[k]:.1f} s" for k, n in _EMBED_PARTS.items() if k in stages]
             if key == "embed" and inner:
                 parts[-1] += f" ({', '.join(inner)})"
     return "stages: " + " · ".join(parts)

@@ -1,8 +1,9 @@
 """Decode and encode on a Ray cluster (`index build --engine ray`); the catalog stays local.
 
-The driver scans, hashes and commits exactly as the local engine does; only the decode → encode
-middle runs as a Ray Data pipeline: stateless decode tasks, then a pool of encoder actors
-(one GPU each when the cluster has GPUs). Results stream back in batches, committed one by one.
+The driver scans, plans and commits exactly as the local engine does; only the decode → encode
+middle runs as a Ray Data pipeline: stateless decode tasks (which hash the new files they read,
+as local workers do), then a pool of encoder actors (one GPU each when the cluster has GPUs).
+Results stream back in batches, committed one by one.
 """
 
 from __future__ import annotations
