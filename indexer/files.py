@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -187,9 +188,13 @@ def _looks_like_text(head: bytes) -> bool:
     return all(b >= 32 or b in b"\t\r\n" for b in head)
 
 
+def _hasher(data: bytes = b"") -> Any:
+    return hashlib.blake2b(data, digest_size=32)  # the catalog's content identity: never change
+
+
 def content_hash(path: str | Path) -> str:
     """Streamed BLAKE2b-256 of the whole file, hex: the content's identity in the catalog."""
-    h = hashlib.blake2b(digest_size=32)
+    h = _hasher()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
@@ -198,7 +203,7 @@ def content_hash(path: str | Path) -> str:
 
 def bytes_hash(data: bytes) -> str:
     """content_hash of bytes already read (a decode worker hashes what it decodes)."""
-    return hashlib.blake2b(data, digest_size=32).hexdigest()
+    return _hasher(data).hexdigest()
 
 
 def hash_files(
