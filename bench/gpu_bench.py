@@ -23,7 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import torch
-from dedup import synthetic  # same clustered vectors as bench/dedup.py
+from dedup import planted_recall, synthetic  # same vectors as bench/dedup.py
 from faiss_index import bare_faiss_seconds
 from PIL import Image
 
@@ -346,9 +346,7 @@ def _dedup(table: Table, state: dict, device: str) -> None:
     pairs = cosine_pairs(np.arange(len(x)), x, 0.95, device=device)
     took = time.perf_counter() - start
     found = pairs.as_set()
-    cos = np.einsum("ij,ij->i", x[planted[:, 0]], x[planted[:, 1]])
-    over = [tuple(sorted(map(int, p))) for p, c in zip(planted, cos, strict=True) if c >= 0.95]
-    recall = sum(p in found for p in over) / max(1, len(over))
+    recall, _ = planted_recall(x, planted, found, 0.95)
     table.add(
         f"dedup pairs ≥ 0.95, {len(x):,} vectors, {pairs.info['method']}",
         f"{took:.1f} s; {len(found):,} pairs; planted recall {recall:.4f}",

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select, update
 from indexer import files as fs
 from indexer import sync
 from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
+from indexer.clock import Laps
 from indexer.ingest import CatalogWrites
 from indexer.locking import WriterLock
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
@@ -123,10 +124,10 @@ class _Build:
 
     # ------------------------------------------------------------------ the run
     def run(self, encoder: Any, started: float) -> BuildSummary:
-        self._mark = time.perf_counter()
+        clock = Laps(self.summary.stages)
         if encoder is None:
             encoder = self._load_encoder()
-            self._lap("load_encoder")
+            clock.lap("load_encoder")
         self._pin_encoder(encoder)
         with self.cat.session() as s:
             run_row = Run(started_at=started, status="running")
@@ -135,11 +136,11 @@ class _Build:
         scan = fs.scan(self.roots, excludes=self.settings.excludes)
         self.report("scan", found=len(scan.images))
         self.summary.skipped = scan.skipped
-        self._lap("scan")
+        clock.lap("scan")
         pending, reembed = self._plan(scan)
-        self._lap("plan")
+        clock.lap("plan")
         self._embed(encoder, pending, reembed)
-        self._lap("embed")
+        clock.lap("embed")
         self.summary.stages.update(self._embed_clock)
         info = sync.sync_index(
             self.cat,
@@ -148,7 +149,7 @@ class _Build:
             removed=self.writes.removed,
             generation_at_start=gen_at_start,
         )
-        self._lap("index")
+        clock.lap("index")
         s = self.summary
         counts = self.cat.counts()
         s.images, s.vectors = counts["images"], counts["vectors"]
@@ -162,11 +163,6 @@ class _Build:
             row.summary = json.dumps(s.as_dict())
             Catalog.set_meta(session, "last_build", s.as_dict())
         return s
-
-    def _lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.summary.stages[stage] = round(now - self._mark, 3)
-        self._mark = now
 
     def _load_encoder(self) -> Any:
         from indexer.encoder import load_encoder
@@ -264,9 +260,8 @@ class _Build:
         one_read = [e for e in to_hash if sizes[e.size] == 1 and e.size not in indexed_sizes]
         to_hash = [e for e in to_hash if sizes[e.size] > 1 or e.size in indexed_sizes]
         hashed: list[tuple[fs.FileEntry, str]] = []
-        threads = min(16, os.cpu_count() or 4)  # hashlib releases the GIL on big reads
         with self.cat.session() as session:
-            for entry, digest, error in fs.hash_files(to_hash, threads=threads):
+            for entry, digest, error in fs.hash_files(to_hash):
                 if error:
                     self.writes.fail(session, entry, "read", error)
                 else:

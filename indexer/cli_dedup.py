@@ -57,9 +57,10 @@ def dedup_command(
 ) -> None:
     """Duplicate groups: exact, near-identical (pHash), near-duplicate and similar (CLIP)."""
     from indexer.catalog import CatalogError
-    from indexer.dedup import DEFAULT_KEEP, DedupOptions, KeepRuleError
+    from indexer.cli import _fail
+    from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions, KeepRuleError
     from indexer.dedup import dedup as run_dedup
-    from indexer.dedup.report import write_atomic
+    from indexer.files import write_atomic
 
     settings = Settings.from_env(index=index, device=device)
     options = DedupOptions(
@@ -71,7 +72,7 @@ def dedup_command(
         prefer=tuple(str(p.expanduser().absolute()) for p in prefer or ()),
     )
     for path in output or ():
-        if path.suffix.lower() not in (".html", ".htm", ".json", ".csv"):
+        if path.suffix.lower().lstrip(".") not in FORMATS:
             _fail(f"{path}: name the report .html, .json or .csv")
     try:
         report = run_dedup(settings.index, options)
@@ -117,8 +118,3 @@ def summary(report: Report) -> str:
     shown = [f"{n} {t}" for t, n in counts.items() if t != "similar" or report.thresholds.get(t)]
     lines.append(f"{len(report.groups)} groups: {', '.join(shown)} ({report.seconds:.2f} s)")
     return "\n".join(lines)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)

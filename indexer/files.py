@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -207,9 +208,10 @@ def bytes_hash(data: bytes) -> str:
 
 
 def hash_files(
-    entries: list[FileEntry], threads: int = 4
+    entries: list[FileEntry], threads: int | None = None
 ) -> Iterator[tuple[FileEntry, str | None, str | None]]:
-    """Hash files in a thread pool (hashlib releases the GIL): yields (entry, hash, error)."""
+    """Hash files in a thread pool (hashlib releases the GIL on big reads): yields (entry,
+    hash, error); `threads` defaults to the core count, at most 16."""
 
     def one(entry: FileEntry) -> tuple[FileEntry, str | None, str | None]:
         try:
@@ -221,6 +223,7 @@ def hash_files(
 
     if not entries:
         return
+    threads = threads or min(16, os.cpu_count() or 4)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         yield from pool.map(one, entries)
 
@@ -231,3 +234,33 @@ def under_roots(path: str, roots: Iterable[str]) -> bool:
         if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
             return True
     return False
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write beside the target and rename over it: a reader never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if isinstance(data, str):
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(data)
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def human_size(size: int | None) -> str:
+    """Bytes for people: "870 bytes", "12.3 KB", "4.1 MB", "1.2 GB" ("—" when unknown)."""
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("bytes", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

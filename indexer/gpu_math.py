@@ -93,9 +93,8 @@ def cosine_join(
     i = np.concatenate(rows_i).astype(np.int64)
     j = np.concatenate(cols_j).astype(np.int64)
     score = np.empty(len(i), np.float32)
-    for s in range(0, len(i), 1 << 20):
-        score[s : s + (1 << 20)] = np.einsum(
-            "ij,ij->i", x[i[s : s + (1 << 20)]], x[j[s : s + (1 << 20)]]
-        )
+    step = 1 << 20  # candidates re-scored at a time
+    for s in range(0, len(i), step):
+        score[s : s + step] = np.einsum("ij,ij->i", x[i[s : s + step]], x[j[s : s + step]])
     keep = score >= threshold
     return i[keep], j[keep], score[keep]

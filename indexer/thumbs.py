@@ -11,12 +11,12 @@ import io
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from indexer import imaging
 from indexer.catalog import Catalog
+from indexer.files import write_atomic
 
 THUMB_DIR = "thumbs"
 JPEG_QUALITY = 85
@@ -61,6 +61,24 @@ def thumbnail_bytes(
     return None
 
 
+def jpeg_thumbnail(
+    source: str | Path | bytes,
+    size: int,
+    *,
+    quality: int = JPEG_QUALITY,
+    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
+) -> bytes | None:
+    """A JPEG thumbnail (EXIF-oriented, longer side `size`) of a file or of bytes, or None
+    when it cannot be decoded. The one renderer behind the cache, reports and query previews."""
+    try:
+        img, _ = imaging.open_image(source, max_megapixels=max_megapixels, draft_to=size)
+        buf = io.BytesIO()
+        imaging.thumbnail(img, size).save(buf, "JPEG", quality=quality)
+    except (imaging.ImageError, OSError, ValueError):
+        return None
+    return buf.getvalue()
+
+
 def _render(rec: dict[str, Any], size: int, max_megapixels: float) -> bytes | None:
     """Thumbnail one catalog file if it is still the regular file the build indexed."""
     try:
@@ -71,29 +89,13 @@ def _render(rec: dict[str, Any], size: int, max_megapixels: float) -> bytes | No
         return None
     if rec.get("mtime_ns") is not None and st.st_mtime_ns != rec["mtime_ns"]:
         return None  # changed since the build: its picture may no longer be this content
-    try:
-        img, _ = imaging.open_image(rec["path"], max_megapixels=max_megapixels, draft_to=size)
-        buf = io.BytesIO()
-        imaging.thumbnail(img, size).save(buf, "JPEG", quality=JPEG_QUALITY)
-    except (imaging.ImageError, OSError, ValueError):
-        return None
-    return buf.getvalue()
+    return jpeg_thumbnail(rec["path"], size, max_megapixels=max_megapixels)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write next to the target and rename over it; a read-only index still shows thumbnails."""
+    """Cache a thumbnail; a read-only index still shows thumbnails (the write is skipped)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_atomic(path, data)
     except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass

@@ -132,38 +132,41 @@ class VectorIndex:
         use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
         if not self.is_ivf or self.index.is_trained:
             self.index.add_with_ids(vectors, ids)
-            self.trained_for = len(ids)
-            return
-        nlist = self.spec.nlist or 1
-        rng = np.random.default_rng(seed)
-        take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
-        sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
-        if torch_device == "auto":
-            torch_device = cuda_device()
-        if torch_device and not use_gpu and self.spec.kind == "ivf-flat":
-            from indexer import gpu_math  # imports torch
-
-            try:
-                centroids = gpu_math.spherical_kmeans(
-                    sample, nlist, torch_device, KMEANS_ITERATIONS, seed
-                )
-                labels = gpu_math.assign(vectors, centroids, torch_device)
-            except gpu_math.OutOfMemoryError:
-                centroids = None  # a small GPU: FAISS trains on the CPU below
-            if centroids is not None:
-                ivf = faiss.extract_index_ivf(self.index)
-                ivf.quantizer.add(centroids)
-                ivf.is_trained = True
-                add_preassigned(ivf, vectors, labels, ids)
-                self.index.ntotal = ivf.ntotal
-                self.trained_for = len(ids)
-                return
-        faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
-        target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
-        target.train(sample)
-        target.add_with_ids(vectors, ids)
-        self.index = faiss.index_gpu_to_cpu(target) if use_gpu else target
+        else:
+            nlist = self.spec.nlist or 1
+            rng = np.random.default_rng(seed)
+            take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
+            sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
+            if torch_device == "auto":
+                torch_device = cuda_device()
+            on_torch = torch_device and not use_gpu and self.spec.kind == "ivf-flat"
+            if not (on_torch and self._build_on_torch(ids, vectors, sample, torch_device, seed)):
+                faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
+                target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
+                target.train(sample)
+                target.add_with_ids(vectors, ids)
+                self.index = faiss.index_gpu_to_cpu(target) if use_gpu else target
         self.trained_for = len(ids)
+
+    def _build_on_torch(
+        self, ids: np.ndarray, vectors: np.ndarray, sample: np.ndarray, device: str, seed: int
+    ) -> bool:
+        """IVF-Flat trained and filled by torch k-means and assignment on `device`; False when
+        the GPU runs out of memory (the caller then trains with FAISS on the CPU)."""
+        from indexer import gpu_math  # imports torch
+
+        nlist = self.spec.nlist or 1
+        try:
+            centroids = gpu_math.spherical_kmeans(sample, nlist, device, KMEANS_ITERATIONS, seed)
+            labels = gpu_math.assign(vectors, centroids, device)
+        except gpu_math.OutOfMemoryError:
+            return False
+        ivf = faiss.extract_index_ivf(self.index)
+        ivf.quantizer.add(centroids)
+        ivf.is_trained = True
+        add_preassigned(ivf, vectors, labels, ids)
+        self.index.ntotal = ivf.ntotal
+        return True
 
     def build_sharded(
         self,

@@ -1,4 +1,4 @@
-"""Formatting for the pages: captions, sizes, and markdown escaping of untrusted names.
+"""Formatting for the pages: captions and markdown escaping of untrusted names.
 
 File names and EXIF strings come from the photo folders, so they are escaped or put in code
 spans before Streamlit renders them as markdown.
@@ -37,12 +37,3 @@ def describe(rec: dict[str, Any]) -> str:
     folder = os.path.dirname(rec["path"])
     date = (rec.get("taken_at") or "")[:10] or "no date"
     return md(folder) + f" · {rec.get('width')}×{rec.get('height')} · {date}"
-
-
-def human_size(size: int | None) -> str:
-    """Bytes as KB/MB for captions."""
-    if size is None:
-        return "—"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size / 1024 / 1024:.1f} MB"

@@ -16,6 +16,8 @@ from indexer.catalog import Catalog
 from indexer.dedup import report as _report
 from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
+from indexer.files import write_atomic
+from indexer.thumbs import thumbnail_bytes
 
 __all__ = ["DEFAULT_KEEP", "TIERS", "DedupOptions", "Group", "KeepRuleError", "Report", "dedup"]
 FORMATS = {"json": "json", "csv": "csv", "html": "html", "htm": "html"}
@@ -61,15 +63,13 @@ class Report:
         fmt = FORMATS.get(Path(path).suffix.lower().lstrip("."))
         if fmt is None:
             raise ValueError(f"{path}: unknown report type; name it .html, .json or .csv")
-        _report.write_atomic(path, self.render(fmt))
+        write_atomic(path, self.render(fmt))
 
     def thumbnails(self) -> dict[str, bytes | None]:
         """JPEG thumbnails of every member, from the index's thumbnail cache when it is there."""
         paths = [m["path"] for g in self.groups for m in g.members]
         if not self.index or not self.content_ids:
             return _report.thumbnails(paths)
-        from indexer.thumbs import thumbnail_bytes
-
         try:
             cat = Catalog(self.index, readonly=True)
         except Exception:  # noqa: BLE001 - the index moved away: read the files themselves

@@ -67,7 +67,7 @@ def tune_probes(
     """
     n = len(x)
     queries = np.sort(rng.choice(n, min(n, TUNE_QUERIES), replace=False))
-    q, j, s = _exact_join(x, threshold, 4, rows=queries, keep_best=True)
+    q, j, s = exact_join(x, threshold, 4, rows=queries, keep_best=True)
     over = s >= threshold
     if over.sum() >= MIN_TUNE_PAIRS:
         q, j = q[over], j[over]
@@ -87,7 +87,7 @@ def tune_probes(
     return nearest.shape[1], round(recall, 4)
 
 
-def _exact_join(
+def exact_join(
     x: np.ndarray,
     threshold: float,
     k: int,
@@ -123,10 +123,10 @@ def _exact_join(
             keep &= best_s >= threshold
         rr = np.broadcast_to(r[:, None], best_s.shape)
         out.append((rr[keep], best_j[keep], best_s[keep]))
-    return _concat(out)
+    return concat_hits(out)
 
 
-def _cell_join(
+def cell_join(
     x: np.ndarray,
     probe: np.ndarray,
     primary: np.ndarray,
@@ -164,7 +164,7 @@ def _cell_join(
     workers = workers or os.cpu_count() or 1
     with _one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
         out = [hit for hits in pool.map(join, cells) for hit in hits]
-    return _concat(out)
+    return concat_hits(out)
 
 
 @contextmanager
@@ -197,11 +197,12 @@ def _hits(
     return qi[keep], nj[keep], s[keep].astype(np.float32)
 
 
-def _concat(
+def concat_hits(
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, sims) of several blocks as one int64, int64, float32 triple."""
     if not parts:
-        return _empty()
+        return no_pairs()
     return (
         np.concatenate([p[0] for p in parts]).astype(np.int64),
         np.concatenate([p[1] for p in parts]).astype(np.int64),
@@ -209,5 +210,6 @@ def _concat(
     )
 
 
-def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def no_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An empty (rows, cols, sims) triple."""
     return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)

@@ -8,7 +8,6 @@ pairs: a FAISS binary range search on the 64-bit codes. Memory stays O(N + pairs
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,14 +15,15 @@ from typing import Any
 import faiss
 import numpy as np
 
+from indexer.clock import Laps
 from indexer.dedup.cells import (
     MAX_PROBES,
-    _cell_join,
-    _concat,
-    _empty,
-    _exact_join,
+    cell_join,
     choose_cells,
+    concat_hits,
+    exact_join,
     nearest_cells,
+    no_pairs,
     spherical_kmeans,
     tune_probes,
 )
@@ -117,7 +117,7 @@ def cosine_pairs(
     x = np.ascontiguousarray(vecs, dtype=np.float32)
     n = len(ids)
     if n < 2:
-        return Pairs(*_empty(), info={"method": "exact", "vectors": n})
+        return Pairs(*no_pairs(), info={"method": "exact", "vectors": n})
     k = max(1, min(k, n - 1))
     join_device = None if cells is not None else _join_device(device, x.shape)
     lent = _ivf_centroids(index)
@@ -128,11 +128,11 @@ def cosine_pairs(
         qi, nj, s = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([s, s])
         info: dict[str, Any] = {"method": f"exact on {join_device}", "vectors": n}
     elif n <= EXACT_MAX and cells is None and lent is None:
-        qi, nj, s = _exact_join(x, threshold, k)
+        qi, nj, s = exact_join(x, threshold, k)
         info = {"method": "exact", "vectors": n}
     else:
         rng = np.random.default_rng(seed)
-        clock = _Clock()
+        clock = Laps()
         if lent is not None:
             centroids = lent
         else:
@@ -145,7 +145,7 @@ def cosine_pairs(
         if probes is None:
             probes, recall = tune_probes(x, nearest, threshold, target_recall, rng)
             clock.lap("tune")
-        qi, nj, s = _cell_join(x, nearest[:, :probes], nearest[:, 0], ncells, threshold, k)
+        qi, nj, s = cell_join(x, nearest[:, :probes], nearest[:, 0], ncells, threshold, k)
         clock.lap("join")
         info = {
             "method": "ivf",
@@ -173,19 +173,6 @@ def _join_device(device: str, shape: tuple[int, ...]) -> str | None:
     from indexer.gpu_math import join_fits  # imports torch
 
     return cuda if join_fits(cuda, shape) else None
-
-
-class _Clock:
-    """Seconds per phase, for the bench and the report's search details."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self._last, 3)
-        self._last = now
 
 
 def _ivf_centroids(index: Any) -> np.ndarray | None:
@@ -231,7 +218,7 @@ def hamming_pairs(ids: np.ndarray, hashes: np.ndarray, max_distance: int) -> Pai
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     info = {"method": "faiss IndexBinaryFlat range_search", "hashes": len(ids)}
     if len(ids) < 2:
-        return Pairs(*_empty(), info=info)
+        return Pairs(*no_pairs(), info=info)
     codes = np.ascontiguousarray(np.asarray(hashes, dtype=">i8").view(np.uint8).reshape(-1, 8))
     index = faiss.IndexBinaryFlat(64)
     index.add(codes)
@@ -243,7 +230,7 @@ def hamming_pairs(ids: np.ndarray, hashes: np.ndarray, max_distance: int) -> Pai
         nb = nb.astype(np.int64)
         keep = nb > q  # each pair once
         parts.append((q[keep], nb[keep], dist[keep].astype(np.float32)))
-    q, nb, dist = _concat(parts)
+    q, nb, dist = concat_hits(parts)
     a, b, d = _canonical(ids[q], ids[nb], dist)
     return Pairs(a, b, d, info)
 
@@ -254,7 +241,7 @@ def _canonical(
     """Pairs as (low id, high id), each once, sorted."""
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     if not len(lo):
-        return _empty()
+        return no_pairs()
     order = np.lexsort((hi, lo))
     lo, hi, s = lo[order], hi[order], s[order]
     first = np.ones(len(lo), bool)

@@ -12,31 +12,16 @@ import html
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from indexer import imaging
+from indexer.files import human_size
+from indexer.thumbs import jpeg_thumbnail
 
 QUARANTINE_TIERS = ("exact", "near-identical", "near-duplicate")
 CSV_COLUMNS = ("group", "tier", "path", "size", "width", "height", "format", "taken_at", "score")
 THUMB_SIZE = 200
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write beside the target and rename over it: a reader never sees half a report."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_json(report: dict[str, Any]) -> str:
@@ -65,13 +50,7 @@ def to_csv(report: dict[str, Any]) -> str:
 
 def render_thumbnail(path: str, size: int = THUMB_SIZE) -> bytes | None:
     """A JPEG thumbnail of a file (EXIF orientation applied), or None if it cannot be read."""
-    try:
-        img, _ = imaging.open_image(path, draft_to=size)
-        buf = io.BytesIO()
-        imaging.thumbnail(img, size).save(buf, "JPEG", quality=80)
-        return buf.getvalue()
-    except (imaging.ImageError, OSError, ValueError):
-        return None
+    return jpeg_thumbnail(path, size, quality=80)
 
 
 def thumbnails(
@@ -93,17 +72,6 @@ def describe_threshold(tier: str, threshold: float | int | None) -> str:
     if tier == "near-identical":
         return f"pHash ≤ {threshold} bits apart (score ≥ {1 - float(threshold or 0) / 64:.3f})"
     return f"CLIP cosine ≥ {threshold}"
-
-
-def _human(size: int | None) -> str:
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("bytes", "KB", "MB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 _CSS = """
@@ -188,7 +156,7 @@ def to_html(report: dict[str, Any], thumbs: dict[str, bytes | None] | None = Non
                 f"<div class='member{' kept' if kept else ''}' data-kept='{str(kept).lower()}'>"
                 f"{img}{badges}<br><code>{esc(m['path'])}</code><br>"
                 f"{m.get('width')}×{m.get('height')} · {esc(str(m.get('format')))} · "
-                f"{_human(m.get('size'))}<br>{esc(m.get('taken_at') or 'no date taken')}"
+                f"{human_size(m.get('size'))}<br>{esc(m.get('taken_at') or 'no date taken')}"
                 f" · score {m.get('score'):.4f}</div>"
             )
         parts.append("</div></section>")

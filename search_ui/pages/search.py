@@ -6,7 +6,6 @@ Every result and every picked picture goes by catalog content id; no typed path 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 import os
 from typing import Any
@@ -14,10 +13,12 @@ from typing import Any
 import streamlit as st
 
 from indexer import imaging
+from indexer.files import human_size
 from indexer.search import Filters, Hit, SearchError
+from indexer.thumbs import jpeg_thumbnail
 from search_ui import state
 from search_ui.common import CatalogView, Loaded, open_index, thumb, upload_limit_mb
-from search_ui.text import code, describe, human_size, md
+from search_ui.text import code, describe, md
 
 COLUMNS = 4
 PICK_LIMIT = 200
@@ -93,16 +94,6 @@ def query_inputs(view: CatalogView) -> None:
         )
 
 
-def _preview(data: bytes, max_megapixels: float) -> bytes | None:
-    try:
-        img, _ = imaging.open_image(data, max_megapixels=max_megapixels, draft_to=128)
-    except imaging.ImageError:
-        return None
-    buf = io.BytesIO()
-    imaging.thumbnail(img, 160).save(buf, "JPEG", quality=85)
-    return buf.getvalue()
-
-
 def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[Hit] | None:
     """Run the query through the library; a refused picture leaves a message, not a traceback."""
     searcher = loaded.searcher
@@ -112,7 +103,9 @@ def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[H
                 return searcher.more_like(query.content_id, k, filters)
             if query.vector is None:
                 vector = searcher.embed_query(query.data or b"")
-                preview = _preview(query.data or b"", loaded.settings.max_megapixels)
+                preview = jpeg_thumbnail(
+                    query.data or b"", 160, max_megapixels=loaded.settings.max_megapixels
+                )
                 query = state.embedded(st.session_state, query, vector, preview)
             return searcher.search_vector(query.vector, k, filters)
     except (SearchError, imaging.ImageError) as exc:

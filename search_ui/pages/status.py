@@ -11,9 +11,10 @@ from typing import Any
 import streamlit as st
 
 from indexer import sync
+from indexer.files import human_size
 from indexer.verify import stats
 from search_ui.common import Loaded, open_index
-from search_ui.text import code, human_size, md
+from search_ui.text import code, md
 
 
 def _when(path: Any) -> str:
