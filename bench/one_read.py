@@ -24,7 +24,7 @@ from indexer.build import build
 from indexer.encoder import load_encoder
 from indexer.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 BLKIO = Path("/sys/fs/cgroup/blkio")
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400, help="JPEGs per folder")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--weights", default=str(SHARED / "fixtures/clip-vit-tiny/tiny_birder.pt"))
+    parser.add_argument("--weights", default=str(FIXTURES / "clip-vit-tiny/tiny_birder.pt"))
     parser.add_argument("--throttle-mbps", type=float, default=0)
     parser.add_argument("--dir", default=None, help="where to write the JPEGs (a real disk)")
     args = parser.parse_args()

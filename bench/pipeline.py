@@ -4,7 +4,7 @@
 2. decode images/s with and without JPEG draft on 12 MP JPEGs;
 3. peak memory (RSS) of a build at N and 4N images: must not grow with N beyond the index.
 
-    python bench/pipeline.py --weights ../shared/fixtures/clip-vit-tiny/tiny_birder.pt
+    python bench/pipeline.py --weights tests/fixtures/clip-vit-tiny/tiny_birder.pt
     python bench/pipeline.py --vit-l   # full ViT-L/14 size, random weights (slow on CPU)
 """
 
@@ -26,14 +26,14 @@ from indexer import imaging
 from indexer.pipeline import DecodeJob, decode_one
 from indexer.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
 
 def make_jpegs(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
-    """`n` distinct photo-like JPEGs of `size` made from the shared corpus (crops + noise)."""
+    """`n` distinct photo-like JPEGs of `size` made from the test corpus (crops + noise)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    sources = [Image.open(p).convert("RGB") for p in sorted((SHARED / "photos/flat").glob("*.jpg"))]
+    sources = [Image.open(p).convert("RGB") for p in sorted((FIXTURES / "photos/flat").glob("*.jpg"))]
     paths = []
     for i in range(n):
         src = sources[i % len(sources)]
@@ -98,7 +98,7 @@ def peak_rss_mb(folder: Path, index: Path, weights: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--weights", default=str(SHARED / "fixtures/clip-vit-tiny/tiny_birder.pt"))
+    parser.add_argument("--weights", default=str(FIXTURES / "clip-vit-tiny/tiny_birder.pt"))
     parser.add_argument("--vit-l", action="store_true", help="random full-size ViT-L/14")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--n", type=int, default=200, help="images for the efficiency run")

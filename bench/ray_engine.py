@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pipeline import SHARED, make_jpegs
+from pipeline import FIXTURES, make_jpegs
 
 from indexer.build import build
 from indexer.settings import Settings
@@ -29,7 +29,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        weights = str(SHARED / "fixtures/clip-vit-tiny/tiny_birder.pt")
+        weights = str(FIXTURES / "clip-vit-tiny/tiny_birder.pt")
         if args.vit_l:
             from indexer.encoder import save_random_checkpoint
 

@@ -1,6 +1,6 @@
 """Query latency of the search page, upload → results shown (prints a markdown table).
 
-Builds an index of ../shared/photos with the given weights, then times, over repeated queries:
+Builds an index of tests/fixtures/photos with the given weights, then times, over repeated queries:
   library   `Searcher.search_image` (decode + encode + FAISS + catalog join), encoder warm;
   page      one Streamlit run of the search page with the upload (AppTest, in process;
             thumbnails cached after the first query), i.e. everything the server does;
@@ -29,9 +29,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-PHOTOS = SHARED / "photos"
-TINY = SHARED / "fixtures" / "clip-vit-tiny" / "tiny_birder.pt"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+PHOTOS = FIXTURES / "photos"
+TINY = FIXTURES / "clip-vit-tiny" / "tiny_birder.pt"
 APP = str(Path(__file__).resolve().parents[1] / "search_ui" / "app.py")
 CHROMIUM = "/usr/bin/chromium"
 # Distinct pictures (no byte-identical copy under another name): the top hit is the query.

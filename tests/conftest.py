@@ -1,4 +1,4 @@
-"""Shared test fixtures: the real photo corpus and the tiny CLIP checkpoints in ../shared."""
+"""Shared test fixtures: the real photo corpus and the tiny CLIP checkpoints in tests/fixtures/."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-PHOTOS = SHARED / "photos"
-FIXTURES = SHARED / "fixtures" / "clip-vit-tiny"
+FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures"
+PHOTOS = FIXTURE_DIR / "photos"
+FIXTURES = FIXTURE_DIR / "clip-vit-tiny"
 TINY_BIRDER = FIXTURES / "tiny_birder.pt"
 TINY_OPEN_CLIP = FIXTURES / "tiny_open_clip.safetensors"
 TINY_HF = FIXTURES / "tiny_hf"
@@ -25,7 +25,7 @@ def tiny_encoder():
 
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
-    """A private, writable copy of ../shared/photos (tests rename, edit and delete in it)."""
+    """A private, writable copy of tests/fixtures/photos (tests rename, edit and delete in it)."""
     dest = tmp_path / "photos"
     shutil.copytree(PHOTOS, dest)
     for p in dest.rglob("*"):

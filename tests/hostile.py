@@ -14,8 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-PHOTO = SHARED / "photos" / "flat" / "cat.jpg"
+PHOTO = Path(__file__).resolve().parent / "fixtures" / "photos" / "flat" / "cat.jpg"
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

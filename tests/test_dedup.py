@@ -30,7 +30,7 @@ from indexer.dedup.graph import EXACT_MAX, UnionFind, cosine_pairs, hamming_pair
 from indexer.dedup.keep import choose_keep
 from indexer.files import content_hash
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
+PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def test_file_deleted_or_rewritten_after_scan(tmp_path, one_read):
     from indexer.files import content_hash
     from indexer.pipeline import DecodeJob, decode_one
 
-    src = Path(__file__).resolve().parents[2] / "shared" / "photos" / "flat" / "cat.jpg"
+    src = Path(__file__).resolve().parent / "fixtures" / "photos" / "flat" / "cat.jpg"
     gone, changed, kept = tmp_path / "gone.jpg", tmp_path / "changed.jpg", tmp_path / "kept.jpg"
     for p in (gone, changed, kept):
         p.write_bytes(src.read_bytes())
@@ -98,7 +98,7 @@ def test_big_file_is_hashed_by_streaming(tmp_path, monkeypatch):
     from indexer import pipeline
     from indexer.files import content_hash
 
-    src = Path(__file__).resolve().parents[2] / "shared" / "photos" / "flat" / "cat.jpg"
+    src = Path(__file__).resolve().parent / "fixtures" / "photos" / "flat" / "cat.jpg"
     monkeypatch.setattr(pipeline, "ONE_READ_MAX", src.stat().st_size - 1)
     job = pipeline.DecodeJob("k", str(src), src.stat().st_size, src.stat().st_mtime_ns, hash=True)
     out = pipeline.decode_one(job, 150, None)
