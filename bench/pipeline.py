@@ -33,7 +33,8 @@ def make_jpegs(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> li
     """`n` distinct photo-like JPEGs of `size` made from the test corpus (crops + noise)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    sources = [Image.open(p).convert("RGB") for p in sorted((FIXTURES / "photos/flat").glob("*.jpg"))]
+    jpegs = sorted((FIXTURES / "photos/flat").glob("*.jpg"))
+    sources = [Image.open(p).convert("RGB") for p in jpegs]
     paths = []
     for i in range(n):
         src = sources[i % len(sources)]

@@ -42,3 +42,19 @@ def test_one_read_bench_runs(tmp_path):
     assert "one read / hashed ahead" in proc.stdout
     builds = [line for line in proc.stdout.splitlines() if "stages" in line]
     assert len(builds) == 4  # two per folder, in both orders
+
+
+def test_library_bench_compares_two_checkouts(tmp_path):
+    """bench/library.py against this same checkout as the baseline: every step, a ratio."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "library.py"), "--n", "40", "--runs", "1"]
+        + ["--baseline", str(ROOT), "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for step in ("no-op build", "search", "verify"):
+        line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(step))
+        assert "baseline" in line and "ratio" in line
