@@ -55,7 +55,7 @@ def hostile(tmp: Path) -> dict:
     return {
         "inputs tried": len(expect) + 10_000 - 1,  # the emoji/newline names are files too
         "indexed": summary.get("images"),
-        "ledgered": summary.get("failed"),
+        "ledgered": summary.get("ledger"),
         "crashes": int(crashed),
         "hangs": int(hang),
     }

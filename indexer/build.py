@@ -43,9 +43,11 @@ class BuildSummary:
     moved: int = 0
     deleted: int = 0
     unchanged: int = 0
-    failed: int = 0
+    failed: int = 0  # files this run tried and could not index (new or retried ledger entries)
     embedded: int = 0
-    skipped: int = 0
+    skipped: int = 0  # not pictures, skipped quietly: the total of skipped_kinds
+    skipped_kinds: dict[str, int] = field(default_factory=dict)  # kinds.VIDEO, ... -> count
+    ledger: int = 0  # files in the failure ledger after this run, old entries included
     images: int = 0
     vectors: int = 0
     index_type: str = ""
@@ -133,9 +135,10 @@ class _Build:
             run_row = Run(started_at=started, status="running")
             s.add(run_row)
         gen_at_start = self.cat.generation()
-        scan = fs.scan(self.roots, excludes=self.settings.excludes)
+        scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
         self.report("scan", found=len(scan.images))
         self.summary.skipped = scan.skipped
+        self.summary.skipped_kinds = dict(scan.skipped_kinds)
         clock.lap("scan")
         pending, reembed = self._plan(scan)
         clock.lap("plan")
@@ -152,7 +155,7 @@ class _Build:
         clock.lap("index")
         s = self.summary
         counts = self.cat.counts()
-        s.images, s.vectors = counts["images"], counts["vectors"]
+        s.images, s.vectors, s.ledger = counts["images"], counts["vectors"], counts["failures"]
         s.index_type, s.nlist, s.nprobe = info["index_type"], info["nlist"], info["nprobe"]
         s.recall_at_10, s.search_ms = info["recall_at_10"], info["search_ms"]
         s.seconds = round(time.time() - started, 3)
@@ -234,8 +237,7 @@ class _Build:
                 entry.size,
                 entry.mtime_ns,
             ):
-                s.failed += 1
-                continue
+                continue  # failed before, unchanged: stays in the ledger, not tried again
             to_hash.append(entry)
         deleted_paths = [p for p in existing if p not in scanned_images]
         old_content = {p: existing[p][3] for p in deleted_paths}

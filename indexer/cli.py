@@ -1,7 +1,8 @@
 """The `index` command: each subcommand parses options, makes one library call, renders.
 
 Errors the user can act on print one line (`error: <file>: <reason>`) and exit 1; a build that
-finished but could not index some files exits 3 (they are listed by `index failures`).
+finished but could not index some files it tried this run exits 3 (`index failures` lists
+them; files already in the ledger and unchanged since do not count again).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from indexer.settings import Settings
+from indexer.settings import Settings, default_index_home
 
 app = typer.Typer(
     add_completion=False,
@@ -24,7 +25,9 @@ app = typer.Typer(
 
 IndexOpt = Annotated[
     Path | None,
-    typer.Option("--index", help="Index folder [env PHOTO_INDEX_INDEX; default ./data/index]"),
+    typer.Option(
+        "--index", help=f"Index folder (env PHOTO_INDEX_INDEX; default {default_index_home()})"
+    ),
 ]
 WeightsOpt = Annotated[
     str | None,
@@ -190,6 +193,8 @@ def _stages_line(stages: dict[str, float]) -> str:
 
 
 def _print_build(d: dict[str, Any]) -> None:
+    from indexer import kinds
+
     typer.echo(
         f"new {d['new']} · changed {d['changed']} · moved {d['moved']} · deleted {d['deleted']}"
         f" · unchanged {d['unchanged']} · failed {d['failed']} · embedded {d['embedded']}"
@@ -201,8 +206,13 @@ def _print_build(d: dict[str, Any]) -> None:
     )
     typer.echo(f"time {d['seconds']:.1f} s · {d['images_per_second']:.1f} images/s")
     typer.echo(_stages_line(d.get("stages") or {}))
+    if d.get("skipped_kinds"):
+        typer.echo(f"skipped: {kinds.describe(d['skipped_kinds'])}")
     if d["failed"]:
         typer.echo(f"{d['failed']} files could not be indexed: see `index failures`")
+    if d.get("ledger"):
+        n = d["ledger"]
+        typer.echo(f"ledger: {n} file{'' if n == 1 else 's'} (index failures)")
     typer.echo(f"index home: {d['index']}")
 
 

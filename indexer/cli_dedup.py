@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from indexer.settings import Settings
+from indexer.settings import Settings, default_index_home
 
 if TYPE_CHECKING:
     from indexer.dedup import Report
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 def dedup_command(
     index: Annotated[
-        Path | None, typer.Option("--index", help="Index folder [default: data/index].")
+        Path | None,
+        typer.Option("--index", help=f"Index folder (default {default_index_home()})."),
     ] = None,
     output: Annotated[
         list[Path] | None,

@@ -10,6 +10,7 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,13 +19,10 @@ from typing import Any
 
 from PIL import Image
 
+from indexer import kinds
+
 HASH_NAME = "blake2b-256"
 _CHUNK = 1 << 20
-
-# Files that live beside photos and are not pictures: skipped without a ledger entry.
-SIDECAR_SUFFIXES = frozenset(
-    {".xmp", ".aae", ".thm", ".json", ".db", ".ini", ".ds_store", ".lrv", ".pp3", ".dop"}
-)
 
 
 @dataclass(frozen=True)
@@ -38,12 +36,19 @@ class FileEntry:
 
 @dataclass
 class ScanResult:
-    """What a scan found: candidate images, files that are not images, and unreadable paths."""
+    """What a scan found: candidate images, files that claim to be images but cannot be
+    (empty), unreadable paths, and what it skipped quietly, by kind (`kinds`)."""
 
     images: list[FileEntry] = field(default_factory=list)
     not_images: list[tuple[FileEntry, str]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
-    skipped: int = 0  # hidden files, excluded folders, sidecars, revisited symlink targets
+    skipped: int = 0  # the total of skipped_kinds
+    skipped_kinds: Counter[str] = field(default_factory=Counter)
+
+    def skip(self, kind: str) -> None:
+        """Count one quietly skipped file or folder of `kind` (video, sidecar, hidden...)."""
+        self.skipped += 1
+        self.skipped_kinds[kind] += 1
 
 
 def sniff_image(head: bytes) -> bool:
@@ -68,7 +73,9 @@ def sniff_image(head: bytes) -> bool:
 
 
 def _image_suffixes() -> frozenset[str]:
-    return frozenset(ext.lower() for ext in Image.registered_extensions())
+    """Suffixes that claim a picture: PIL's (less .pdf, .mpg... that name other kinds) + raw."""
+    pil = {ext.lower() for ext in Image.registered_extensions()}
+    return frozenset((pil | kinds.PICTURE_SUFFIXES) - kinds.SUFFIX_KINDS.keys())
 
 
 def scan(
@@ -76,16 +83,19 @@ def scan(
     *,
     excludes: Iterable[str] = (),
     include_hidden: bool = False,
+    never: Iterable[str | Path] = (),
 ) -> ScanResult:
     """Walk `roots` recursively (following symlinks, never twice into the same folder).
 
-    Hidden names and excluded folder names are skipped; every other regular file is sorted
-    into images (by content signature, or an image suffix PIL knows) and not-images.
+    Hidden names, excluded folder names and the folders in `never` (the index home, matched
+    by device and inode, so symlinks and relative paths cannot sneak it in) are skipped;
+    every other regular file is an image candidate or a non-picture counted by kind.
     """
     result = ScanResult()
     suffixes = _image_suffixes()
     excluded = frozenset(excludes)
     seen_dirs: set[tuple[int, int]] = set()
+    never_ids = folder_ids(never)
     for root in roots:
         root_path = os.path.abspath(os.fspath(root))
         try:
@@ -93,12 +103,44 @@ def scan(
         except OSError as exc:
             result.errors.append((root_path, f"cannot read: {exc.strerror or exc}"))
             continue
+        if never_ids and _inside(root_path, never_ids):
+            continue
         if stat.S_ISDIR(st.st_mode):
-            for entry in _walk(root_path, excluded, include_hidden, seen_dirs, result):
+            for entry in _walk(root_path, excluded, include_hidden, seen_dirs, result, never_ids):
                 _classify(entry, suffixes, result)
         elif stat.S_ISREG(st.st_mode):
             _classify(FileEntry(root_path, st.st_size, st.st_mtime_ns), suffixes, result)
     return result
+
+
+def folder_ids(folders: Iterable[str | Path]) -> frozenset[tuple[int, int]]:
+    """(st_dev, st_ino) of the folders among `folders` that exist: a folder's identity,
+    whatever path or symlink reaches it."""
+    ids = set()
+    for folder in folders:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            ids.add((st.st_dev, st.st_ino))
+    return frozenset(ids)
+
+
+def _inside(path: str, ids: frozenset[tuple[int, int]]) -> bool:
+    """Is `path` (symlinks resolved) one of the folders `ids`, or inside one?"""
+    current = os.path.realpath(path)
+    while True:
+        try:
+            st = os.stat(current)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) in ids:
+            return True
+        parent = os.path.dirname(current)
+        if parent == current:
+            return False
+        current = parent
 
 
 def _walk(
@@ -107,6 +149,7 @@ def _walk(
     include_hidden: bool,
     seen_dirs: set[tuple[int, int]],
     result: ScanResult,
+    never: frozenset[tuple[int, int]] = frozenset(),
 ) -> Iterator[FileEntry]:
     stack = [top]
     while stack:
@@ -119,8 +162,10 @@ def _walk(
             )
             continue
         key = (st.st_dev, st.st_ino)
+        if key in never:  # the index home: its catalog and thumbnails are not photos
+            continue
         if key in seen_dirs:  # symlink loop or a second link to the same folder
-            result.skipped += 1
+            result.skip(kinds.LOOP)
             continue
         seen_dirs.add(key)
         try:
@@ -134,7 +179,7 @@ def _walk(
         subdirs = []
         for entry in entries:
             if (not include_hidden and entry.name.startswith(".")) or entry.name in excluded:
-                result.skipped += 1
+                result.skip(kinds.HIDDEN)
                 continue
             try:
                 est = entry.stat(follow_symlinks=True)
@@ -147,7 +192,7 @@ def _walk(
             elif stat.S_ISREG(est.st_mode):
                 yield FileEntry(entry.path, est.st_size, est.st_mtime_ns)
             else:
-                result.skipped += 1
+                result.skip(kinds.SPECIAL)
         stack.extend(reversed(subdirs))
 
 
@@ -163,8 +208,8 @@ def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) ->
             (printable_path(entry.path), "file name is not valid UTF-8; rename it to index it")
         )
         return
-    if suffix in SIDECAR_SUFFIXES:
-        result.skipped += 1
+    if suffix in kinds.SIDECAR_SUFFIXES:
+        result.skip(kinds.SIDECAR)
         return
     try:
         with open(entry.path, "rb") as fh:
@@ -172,21 +217,18 @@ def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) ->
     except OSError as exc:
         result.errors.append((entry.path, f"cannot read: {exc.strerror or exc}"))
         return
-    if entry.size == 0:
-        result.not_images.append((entry, "empty file (0 bytes)"))
-    elif sniff_image(head) or suffix in suffixes:
+    if sniff_image(head):  # content that claims a picture wins over any name
         result.images.append(entry)
-    else:
-        kind = "text file" if _looks_like_text(head) else "unknown content"
-        result.not_images.append((entry, f"not an image ({kind})"))
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(b >= 32 or b in b"\t\r\n" for b in head)
+        return
+    kind = kinds.SUFFIX_KINDS.get(suffix)
+    if kind is None and suffix not in suffixes:  # no claim by name: the content decides
+        kind = kinds.content_kind(head)
+    if kind is not None:
+        result.skip(kind)
+    elif entry.size == 0:
+        result.not_images.append((entry, "empty file (0 bytes)"))
+    else:  # named as a picture: the decoder says whether it is one (ledgered if not)
+        result.images.append(entry)
 
 
 def _hasher(data: bytes = b"") -> Any:

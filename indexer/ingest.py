@@ -19,7 +19,7 @@ class CatalogWrites:
     """Set-based writes inside the caller's transactions; counts go to the build summary."""
 
     def __init__(self, summary: Any, retry_failed: bool) -> None:
-        self.summary = summary  # BuildSummary: .embedded and .failed are counted here
+        self.summary = summary  # BuildSummary: .embedded and .failed (this run's) counted here
         self.retry_failed = retry_failed
         self.added: set[int] = set()
         self.removed: set[int] = set()
@@ -128,6 +128,7 @@ class CatalogWrites:
                 Catalog.bump_generation(session)
 
     def fail(self, session: Any, entry: fs.FileEntry, stage: str, reason: str) -> None:
+        """Ledger a file this run tried and could not index (counted: the build exits 3)."""
         Catalog.record_failure(session, entry.path, stage, reason, entry.size, entry.mtime_ns)
         self.summary.failed += 1
 
@@ -139,7 +140,8 @@ class CatalogWrites:
         reason: str,
         failed_known: dict[str, tuple[int | None, int | None]],
     ) -> None:
+        """Ledger a failure unless the same unchanged file is there already (then it is an
+        old failure: not counted again, so a rebuild of an unchanged folder exits 0)."""
         if failed_known.get(entry.path) == (entry.size, entry.mtime_ns) and not self.retry_failed:
-            self.summary.failed += 1
             return
         self.fail(session, entry, stage, reason)

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+import platformdirs
+
 ENV_PREFIX = "PHOTO_INDEX_"
 DEFAULT_EXCLUDES = (
     ".git",
@@ -26,11 +28,17 @@ DEFAULT_EXCLUDES = (
 )
 
 
+def default_index_home() -> Path:
+    """The per-user data folder's `photo-index/index` (Linux: $XDG_DATA_HOME, else
+    ~/.local/share): outside the photos, wherever a build is started from."""
+    return platformdirs.user_data_path("photo-index", appauthor=False) / "index"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a run can be told. Environment: PHOTO_INDEX_<FIELD> (e.g. PHOTO_INDEX_INDEX)."""
 
-    index: Path = Path("data/index")
+    index: Path = field(default_factory=default_index_home)  # --index > PHOTO_INDEX_INDEX
     weights: str | None = None  # path to any supported checkpoint; None = default download
     device: str = "auto"  # auto (every GPU, else CPU) | cpu | cuda | cuda:N | "cuda:0,cuda:1"
     dtype: str = "auto"  # auto | fp32 | bf16

@@ -59,6 +59,9 @@ def server(tmp_path, tiny_encoder):
         pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     shutil.copytree(PHOTOS, tmp_path / "photos")
+    flat = tmp_path / "photos" / "flat"  # two files that claim to be pictures and are not
+    (flat / "not-an-image.jpg").write_bytes((flat / "not-an-image.txt").read_bytes())
+    (flat / "broken.jpg").write_bytes((flat / "cat.jpg").read_bytes()[:2000])
     index = tmp_path / "index"
     settings = Settings.from_env(env={}, index=index, weights=str(TINY_BIRDER), workers=1)
     build([tmp_path / "photos"], settings, encoder=tiny_encoder)

@@ -32,18 +32,23 @@ def readable_images(root: Path) -> set[str]:
 
 
 def test_first_build_indexes_every_readable_image(photos, settings, tiny_encoder):
+    # text named like a picture claims to be one: ledgered; text named .txt/.md is skipped
+    (photos / "flat" / "not-an-image.jpg").write_bytes(
+        (photos / "flat" / "not-an-image.txt").read_bytes()
+    )
     summary = build([photos], settings, encoder=tiny_encoder)
     cat = Catalog(settings.index, readonly=True)
     paths = {r["path"] for r in cat.records()}
     assert paths == readable_images(photos)
     assert summary.images == len(paths)
-    assert summary.new == len(paths)
+    assert summary.new == len(paths) + summary.failed  # a file tried and failed was new too
     # byte-identical copies share one vector
     hashes = {r["hash"] for r in cat.records()}
     assert summary.embedded == len(hashes) == summary.vectors < len(paths)
     failures = {Path(f["path"]).name: f for f in cat.failures()}
-    assert "not-an-image.txt" in failures
-    assert "not an image" in failures["not-an-image.txt"]["reason"]
+    assert "not an image" in failures["not-an-image.jpg"]["reason"]
+    assert "not-an-image.txt" not in failures and "README.md" not in failures
+    assert summary.skipped_kinds["document"] == 2
     heic = str(photos / "heic" / "bee.heic")
     try:
         import pillow_heif  # noqa: F401
@@ -51,7 +56,7 @@ def test_first_build_indexes_every_readable_image(photos, settings, tiny_encoder
         assert heic in paths
     except ImportError:
         assert "bee.heic" in failures
-    assert summary.failed == len(failures)
+    assert summary.failed == summary.ledger == len(failures)
     assert summary.index_type and summary.recall_at_10 == 1.0
     # where the time went: the stages add up to the build, the embed stage is broken down
     stages = summary.stages
@@ -152,11 +157,12 @@ def test_missing_root_is_a_clear_error(settings, tiny_encoder, tmp_path):
 
 
 def test_ledger_forgets_files_that_are_gone(photos, settings, tiny_encoder):
+    (photos / "flat" / "not-an-image.jpg").write_text("I am text, not a picture\n")
     build([photos / "flat"], settings, encoder=tiny_encoder)
-    assert any(f["path"].endswith("not-an-image.txt") for f in Catalog(settings.index).failures())
-    (photos / "flat" / "not-an-image.txt").unlink()
+    assert any(f["path"].endswith("not-an-image.jpg") for f in Catalog(settings.index).failures())
+    (photos / "flat" / "not-an-image.jpg").unlink()
     summary = build([photos / "flat"], settings, encoder=tiny_encoder)
-    assert summary.failed == 0 and Catalog(settings.index).failures() == []
+    assert summary.failed == summary.ledger == 0 and Catalog(settings.index).failures() == []
 
 
 def test_new_files_are_hashed_as_they_are_decoded(photos, settings, tiny_encoder):
@@ -178,7 +184,7 @@ def test_new_files_are_hashed_as_they_are_decoded(photos, settings, tiny_encoder
         s.execute(delete(File).where(File.path == lone["path"]))
     cat.close()
     again = build([photos], settings, encoder=tiny_encoder)
-    assert (again.new, again.failed) == (1, first.failed)
+    assert (again.new, again.failed, again.ledger) == (1, 0, first.ledger)  # old failures
     assert again.vectors == first.vectors == len({r["hash"] for r in records})
     after = {r["path"]: r for r in Catalog(settings.index, readonly=True).records()}
     assert after[lone["path"]]["content_id"] == lone["content_id"]

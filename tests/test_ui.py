@@ -34,6 +34,9 @@ CAT = (PHOTOS / "flat" / "cat.jpg").read_bytes()
 def built_index(tmp_path_factory, tiny_encoder) -> Path:
     root = tmp_path_factory.mktemp("ui")
     shutil.copytree(PHOTOS, root / "photos")
+    flat = root / "photos" / "flat"  # two files that claim to be pictures and are not
+    (flat / "not-an-image.jpg").write_bytes((flat / "not-an-image.txt").read_bytes())
+    (flat / "broken.jpg").write_bytes((flat / "cat.jpg").read_bytes()[:2000])
     index = root / "index"
     settings = Settings.from_env(env={}, index=index, weights=str(TINY_BIRDER), workers=1)
     build([root / "photos"], settings, encoder=tiny_encoder)
@@ -207,7 +210,7 @@ def test_index_page(env):
     assert any(m.value.startswith("**FAISS** IDMap2,Flat") for m in at.markdown)
     assert len(at.dataframe[0].value) == 2
     at.text_input(key="ledger").input("not-an-image").run()
-    assert list(at.dataframe[0].value["path"])[0].endswith("not-an-image.txt")
+    assert list(at.dataframe[0].value["path"])[0].endswith("not-an-image.jpg")
     at.text_input(key="ledger").input("zzz").run()
     assert not at.dataframe
 
