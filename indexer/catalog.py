@@ -163,10 +163,6 @@ class Catalog:
             raise
 
     # --- schema -------------------------------------------------------------------------
-    def schema_version(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
-
     def _check_schema(self, readonly: bool) -> None:
         """Refuse a newer (or, read-only, an empty or older) catalog; migrate a writable one."""
         raw = self.engine.raw_connection()

@@ -78,15 +78,19 @@ def salvage(catalog_path: str | Path, migrations: Sequence[Sequence[str]]) -> di
     path = Path(catalog_path)
     fresh = _fresh(path)
     _remove_with_side_files(fresh)
-    dst = connect(fresh)
     try:
-        migrate(dst, migrations)
-        dst.execute("BEGIN IMMEDIATE")
-        kept = _copy_rows(path, dst)
-        dst.execute("COMMIT")
-    finally:
-        dst.close()
-    fsync(fresh)
+        dst = connect(fresh)
+        try:
+            migrate(dst, migrations)
+            dst.execute("BEGIN IMMEDIATE")
+            kept = _copy_rows(path, dst)
+            dst.execute("COMMIT")
+        finally:
+            dst.close()
+        fsync(fresh)
+    except BaseException:
+        _remove_with_side_files(fresh)  # the catalog was not touched
+        raise
     _swap(path, fresh, _damaged_name(path))
     return kept
 
