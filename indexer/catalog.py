@@ -7,6 +7,7 @@ corrupt index file never costs re-embedding. Schema changes are numbered migrati
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from indexer import schema
+from indexer.salvage import recover_interrupted
+from indexer.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
 
 CATALOG_FILE = "catalog.sqlite"
 SQL_CHUNK = 900  # values per IN (...): SQLite's default limit is 999 bound variables
@@ -101,7 +106,7 @@ class Run(Base):
     summary: Mapped[str | None] = mapped_column(String)
 
 
-# Numbered migrations: append, never edit. Each runs in one transaction.
+# Numbered migrations: append, never edit. Each runs in one transaction (schema.migrate).
 MIGRATIONS: list[list[str]] = [
     [
         """CREATE TABLE contents (
@@ -126,10 +131,6 @@ MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class CatalogError(Exception):
-    """The catalog cannot be opened or is from a newer version of photo-index."""
-
-
 def chunked(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     """Slices of at most SQL_CHUNK items, for `column.in_(...)` queries."""
     for start in range(0, len(items), SQL_CHUNK):
@@ -142,6 +143,7 @@ class Catalog:
     def __init__(self, index_dir: str | Path, *, readonly: bool = False) -> None:
         self.index_dir = Path(index_dir)
         self.path = self.index_dir / CATALOG_FILE
+        recover_interrupted(self.path)  # a `verify --repair` killed mid-swap
         if readonly and not self.path.exists():
             raise CatalogError(f"{self.index_dir}: no index here; build one with `index build`")
         if not readonly:
@@ -149,38 +151,31 @@ class Catalog:
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
         event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            version = self.schema_version()
-        except DatabaseError as exc:
+            self._check_schema(readonly)
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
             self.engine.dispose()
             raise CatalogError(
-                f"{self.path}: the catalog is damaged ({exc.orig}); "
+                f"{self.path}: the catalog is damaged ({getattr(exc, 'orig', exc)}); "
                 "`index verify --repair` salvages every readable row"
             ) from None
-        if not readonly:
-            self._migrate()
-        elif version < SCHEMA_VERSION:
-            raise CatalogError(
-                f"{self.path}: catalog schema {version} is older than {SCHEMA_VERSION}; "
-                "run `index build` once to upgrade it"
-            )
+        except CatalogError:
+            self.engine.dispose()
+            raise
 
     # --- schema -------------------------------------------------------------------------
-    def schema_version(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
-
-    def _migrate(self) -> None:
-        version = self.schema_version()
-        if version > SCHEMA_VERSION:
-            raise CatalogError(
-                f"{self.path}: catalog schema {version} is newer than this photo-index "
-                f"({SCHEMA_VERSION}); upgrade photo-index"
-            )
-        for number in range(version, SCHEMA_VERSION):
-            with self.engine.begin() as conn:
-                for statement in MIGRATIONS[number]:
-                    conn.exec_driver_sql(statement)
-                conn.exec_driver_sql(f"PRAGMA user_version = {number + 1}")
+    def _check_schema(self, readonly: bool) -> None:
+        """Refuse a newer (or, read-only, an empty or older) catalog; migrate a writable one."""
+        raw = self.engine.raw_connection()
+        try:
+            schema.check(raw.driver_connection, SCHEMA_VERSION, readonly=readonly)
+        finally:
+            raw.close()
+        if not readonly:
+            conn = schema.connect(self.path)
+            try:
+                schema.migrate(conn, MIGRATIONS)
+            finally:
+                conn.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -296,6 +296,23 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
+def fsync(path: str | Path) -> None:
+    """Flush a file (or a folder's entries) to disk: a rename after it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """fsync a folder, where the filesystem allows it (some refuse directory fsync)."""
+    try:
+        fsync(path)
+    except OSError:
+        pass
+
+
 def human_size(size: int | None) -> str:
     """Bytes for people: "870 bytes", "12.3 KB", "4.1 MB", "1.2 GB" ("—" when unknown)."""
     if size is None:

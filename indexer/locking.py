@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 LOCK_FILE = "write.lock"
+_held: dict[str, int] = {}  # lock files this process holds, and how deeply nested
 
 
 class IndexBusyError(Exception):
@@ -21,13 +22,24 @@ class IndexBusyError(Exception):
 
 
 class WriterLock:
-    """Context manager holding the index's write lock; raises IndexBusyError if taken."""
+    """Context manager holding the index's write lock; raises IndexBusyError if taken.
+
+    Re-entrant within a process: POSIX locks belong to the process, and closing a nested
+    holder's descriptor would silently release the outer one's lock.
+    """
 
     def __init__(self, index_dir: str | Path) -> None:
         self.path = Path(index_dir) / LOCK_FILE
         self._fd: int | None = None
+        self._nested = False
+        self._key = ""
 
     def __enter__(self) -> WriterLock:
+        key = self._key = os.path.abspath(self.path)
+        if _held.get(key):
+            _held[key] += 1
+            self._nested = True
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -45,6 +57,7 @@ class WriterLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+        _held[key] = 1
         return self
 
     def __exit__(
@@ -53,6 +66,10 @@ class WriterLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _held[self._key] -= 1
+        if self._nested:
+            self._nested = False
+            return
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             fcntl.lockf(self._fd, fcntl.LOCK_UN)

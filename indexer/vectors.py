@@ -21,6 +21,8 @@ import numpy as np
 from faiss.contrib.ivf_tools import add_preassigned
 
 from indexer.devices import cuda_device
+from indexer.files import fsync as _fsync
+from indexer.files import fsync_dir as _fsync_dir
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
 MIN_TRAIN_PER_LIST = 39
@@ -343,21 +345,6 @@ def _digest(path: Path) -> str:
         while chunk := fh.read(1 << 22):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        _fsync(path)
-    except OSError:  # some filesystems refuse directory fsync
-        pass
 
 
 def _recall(truth: np.ndarray, got: np.ndarray) -> float:

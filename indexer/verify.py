@@ -13,7 +13,15 @@ import numpy as np
 from sqlalchemy import delete, func, select
 
 from indexer import sync, vectors
-from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File, chunked
+from indexer.catalog import (
+    CATALOG_FILE,
+    MIGRATIONS,
+    Catalog,
+    CatalogError,
+    Content,
+    File,
+    chunked,
+)
 from indexer.locking import WriterLock
 from indexer.salvage import salvage
 from indexer.settings import Settings
@@ -86,7 +94,7 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         if not repair:
             return {"problems": problems, "messages": _explain(problems), "repaired": False}
         with WriterLock(settings.index):
-            kept = salvage(settings.index / CATALOG_FILE)
+            kept = salvage(settings.index / CATALOG_FILE, MIGRATIONS)
         messages.append(
             "repaired: catalog salvaged ("
             + ", ".join(f"{n} {t}" for t, n in kept.items())

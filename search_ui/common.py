@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from indexer.catalog import CATALOG_FILE, CatalogError
+from indexer.catalog import CATALOG_FILE, CatalogError, NewerCatalogError
 from indexer.search import Searcher
 from indexer.settings import Settings
 from indexer.thumbs import thumbnail_bytes
@@ -162,6 +162,9 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
     try:
         loaded = _load(settings, key)
         view = _view(loaded, (*key, stamp))
+    except NewerCatalogError as exc:  # building would not help: this app is too old
+        st.error(md(exc), icon=":material/upgrade:")
+        return None
     except CatalogError as exc:
         build_hint(settings, md(exc))
         return None

@@ -1,0 +1,93 @@
+"""The catalog's schema version: what every open checks, and the one migration runner.
+
+A migration is a list of SQL statements; the runner applies each one with its `user_version`
+inside one `BEGIN IMMEDIATE … COMMIT`, so a step that fails leaves the catalog as it was, and
+two processes opening an old catalog at once never both apply a step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+BUSY_SECONDS = 30.0  # how long a connection waits for another's write lock
+
+
+class CatalogError(Exception):
+    """The catalog cannot be opened: missing, empty, damaged, too old for a reader, or newer."""
+
+
+class NewerCatalogError(CatalogError):
+    """The catalog was written by a newer photo-index: every command refuses it."""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection with explicit transactions (isolation_level=None).
+
+    pysqlite's default mode sends no BEGIN before DDL, which would run every CREATE outside the
+    transaction; here `BEGIN IMMEDIATE` really covers the statements that follow it.
+    """
+    return sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0] or 0)
+
+
+def _name(conn: sqlite3.Connection) -> str:
+    return conn.execute("PRAGMA database_list").fetchone()[2] or ":memory:"
+
+
+def check(conn: sqlite3.Connection, latest: int, *, readonly: bool = False) -> int:
+    """The catalog's schema version, or CatalogError when this photo-index cannot use it.
+
+    Newer than `latest` is refused by every command; a reader also needs exactly `latest`.
+    """
+    version = user_version(conn)
+    if version > latest:
+        raise NewerCatalogError(
+            f"{_name(conn)} was written by a newer photo-index (schema {version}; this one "
+            f"reads up to {latest}): upgrade photo-index (pip install -U photo-index)"
+        )
+    if readonly and version < latest:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if version == 0 and not tables:
+            raise CatalogError(
+                f"{_name(conn)} is empty (a build that never finished?): "
+                "run `index build PATH` to create it"
+            )
+        raise CatalogError(
+            f"{_name(conn)}: catalog schema {version} is older than {latest}; "
+            "run `index build` once to upgrade it"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]]) -> int:
+    """Bring the database to schema len(migrations), one atomic step per migration.
+
+    `conn` must come from `connect` (explicit transactions). Returns the version reached.
+    """
+    if conn.isolation_level is not None or conn.in_transaction:
+        raise ValueError("migrate needs a connection from schema.connect, outside a transaction")
+    latest = len(migrations)
+    while (version := check(conn, latest)) < latest:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            version = check(conn, latest)  # another process may have migrated meanwhile
+            if version < latest:
+                for statement in migrations[version]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise CatalogError(
+                    f"{_name(conn)}: upgrading the catalog to schema {version + 1} failed "
+                    f"({exc}); it is unchanged at schema {version}"
+                ) from None
+            raise
+    return latest
