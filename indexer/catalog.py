@@ -31,6 +31,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from indexer.hints import no_index
+
 CATALOG_FILE = "catalog.sqlite"
 SQL_CHUNK = 900  # values per IN (...): SQLite's default limit is 999 bound variables
 
@@ -143,7 +145,7 @@ class Catalog:
         self.index_dir = Path(index_dir)
         self.path = self.index_dir / CATALOG_FILE
         if readonly and not self.path.exists():
-            raise CatalogError(f"{self.index_dir}: no index here; build one with `index build`")
+            raise CatalogError(no_index(self.index_dir))
         if not readonly:
             self.index_dir.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
