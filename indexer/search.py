@@ -76,7 +76,7 @@ class Searcher:
     """A loaded index + encoder; cheap to query many times."""
 
     def __init__(self, settings: Settings, encoder: Any = None) -> None:
-        self.settings = settings.validate()
+        self.settings = settings
         self.catalog = Catalog(settings.index, readonly=True)
         self._encoder = encoder
         self._index: Any = None
@@ -233,7 +233,7 @@ def search(
     Options, the index and the query file are checked before the encoder loads.
     """
     _check_k(k)
-    searcher = Searcher(settings, encoder=encoder)
+    searcher = Searcher(settings.validate(), encoder=encoder)
     try:
         require_content(searcher.catalog, needs=("vectors",))
         return searcher.search_image(image, k, filters)

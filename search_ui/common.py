@@ -17,7 +17,7 @@ import streamlit as st
 
 from indexer.catalog import CATALOG_FILE, CatalogError
 from indexer.search import Searcher
-from indexer.settings import Settings, SettingsError
+from indexer.settings import Settings
 from indexer.thumbs import thumbnail_bytes
 from search_ui.text import code, md
 
@@ -162,7 +162,7 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
     try:
         loaded = _load(settings, key)
         view = _view(loaded, (*key, stamp))
-    except (CatalogError, SettingsError) as exc:
+    except CatalogError as exc:
         build_hint(settings, md(exc))
         return None
     if view.images == 0:
