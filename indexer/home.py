@@ -41,17 +41,20 @@ def open_for_build(index_dir: str | Path) -> Iterator[Catalog]:
     discard = False
     try:
         with WriterLock(index_dir):
-            catalog = Catalog(index_dir)
+            catalog: Catalog | None = None
             try:
+                catalog = Catalog(index_dir)
                 yield catalog
             except BaseException:
                 discard = not had_catalog and _stores_nothing(catalog)
                 if discard:  # the lock file goes too: the lock is released right after
-                    catalog.close()
+                    if catalog is not None:
+                        catalog.close()
                     _remove_new(index_dir, before)
                 raise
             finally:
-                catalog.close()
+                if catalog is not None:
+                    catalog.close()
     finally:
         if discard and created is not None:
             for folder in (index_dir, *index_dir.parents):
@@ -71,11 +74,13 @@ def _first_missing(index_dir: Path) -> Path | None:
     return missing
 
 
-def _stores_nothing(catalog: Catalog) -> bool:
+def _stores_nothing(catalog: Catalog | None) -> bool:
+    if catalog is None:  # it could not even be created
+        return True
     try:
         counts = catalog.counts()
-    except Exception:  # noqa: BLE001 - an unreadable new catalog holds nothing worth keeping
-        return True
+    except Exception:  # noqa: BLE001 - cannot tell: keep it rather than risk stored work
+        return False
     return not (counts["images"] or counts["vectors"] or counts["failures"])
 
 

@@ -295,3 +295,22 @@ def test_search_names_a_query_that_is_not_a_picture(library, tmp_path):
         assert result.exit_code == 1 and message in one_error_line(result)
     found = invoke("search", photos / "cat.jpg", "--index", index, *W, "-k", "2")
     assert found.exit_code == 0 and len(found.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(("event", "kept"), [("scan", False), ("embed", True)])
+def test_an_interrupted_first_build_keeps_only_stored_work(library, tmp_path, event, kept):
+    photos, _ = library
+    settings = Settings.from_env(
+        env={}, index=tmp_path / "index", weights=str(TINY_BIRDER), workers=1, batch_size=2
+    )
+
+    def ctrl_c(name: str, **_: object) -> None:
+        if name == event:  # "embed" comes right after a batch was committed
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build([photos], settings, progress=ctrl_c)
+    assert (tmp_path / "index").exists() is kept
+    if kept:
+        files, _ = catalog_state(tmp_path / "index")
+        assert files  # the committed batch is there for the next build
