@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from indexer.devices import check_device
+
 ENV_PREFIX = "PHOTO_INDEX_"
 DEFAULT_EXCLUDES = (
     ".git",
@@ -90,8 +92,6 @@ class Settings:
             raise SettingsError(f"--engine {self.engine!r}: use local or ray")
         if self.dtype not in DTYPES:
             raise SettingsError(f"--dtype {self.dtype!r}: use auto, fp32 or bf16")
-        from indexer.devices import check_device
-
         problem = check_device(self.device)
         if problem:
             raise SettingsError(problem)
