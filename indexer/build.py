@@ -21,8 +21,8 @@ from indexer import files as fs
 from indexer import sync
 from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.clock import Laps
+from indexer.home import open_for_build
 from indexer.ingest import CatalogWrites
-from indexer.locking import WriterLock
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
 
@@ -85,22 +85,18 @@ def build(
 ) -> BuildSummary:
     """Index `roots` into `settings.index` and return the summary.
 
-    Raises BuildError (bad roots, other encoder) or IndexBusyError (another writer).
+    Raises SettingsError (an option out of range, before anything is touched), BuildError (bad
+    roots, other encoder) or IndexBusyError (another writer).
     """
+    settings.validate()
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
     for root in roots:
         if not Path(root).exists():
             raise BuildError(f"{root}: no such file or folder")
     report = progress or (lambda *a, **k: None)
     started = time.time()
-    with WriterLock(settings.index):
-        catalog = Catalog(settings.index)
-        try:
-            return _Build(catalog, roots, settings, reindex, retry_failed, report).run(
-                encoder, started
-            )
-        finally:
-            catalog.close()
+    with open_for_build(settings.index) as catalog:
+        return _Build(catalog, roots, settings, reindex, retry_failed, report).run(encoder, started)
 
 
 class _Build:
@@ -385,8 +381,6 @@ class _Build:
                 timeout=st.decode_timeout,
                 address=st.ray_address,
             )
-        if st.engine != "local":
-            raise BuildError(f"unknown engine {st.engine!r}: use local or ray")
         return encode_batches(
             encoder,
             jobs,

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from indexer import schema
+from indexer.hints import no_index
 from indexer.salvage import recover_interrupted
 from indexer.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
 
@@ -145,7 +146,7 @@ class Catalog:
         self.path = self.index_dir / CATALOG_FILE
         recover_interrupted(self.path)  # a `verify --repair` killed mid-swap
         if readonly and not self.path.exists():
-            raise CatalogError(f"{self.index_dir}: no index here; build one with `index build`")
+            raise CatalogError(no_index(self.index_dir))
         if not readonly:
             self.index_dir.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)

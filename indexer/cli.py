@@ -20,13 +20,15 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help: Rich markup would eat "[default: ...]" and "[env ...]"
+    context_settings={"max_content_width": 120},  # help as wide as the terminal, up to 120
     help="Index photo collections with CLIP ViT-L/14, search by image, find duplicates.",
 )
 
 IndexOpt = Annotated[
     Path | None,
     typer.Option(
-        "--index", help=f"Index folder (env PHOTO_INDEX_INDEX; default {default_index_home()})"
+        "--index", help=f"Index folder [env PHOTO_INDEX_INDEX; default {default_index_home()}]"
     ),
 ]
 WeightsOpt = Annotated[
@@ -60,8 +62,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from indexer.catalog import CatalogError
     from indexer.locking import IndexBusyError
     from indexer.search import SearchError
+    from indexer.settings import SettingsError
 
-    errors: list[type[BaseException]] = [BuildError, CatalogError, IndexBusyError, SearchError]
+    errors: list[type[BaseException]] = [
+        BuildError,
+        CatalogError,
+        IndexBusyError,
+        SearchError,
+        SettingsError,
+    ]
     try:
         from indexer.encoder import CheckpointError, DeviceError, WeightsError
 
@@ -256,10 +265,10 @@ def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
 @app.command()
 def failures(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """The failure ledger: files that could not be indexed, and why."""
-    from indexer.catalog import Catalog
+    from indexer.verify import failures as run_failures
 
     settings = Settings.from_env(index=index)
-    rows = _run(lambda: Catalog(settings.index, readonly=True).failures())
+    rows = _run(lambda: run_failures(settings))
     if as_json:
         typer.echo(json.dumps(rows))
         return

@@ -6,7 +6,7 @@ Uses the exact preprocessing contract (no draft), so the numbers match the refer
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,8 @@ def embed_paths(
 ) -> EmbedResult:
     """Embed every readable image; unreadable ones are reported through `on_error`."""
     from indexer.encoder import load_encoder
+
+    replace(settings, batch_size=batch_size).validate()  # SettingsError before any work
 
     enc = encoder or load_encoder(settings.weights, device=settings.device, dtype=settings.dtype)
     images, problems = expand(paths, settings.excludes)

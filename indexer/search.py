@@ -7,6 +7,7 @@ the index when a build has saved a new one.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from PIL import Image
 
 from indexer import imaging, sync
 from indexer.catalog import Catalog
+from indexer.files import printable_path
+from indexer.home import require_content
 from indexer.settings import Settings
 
 
@@ -126,6 +129,8 @@ class Searcher:
         if isinstance(image, Image.Image):
             img = image
         else:
+            if isinstance(image, str | Path):
+                _check_query_file(image)
             try:
                 img, _ = imaging.open_image(
                     image,
@@ -141,8 +146,9 @@ class Searcher:
         self, vector: np.ndarray, k: int = 10, filters: Filters | None = None
     ) -> list[Hit]:
         """Nearest pictures to a vector: one hit per path, best first, at most `k`."""
+        _check_k(k)
         index = self.index
-        if index.ntotal == 0 or k <= 0:
+        if index.ntotal == 0:
             return []
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         want = k
@@ -193,6 +199,28 @@ class Searcher:
         return hits
 
 
+def _check_k(k: int) -> None:
+    if k <= 0:
+        raise SearchError(f"-k {k}: ask for 1 or more results")
+
+
+def _check_query_file(path: str | Path) -> None:
+    """SearchError naming a query path that is not a regular file (never opens it: no FIFO hang)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise SearchError(f"{printable_path(os.fspath(path))}: no such file") from None
+    except OSError as exc:
+        raise SearchError(f"{printable_path(os.fspath(path))}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise SearchError(f"{printable_path(os.fspath(path))}: is a folder; give one picture")
+    if not stat.S_ISREG(mode):
+        raise SearchError(
+            f"{printable_path(os.fspath(path))}: not a regular file (a FIFO, socket or device); "
+            "give one picture"
+        )
+
+
 def search(
     image: str | Path | bytes | Image.Image,
     settings: Settings,
@@ -200,9 +228,14 @@ def search(
     filters: Filters | None = None,
     encoder: Any = None,
 ) -> list[Hit]:
-    """One-shot query by image (loads the encoder and index, answers, closes)."""
-    searcher = Searcher(settings, encoder=encoder)
+    """One-shot query by image (loads the encoder and index, answers, closes).
+
+    Options, the index and the query file are checked before the encoder loads.
+    """
+    _check_k(k)
+    searcher = Searcher(settings.validate(), encoder=encoder)
     try:
+        require_content(searcher.catalog, needs=("vectors",))
         return searcher.search_image(image, k, filters)
     finally:
         searcher.close()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from indexer.devices import check_device
+
 ENV_PREFIX = "PHOTO_INDEX_"
 DEFAULT_EXCLUDES = (
     ".git",
@@ -26,6 +28,12 @@ DEFAULT_EXCLUDES = (
     "System Volume Information",
     ".thumbnails",
 )
+ENGINES = ("local", "ray")
+DTYPES = ("auto", "fp32", "bf16")
+
+
+class SettingsError(ValueError):
+    """An option outside what it accepts: one line naming the option and the allowed values."""
 
 
 def default_index_home() -> Path:
@@ -76,8 +84,57 @@ class Settings:
             return self.workers
         return max(1, (os.cpu_count() or 2))
 
+    def validate(self) -> Settings:
+        """Raise SettingsError for the first option out of range; run before anything is written.
+
+        Build, search and embed call it first, so a typo never half-runs a build.
+        """
+        for name, low, strict, allowed in _NUMBERS:
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or (value <= low if strict else value < low) or value != value:
+                raise SettingsError(f"{_option(name)} {value!r}: use {allowed}")
+        if self.target_recall > 1:
+            raise SettingsError(f"{_option('target_recall')} {self.target_recall!r}: use (0, 1]")
+        if self.engine not in ENGINES:
+            raise SettingsError(f"--engine {self.engine!r}: use local or ray")
+        if self.dtype not in DTYPES:
+            raise SettingsError(f"--dtype {self.dtype!r}: use auto, fp32 or bf16")
+        problem = check_device(self.device)
+        if problem:
+            raise SettingsError(problem)
+        if self.weights and not os.path.exists(os.path.expanduser(self.weights)):
+            raise SettingsError(f"--weights {self.weights}: no such file or folder")
+        return self
+
+
+# (field, bound, bound excluded?, what to use) for the numeric options
+_NUMBERS = (
+    ("batch_size", 1, False, "a whole number of 1 or more"),
+    ("workers", 0, False, "a whole number of 1 or more (0 = one per core)"),
+    ("max_megapixels", 0, True, "a number above 0"),
+    ("decode_timeout", 0, True, "a number of seconds above 0"),
+    ("memory_budget_mb", 0, False, "a number of MB, 0 or more (0 = no budget)"),
+    ("ray_actors", 0, False, "a whole number, 0 or more (0 = one per GPU)"),
+    ("target_recall", 0, True, "a number in (0, 1]"),
+)
+# fields that `index build` takes as a flag; the others are named by their environment variable
+_FLAGS = {"batch_size", "workers", "max_megapixels", "memory_budget_mb"}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-") if name in _FLAGS else ENV_PREFIX + name.upper()
+
 
 def _coerce(name: str, value: object) -> object:
+    """The field's type; a value that does not convert stays as given for `validate` to name."""
+    try:
+        return _convert(name, value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _convert(name: str, value: object) -> object:
     if name in ("index", "cache_dir"):
         return Path(str(value)).expanduser()
     if name in ("batch_size", "workers", "ray_actors"):

@@ -22,6 +22,7 @@ from indexer.catalog import (
     File,
     chunked,
 )
+from indexer.home import require_content
 from indexer.locking import WriterLock
 from indexer.salvage import salvage
 from indexer.settings import Settings
@@ -47,8 +48,8 @@ def stats(settings: Settings) -> dict[str, Any]:
     """Counts, index parameters, encoder and bytes on disk (the `stats --json` contract)."""
     cat = Catalog(settings.index, readonly=True)
     try:
+        counts = require_content(cat, needs=("images", "failures"))
         meta = cat.all_meta()
-        counts = cat.counts()
         info = meta.get("index", {})
         return {
             "index": str(settings.index.absolute()),
@@ -66,6 +67,16 @@ def stats(settings: Settings) -> dict[str, Any]:
             },
             "disk_bytes": _disk_sizes(settings.index),
         }
+    finally:
+        cat.close()
+
+
+def failures(settings: Settings) -> list[dict[str, Any]]:
+    """The failure ledger (`index failures`); CatalogError when there is no index to read."""
+    cat = Catalog(settings.index, readonly=True)
+    try:
+        require_content(cat, needs=("images", "failures"))
+        return cat.failures()
     finally:
         cat.close()
 
@@ -104,6 +115,8 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         salvaged = True
     cat = Catalog(settings.index, readonly=True)
     try:
+        if not salvaged:
+            require_content(cat, needs=("images", "vectors", "failures"))
         with cat.session() as s:
             check = s.execute(select(func.count()).select_from(File)).scalar()
             rows = s.execute(select(File.path, File.size, File.mtime_ns)).all()

@@ -578,4 +578,4 @@ def test_cli(library, tmp_path):
         result = runner.invoke(app, [*index, *bad])
         assert result.exit_code == 1 and message in result.output, result.output
     missing = runner.invoke(app, ["dedup", "--index", str(tmp_path / "nothing")])
-    assert missing.exit_code == 1 and "no index here" in missing.output
+    assert missing.exit_code == 1 and "no index at" in missing.output

@@ -17,6 +17,7 @@ from indexer.dedup import report as _report
 from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
 from indexer.files import write_atomic
+from indexer.home import require_content
 from indexer.thumbs import thumbnail_bytes
 
 __all__ = ["DEFAULT_KEEP", "TIERS", "DedupOptions", "Group", "KeepRuleError", "Report", "dedup"]
@@ -101,6 +102,7 @@ def dedup(index_dir: str | Path, options: DedupOptions | None = None) -> Report:
     started = time.perf_counter()
     cat = Catalog(index_dir, readonly=True)
     try:
+        require_content(cat, needs=("images",))
         records = cat.records()
         ids, vecs = cat.all_vectors()
     finally:

@@ -8,6 +8,7 @@ tiers silently: a weaker group is reported only when it joins at least two stron
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from indexer.dedup.graph import Pairs, UnionFind, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, in_folders
+from indexer.devices import check_device
 from indexer.imaging import hamming
 
 TIERS = ("exact", "near-identical", "near-duplicate", "similar")
@@ -53,7 +55,7 @@ class DedupOptions:
     device: str = "auto"  # CLIP pairs: auto = exact on a CUDA GPU when there is one, else CPU
 
     def validate(self) -> None:
-        """Raise ValueError for thresholds outside their range (a typo must not empty a report)."""
+        """Raise ValueError for an option outside its range (a typo must not empty a report)."""
         if not 0 <= self.hamming <= 32:
             raise ValueError(f"--hamming {self.hamming}: use 0 to 32 bits (default 10)")
         if not 0 < self.near_duplicate <= 1:
@@ -65,6 +67,12 @@ class DedupOptions:
             )
         if self.k < 1:
             raise ValueError(f"k = {self.k}: at least one neighbour")
+        problem = check_device(self.device)
+        if problem:
+            raise ValueError(problem)
+        for folder in self.prefer:
+            if not os.path.isdir(folder):
+                raise ValueError(f"--prefer {folder}: no such folder (name a folder of the index)")
 
     def thresholds(self) -> dict[str, Any]:
         """The thresholds of every tier, as the report's `thresholds` object."""
