@@ -11,9 +11,12 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from indexer import files
 
 try:  # optional: HEIC/HEIF/AVIF support
     import pillow_heif
@@ -67,8 +70,9 @@ def open_image(
     naming `name` (default: the path, or "<upload>" for bytes).
     """
     name = name or ("<upload>" if isinstance(source, bytes) else str(source))
-    fp = io.BytesIO(source) if isinstance(source, bytes) else source
-    try:
+    fp: io.BytesIO | BinaryIO | None = None
+    try:  # a path is opened only if it is a regular file: a FIFO must not block a worker
+        fp = io.BytesIO(source) if isinstance(source, bytes) else files.open_regular(source)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
@@ -95,6 +99,8 @@ def open_image(
             img = ImageOps.exif_transpose(img)
     except ImageError:
         raise
+    except files.NotRegularFileError as exc:
+        raise ImageError(name, "read", exc.strerror) from None
     except FileNotFoundError:
         raise ImageError(name, "read", "file disappeared before it could be read") from None
     except PermissionError:
@@ -114,6 +120,9 @@ def open_image(
         raise ImageError(name, "decode", f"corrupt image: {reason}") from None
     except Exception as exc:  # noqa: BLE001 - any decoder bug must not stop a run
         raise ImageError(name, "decode", f"{type(exc).__name__}: {exc}") from None
+    finally:
+        if fp is not None:
+            fp.close()
     # Displayed size of the full-resolution picture (draft may have decoded it smaller).
     meta.width, meta.height = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     return img, meta
