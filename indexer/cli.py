@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from indexer.settings import Settings
+from indexer.text import printable
 
 app = typer.Typer(
     add_completion=False,
@@ -47,7 +48,7 @@ EXIT_SOME_FAILED = 3
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -203,7 +204,7 @@ def _print_build(d: dict[str, Any]) -> None:
     typer.echo(_stages_line(d.get("stages") or {}))
     if d["failed"]:
         typer.echo(f"{d['failed']} files could not be indexed: see `index failures`")
-    typer.echo(f"index home: {d['index']}")
+    typer.echo(f"index home: {printable(d['index'])}")
 
 
 @app.command()
@@ -224,7 +225,7 @@ def search(
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
     for h in hits:
-        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.path}")
+        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}")
 
 
 @app.command()
@@ -240,7 +241,7 @@ def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     for key, value in data.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        typer.echo(f"{key:>14}: {value}")
+        typer.echo(printable(f"{key:>14}: {value}"))
 
 
 @app.command()
@@ -256,7 +257,8 @@ def failures(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if not rows:
         typer.echo("no failures")
     for r in rows:
-        typer.echo(f"{r['path']}: [{r['stage']}] {r['reason']} (attempts {r['attempts']})")
+        line = f"{r['path']}: [{r['stage']}] {r['reason']} (attempts {r['attempts']})"
+        typer.echo(printable(line))
 
 
 @app.command()
@@ -274,7 +276,7 @@ def verify(
         typer.echo(json.dumps(report))
     else:
         for line in report["messages"]:
-            typer.echo(line)
+            typer.echo(printable(line))
     if report["problems"] and not repair:
         raise typer.Exit(1)
 
@@ -297,7 +299,7 @@ def embed(
     settings = Settings.from_env(weights=weights, device=device, dtype=dtype)
 
     def on_error(path: str, reason: str) -> None:
-        typer.echo(f"error: {path}: {reason}", err=True)
+        typer.echo(f"error: {printable(path)}: {printable(reason)}", err=True)
 
     result = _run(
         lambda: embed_paths(
@@ -306,11 +308,11 @@ def embed(
     )
     if output is not None:
         result.save(output)
-        typer.echo(f"wrote {len(result.paths)} embeddings to {output}")
+        typer.echo(f"wrote {len(result.paths)} embeddings to {printable(output)}")
     else:
         for path, vec in zip(result.paths, result.projection, strict=True):
             head = " ".join(f"{v:+.4f}" for v in vec[:6])
-            typer.echo(f"{path}\t{vec.shape[0]}-d\t[{head} ...]")
+            typer.echo(f"{printable(path)}\t{vec.shape[0]}-d\t[{head} ...]")
     if result.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -331,7 +333,7 @@ def export_cmd(
         rows = _run(lambda: export_parquet(settings.index, output))
     except ExportError as exc:
         _fail(str(exc))
-    typer.echo(f"wrote {rows} rows to {output}")
+    typer.echo(f"wrote {rows} rows to {printable(output)}")
 
 
 def _register() -> None:

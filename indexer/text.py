@@ -37,8 +37,3 @@ def printable(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
-
-
-def printable_lines(text: str) -> str:
-    """Several lines of output, each made printable (the line breaks between them are kept)."""
-    return "\n".join(printable(line) for line in text.split("\n"))
