@@ -169,14 +169,15 @@ class NotRegularFileError(OSError):
     """A path that names a FIFO, socket or device: reading it could block or never end."""
 
 
-def open_regular(path: str | Path) -> BinaryIO:
+def open_regular(path: str | Path, buffering: int = -1) -> BinaryIO:
     """Open a file for reading only if it is a regular file, without ever blocking.
 
     O_NONBLOCK makes opening a FIFO return at once; fstat on the open descriptor (not the
     path, which may change) then refuses anything but a regular file. Regular files ignore
-    O_NONBLOCK, so the returned binary file reads as usual.
+    O_NONBLOCK, so the returned binary file reads as usual (`buffering=0`: raw, for a few
+    big reads or one small one, as fast as a plain open).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -184,7 +185,7 @@ def open_regular(path: str | Path) -> BinaryIO:
         if not stat.S_ISREG(mode):
             kind = _KINDS.get(stat.S_IFMT(mode), "special file")
             raise NotRegularFileError(errno.EINVAL, f"not a regular file ({kind})", os.fspath(path))
-        return os.fdopen(fd, "rb")
+        return open(fd, "rb", buffering=buffering)  # the caller closes it
     except BaseException:
         os.close(fd)
         raise
@@ -201,7 +202,7 @@ def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) ->
         result.skipped += 1
         return
     try:
-        with open_regular(entry.path) as fh:
+        with open_regular(entry.path, buffering=0) as fh:
             head = fh.read(32)
     except OSError as exc:
         result.errors.append((entry.path, f"cannot read: {exc.strerror or exc}"))
@@ -230,7 +231,7 @@ def _hasher(data: bytes = b"") -> Any:
 def content_hash(path: str | Path) -> str:
     """Streamed BLAKE2b-256 of the whole file, hex: the content's identity in the catalog."""
     h = _hasher()
-    with open_regular(path) as fh:
+    with open_regular(path, buffering=0) as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()

@@ -124,7 +124,8 @@ def _read_config(folder: Path) -> dict:
     if not cfg_file.exists():
         return {}
     try:
-        config = json.loads(cfg_file.read_text())
+        with open_regular(cfg_file) as fh:  # a FIFO named config.json must not hang
+            config = json.loads(fh.read())
     except (OSError, ValueError) as exc:
         raise CheckpointError(cfg_file, f"unreadable config.json: {_first_line(exc)}") from None
     if not isinstance(config, dict):
