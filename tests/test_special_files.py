@@ -156,3 +156,9 @@ def test_weights_that_are_not_finite_are_refused(tmp_path):
     torch.save(ckpt, bad)
     with pytest.raises(CheckpointError, match=r"encoder\.block\.0\.mlp\.0\.bias has Inf"):
         load_checkpoint(bad)
+    # large finite half-precision weights whose sum overflows are still accepted
+    ckpt["state"]["encoder.block.0.mlp.0.bias"] = torch.full_like(
+        ckpt["state"]["encoder.block.0.mlp.0.bias"], 60000.0, dtype=torch.float16
+    )
+    torch.save(ckpt, bad)
+    assert load_checkpoint(bad).state["blocks.0.fc1.bias"][0] == 60000.0
