@@ -56,6 +56,18 @@ class ImageMeta:
     camera: str | None = None
 
 
+_READ_ERRORS = {
+    FileNotFoundError: "file disappeared before it could be read",
+    PermissionError: "permission denied",
+    IsADirectoryError: "is a directory",
+}
+
+
+def _opened(source: str | Path | bytes) -> BinaryIO:
+    """Bytes as a file, or a path opened only if it is a regular file (a FIFO must not block)."""
+    return io.BytesIO(source) if isinstance(source, bytes) else files.open_regular(source)
+
+
 def open_image(
     source: str | Path | bytes,
     *,
@@ -70,10 +82,8 @@ def open_image(
     naming `name` (default: the path, or "<upload>" for bytes).
     """
     name = name or ("<upload>" if isinstance(source, bytes) else str(source))
-    fp: io.BytesIO | BinaryIO | None = None
-    try:  # a path is opened only if it is a regular file: a FIFO must not block a worker
-        fp = io.BytesIO(source) if isinstance(source, bytes) else files.open_regular(source)
-        with warnings.catch_warnings():
+    try:
+        with _opened(source) as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
             fmt = img.format or "UNKNOWN"
@@ -99,14 +109,8 @@ def open_image(
             img = ImageOps.exif_transpose(img)
     except ImageError:
         raise
-    except files.NotRegularFileError as exc:
-        raise ImageError(name, "read", exc.strerror) from None
-    except FileNotFoundError:
-        raise ImageError(name, "read", "file disappeared before it could be read") from None
-    except PermissionError:
-        raise ImageError(name, "read", "permission denied") from None
-    except IsADirectoryError:
-        raise ImageError(name, "read", "is a directory") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError, files.NotRegularFileError) as e:
+        raise ImageError(name, "read", _READ_ERRORS.get(type(e), e.strerror)) from None
     except UnidentifiedImageError:
         raise ImageError(name, "decode", "not an image (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:
@@ -120,9 +124,6 @@ def open_image(
         raise ImageError(name, "decode", f"corrupt image: {reason}") from None
     except Exception as exc:  # noqa: BLE001 - any decoder bug must not stop a run
         raise ImageError(name, "decode", f"{type(exc).__name__}: {exc}") from None
-    finally:
-        if fp is not None:
-            fp.close()
     # Displayed size of the full-resolution picture (draft may have decoded it smaller).
     meta.width, meta.height = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     return img, meta
