@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from indexer.settings import Settings, default_index_home
+from indexer.text import printable
 
 app = typer.Typer(
     add_completion=False,
@@ -52,7 +53,7 @@ EXIT_SOME_FAILED = 3
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -222,7 +223,7 @@ def _print_build(d: dict[str, Any]) -> None:
     if d.get("ledger"):
         n = d["ledger"]
         typer.echo(f"ledger: {n} file{'' if n == 1 else 's'} (index failures)")
-    typer.echo(f"index home: {d['index']}")
+    typer.echo(f"index home: {printable(d['index'])}")
 
 
 @app.command()
@@ -243,7 +244,7 @@ def search(
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
     for h in hits:
-        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {h.path}")
+        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}")
 
 
 @app.command()
@@ -259,7 +260,7 @@ def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     for key, value in data.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        typer.echo(f"{key:>14}: {value}")
+        typer.echo(printable(f"{key:>14}: {value}"))
 
 
 @app.command()
@@ -275,7 +276,8 @@ def failures(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if not rows:
         typer.echo("no failures")
     for r in rows:
-        typer.echo(f"{r['path']}: [{r['stage']}] {r['reason']} (attempts {r['attempts']})")
+        line = f"{r['path']}: [{r['stage']}] {r['reason']} (attempts {r['attempts']})"
+        typer.echo(printable(line))
 
 
 @app.command()
@@ -293,7 +295,7 @@ def verify(
         typer.echo(json.dumps(report))
     else:
         for line in report["messages"]:
-            typer.echo(line)
+            typer.echo(printable(line))
     if report["problems"] and not repair:
         raise typer.Exit(1)
 
@@ -316,7 +318,7 @@ def embed(
     settings = Settings.from_env(weights=weights, device=device, dtype=dtype)
 
     def on_error(path: str, reason: str) -> None:
-        typer.echo(f"error: {path}: {reason}", err=True)
+        typer.echo(f"error: {printable(path)}: {printable(reason)}", err=True)
 
     result = _run(
         lambda: embed_paths(
@@ -325,11 +327,11 @@ def embed(
     )
     if output is not None:
         result.save(output)
-        typer.echo(f"wrote {len(result.paths)} embeddings to {output}")
+        typer.echo(f"wrote {len(result.paths)} embeddings to {printable(output)}")
     else:
         for path, vec in zip(result.paths, result.projection, strict=True):
             head = " ".join(f"{v:+.4f}" for v in vec[:6])
-            typer.echo(f"{path}\t{vec.shape[0]}-d\t[{head} ...]")
+            typer.echo(f"{printable(path)}\t{vec.shape[0]}-d\t[{head} ...]")
     if result.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -350,7 +352,7 @@ def export_cmd(
         rows = _run(lambda: export_parquet(settings.index, output))
     except ExportError as exc:
         _fail(str(exc))
-    typer.echo(f"wrote {rows} rows to {output}")
+    typer.echo(f"wrote {rows} rows to {printable(output)}")
 
 
 def _register() -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from indexer.settings import Settings, default_index_home
+from indexer.text import printable
 
 if TYPE_CHECKING:
     from indexer.dedup import Report
@@ -79,13 +80,13 @@ def dedup_command(
         report = run_dedup(settings.index, options)
         for path in output or ():
             report.write(path)
-            typer.echo(f"wrote {path}", err=True)
+            typer.echo(f"wrote {printable(path)}", err=True)
         if quarantine_script:
             write_atomic(quarantine_script, report.quarantine_script(quarantine_script.name))
             quarantine_script.chmod(0o755)
             typer.echo(
-                f"wrote {quarantine_script}: `python3 {quarantine_script}` shows what it would "
-                "move; add --apply to move",
+                f"wrote {printable(quarantine_script)}: `python3 {printable(quarantine_script)}`"
+                " shows what it would move; add --apply to move",
                 err=True,
             )
     except (CatalogError, KeepRuleError, ValueError, OSError) as exc:
@@ -118,4 +119,4 @@ def summary(report: Report) -> str:
     counts = report.as_dict()["counts"]
     shown = [f"{n} {t}" for t, n in counts.items() if t != "similar" or report.thresholds.get(t)]
     lines.append(f"{len(report.groups)} groups: {', '.join(shown)} ({report.seconds:.2f} s)")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # file names may hold ESC, newlines

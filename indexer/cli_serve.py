@@ -17,6 +17,7 @@ import typer
 
 from indexer.catalog import CATALOG_FILE
 from indexer.settings import Settings
+from indexer.text import printable
 
 APP = Path(__file__).resolve().parents[1] / "search_ui" / "app.py"
 
@@ -75,13 +76,14 @@ def serve_command(
     env = serve_environment(settings)
     if not (settings.index / CATALOG_FILE).exists():
         typer.echo(
-            f"note: no index at {settings.index} yet; the UI says how to build one "
-            f"(index build PATH --index {settings.index})",
+            f"note: no index at {printable(settings.index)} yet; the UI says how to build one "
+            f"(index build PATH --index {printable(settings.index)})",
             err=True,
         )
     if not _is_loopback(host):
         typer.echo(f"warning: serving on {host}: anyone who can reach it can search", err=True)
-    typer.echo(f"photo-index UI on http://{host}:{port} (index {env['PHOTO_INDEX_INDEX']})")
+    home = printable(env["PHOTO_INDEX_INDEX"])
+    typer.echo(f"photo-index UI on http://{host}:{port} (index {home})")
     proc = subprocess.Popen(streamlit_command(host, port, max_upload_mb), env=env)
     try:
         code = proc.wait()

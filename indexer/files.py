@@ -6,6 +6,7 @@ unchanged files (same path, size and mtime) are not even re-read.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -201,6 +202,40 @@ def printable_path(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+_KINDS = {
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
+
+class NotRegularFileError(OSError):
+    """A path that names a FIFO, socket or device: reading it could block or never end."""
+
+
+def open_regular(path: str | Path, buffering: int = -1) -> BinaryIO:
+    """Open a file for reading only if it is a regular file, without ever blocking.
+
+    O_NONBLOCK makes opening a FIFO return at once; fstat on the open descriptor (not the
+    path, which may change) then refuses anything but a regular file. Regular files ignore
+    O_NONBLOCK, so the returned binary file reads as usual (`buffering=0`: raw, for a few
+    big reads or one small one, as fast as a plain open).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+            raise NotRegularFileError(errno.EINVAL, f"not a regular file ({kind})", os.fspath(path))
+        return open(fd, "rb", buffering=buffering)  # the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) -> None:
     suffix = os.path.splitext(entry.path)[1].lower()
     if printable_path(entry.path) != entry.path:
@@ -212,7 +247,7 @@ def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) ->
         result.skip(kinds.SIDECAR)
         return
     try:
-        with open(entry.path, "rb") as fh:
+        with open_regular(entry.path, buffering=0) as fh:
             head = fh.read(32)
     except OSError as exc:
         result.errors.append((entry.path, f"cannot read: {exc.strerror or exc}"))
@@ -238,9 +273,18 @@ def _hasher(data: bytes = b"") -> Any:
 def content_hash(path: str | Path) -> str:
     """Streamed BLAKE2b-256 of the whole file, hex: the content's identity in the catalog."""
     h = _hasher()
-    with open(path, "rb") as fh:
+    with open_regular(path, buffering=0) as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks (an index pins its weights by it)."""
+    h = hashlib.sha256()
+    with open_regular(path) as fh:
+        while block := fh.read(chunk):
+            h.update(block)
     return h.hexdigest()
 
 

@@ -11,9 +11,12 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from indexer import files
 
 try:  # optional: HEIC/HEIF/AVIF support
     import pillow_heif
@@ -53,6 +56,18 @@ class ImageMeta:
     camera: str | None = None
 
 
+_READ_ERRORS = {
+    FileNotFoundError: "file disappeared before it could be read",
+    PermissionError: "permission denied",
+    IsADirectoryError: "is a directory",
+}
+
+
+def _opened(source: str | Path | bytes) -> BinaryIO:
+    """Bytes as a file, or a path opened only if it is a regular file (a FIFO must not block)."""
+    return io.BytesIO(source) if isinstance(source, bytes) else files.open_regular(source)
+
+
 def open_image(
     source: str | Path | bytes,
     *,
@@ -67,9 +82,8 @@ def open_image(
     naming `name` (default: the path, or "<upload>" for bytes).
     """
     name = name or ("<upload>" if isinstance(source, bytes) else str(source))
-    fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        with warnings.catch_warnings():
+        with _opened(source) as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
             fmt = img.format or "UNKNOWN"
@@ -95,12 +109,8 @@ def open_image(
             img = ImageOps.exif_transpose(img)
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(name, "read", "file disappeared before it could be read") from None
-    except PermissionError:
-        raise ImageError(name, "read", "permission denied") from None
-    except IsADirectoryError:
-        raise ImageError(name, "read", "is a directory") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError, files.NotRegularFileError) as e:
+        raise ImageError(name, "read", _READ_ERRORS.get(type(e), e.strerror)) from None
     except UnidentifiedImageError:
         raise ImageError(name, "decode", "not an image (unknown or unsupported format)") from None
     except Image.DecompressionBombError as exc:

@@ -133,7 +133,7 @@ def _read(job: DecodeJob) -> tuple[str | bytes, str | None]:
             _changed(job, st.st_size, st.st_mtime_ns)
         return job.path, None
     try:
-        with open(job.path, "rb") as fh:
+        with files.open_regular(job.path) as fh:
             st = os.fstat(fh.fileno())
             _changed(job, st.st_size, st.st_mtime_ns)
             if st.st_size > ONE_READ_MAX:  # too big to hold: hash by streaming, decode the path

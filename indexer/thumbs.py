@@ -16,7 +16,7 @@ from typing import Any
 
 from indexer import imaging
 from indexer.catalog import Catalog
-from indexer.files import write_atomic
+from indexer.files import open_regular, write_atomic
 
 THUMB_DIR = "thumbs"
 JPEG_QUALITY = 85
@@ -50,7 +50,8 @@ def thumbnail_bytes(
         return None
     cached = thumbnail_path(catalog.index_dir, records[0]["hash"], size)
     try:
-        return cached.read_bytes()
+        with open_regular(cached) as fh:
+            return fh.read()
     except OSError:
         pass
     for rec in records:  # any unchanged copy of the content will do

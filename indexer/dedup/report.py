@@ -1,7 +1,7 @@
 """Write a dedup report as JSON, CSV or a self-contained HTML gallery, and a quarantine script.
 
-The quarantine script moves (never deletes) the non-kept files into a quarantine folder,
-keeping their relative paths; it only prints its plan unless run with --apply.
+The quarantine script (`indexer.dedup.quarantine`) moves (never deletes) the non-kept files into
+a quarantine folder, keeping their relative paths; it only prints its plan unless run with --apply.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from indexer.dedup.quarantine import QUARANTINE_TIERS, quarantine_script
 from indexer.files import human_size
 from indexer.thumbs import jpeg_thumbnail
 
-QUARANTINE_TIERS = ("exact", "near-identical", "near-duplicate")
+__all__ = ["QUARANTINE_TIERS", "quarantine_script", "to_csv", "to_html", "to_json"]
 CSV_COLUMNS = ("group", "tier", "path", "size", "width", "height", "format", "taken_at", "score")
 THUMB_SIZE = 200
 
@@ -164,187 +165,3 @@ def to_html(report: dict[str, Any], thumbs: dict[str, bytes | None] | None = Non
         parts.append("<p>No duplicates at these thresholds.</p>")
     parts.append("</body></html>")
     return "".join(parts)
-
-
-def quarantine_script(
-    report: dict[str, Any], name: str = "quarantine.py", tiers: Iterable[str] = QUARANTINE_TIERS
-) -> str:
-    """A self-contained Python script that moves non-kept files away (paths travel as JSON)."""
-    groups = [
-        {
-            "id": g["id"],
-            "tier": g["tier"],
-            "keep": g["keep"],
-            "members": [[m["path"], m.get("size"), m.get("mtime_ns")] for m in g["members"]],
-        }
-        for g in report["groups"]
-    ]
-    protected = sorted(
-        {m["path"] for g in report["groups"] for m in g["members"] if m.get("protected")}
-    )
-    paths = sorted({m[0] for g in groups for m in g["members"]})
-    root = os.path.commonpath(paths) if paths else os.sep
-    if root in paths:  # one file: its folder
-        root = os.path.dirname(root)
-    dest = root.rstrip(os.sep) + "-quarantine" if root != os.sep else "/quarantine"
-    values = {
-        "__NAME__": name,
-        "__GENERATED__": str(report.get("generated_at")),
-        "__ROOT__": repr(root),
-        "__DEST__": repr(dest),
-        "__TIERS__": repr(tuple(tiers)),
-        "__GROUPS__": repr(json.dumps(groups, ensure_ascii=True)),
-        "__PROTECTED__": repr(json.dumps(protected, ensure_ascii=True)),
-    }
-    text = _SCRIPT
-    for key, value in values.items():
-        text = text.replace(key, value)
-    return text
-
-
-_SCRIPT = r'''#!/usr/bin/env python3
-"""Quarantine the duplicates found by `index dedup` (report of __GENERATED__).
-
-Moves each non-kept file of the chosen tiers' groups into DEST/<its path relative to ROOT>.
-It never deletes and never overwrites. Without --apply it only prints what it would do.
-A file is skipped when it vanished or changed (size or modification time) since the report,
-when it lies in a protected (--prefer) folder, or when its group's kept copy is missing.
-
-    python3 __NAME__ [--apply] [--tiers exact,near-identical,near-duplicate] [DEST]
-    python3 __NAME__ --restore [--apply] [DEST]     (moves quarantined files back)
-
-DEST defaults to a folder beside ROOT; ROOT is printed by --help.
-"""
-import argparse
-import json
-import os
-import shutil
-import stat
-import sys
-
-ROOT = __ROOT__
-DEFAULT_DEST = __DEST__
-DEFAULT_TIERS = __TIERS__
-ORDER = ("exact", "near-identical", "near-duplicate", "similar")
-GROUPS = json.loads(__GROUPS__)
-PROTECTED = set(json.loads(__PROTECTED__))
-
-
-def show(path):
-    return path if path.isprintable() else repr(path)
-
-
-def unchanged(path, size, mtime_ns):
-    """The regular file the report saw: same size and modification time."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
-        return False
-    return mtime_ns is None or st.st_mtime_ns == mtime_ns
-
-
-def plan(tiers):
-    """(member, group): every non-kept member of its widest group among `tiers`."""
-    widest = {}
-    for g in GROUPS:
-        if g["tier"] not in tiers:
-            continue
-        for member in g["members"]:
-            cur = widest.get(member[0])
-            if cur is None or ORDER.index(g["tier"]) > ORDER.index(cur[1]["tier"]):
-                widest[member[0]] = (member, g)
-    moves = []
-    for path in sorted(widest):
-        member, g = widest[path]
-        if path != g["keep"]:
-            moves.append((member, g))
-    return moves
-
-
-def move(src, dst):
-    """Move without ever replacing a file: hard link + unlink, else exclusive copy + unlink."""
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    try:
-        os.link(src, dst)
-    except FileExistsError:
-        raise
-    except OSError:  # another file system, or no hard links there
-        with open(src, "rb") as fin, open(dst, "xb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-        shutil.copystat(src, dst)
-        if os.path.getsize(dst) != os.path.getsize(src):
-            os.unlink(dst)
-            raise OSError("copy is incomplete") from None
-    os.unlink(src)
-
-
-def main(argv):
-    parser = argparse.ArgumentParser(
-        description="Move non-kept duplicates into a quarantine folder (ROOT: %s)." % show(ROOT)
-    )
-    parser.add_argument("dest", nargs="?", default=DEFAULT_DEST, help="quarantine folder")
-    parser.add_argument("--apply", action="store_true", help="move (default: only print)")
-    parser.add_argument("--tiers", default=",".join(DEFAULT_TIERS), help="groups to act on")
-    parser.add_argument("--restore", action="store_true", help="move quarantined files back")
-    args = parser.parse_args(argv)
-    dest = os.path.abspath(args.dest)
-    tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
-    unknown = [t for t in tiers if t not in ORDER]
-    if unknown:
-        parser.error("unknown tier(s): %s" % ", ".join(unknown))
-    verb = "move" if args.apply else "would move"
-    done = skipped = failed = 0
-    kept_ok = {}
-    for member, g in plan(tiers):
-        src, size, mtime_ns = member
-        dst = os.path.join(dest, os.path.relpath(src, ROOT))
-        if args.restore:
-            src, dst = dst, src
-            if not os.path.isfile(src):
-                continue
-            if os.path.lexists(dst):
-                print("skip (a file is back at the original path):", show(dst))
-                skipped += 1
-                continue
-        else:
-            if src in PROTECTED:
-                print("skip (protected folder):", show(src))
-                skipped += 1
-                continue
-            if not unchanged(src, size, mtime_ns):
-                print("skip (missing or changed since the report):", show(src))
-                skipped += 1
-                continue
-            if g["id"] not in kept_ok:
-                kept = next(m for m in g["members"] if m[0] == g["keep"])
-                kept_ok[g["id"]] = unchanged(*kept)
-            if not kept_ok[g["id"]]:
-                print("skip (kept copy missing or changed: %s):" % show(g["keep"]), show(src))
-                skipped += 1
-                continue
-            if os.path.lexists(dst):
-                print("skip (already in quarantine; not overwritten):", show(dst))
-                skipped += 1
-                continue
-        print("%s %s -> %s" % (verb, show(src), show(dst)))
-        if args.apply:
-            try:
-                move(src, dst)
-            except OSError as exc:
-                print("failed:", show(src), exc, file=sys.stderr)
-                failed += 1
-                continue
-        done += 1
-    hint = "" if args.apply else " (dry run: add --apply to move)"
-    print(
-        "%s %d files; %d skipped; %d failed%s"
-        % ("moved" if args.apply else "would move", done, skipped, failed, hint)
-    )
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
-'''

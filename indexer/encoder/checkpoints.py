@@ -6,7 +6,6 @@ Layouts are detected from the file: Birder `.pt`, OpenAI/open_clip `visual.*` st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from indexer.encoder.model import ACTIVATIONS, CLIPVisionTower, ViTConfig
+from indexer.files import open_regular, sha256_file
 
 Tensors = dict[str, torch.Tensor]
 # our key -> (source keys, how to combine them into our tensor; None = take the only one)
@@ -52,15 +52,6 @@ class Checkpoint:
     file: Path
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks (the index pins the weights by it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- reading files
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -70,7 +61,7 @@ def _first_line(exc: BaseException) -> str:
 def _looks_like_safetensors(path: Path) -> bool:
     """8-byte little-endian header length, then a JSON object: the safetensors format."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             head = fh.read(9)
         size = path.stat().st_size
     except OSError:
@@ -133,7 +124,8 @@ def _read_config(folder: Path) -> dict:
     if not cfg_file.exists():
         return {}
     try:
-        config = json.loads(cfg_file.read_text())
+        with open_regular(cfg_file) as fh:  # a FIFO named config.json must not hang
+            config = json.loads(fh.read())
     except (OSError, ValueError) as exc:
         raise CheckpointError(cfg_file, f"unreadable config.json: {_first_line(exc)}") from None
     if not isinstance(config, dict):
@@ -158,6 +150,10 @@ def read_checkpoint(path: str | Path) -> tuple[dict, str, dict, Path]:
         if not found:
             raise CheckpointError(path, f"folder has none of {', '.join(HF_WEIGHT_FILES)}")
         path = found[0]
+    try:  # /dev/zero or a FIFO would be read forever
+        open_regular(path).close()
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         tensors, source = _read_safetensors(path), None
     else:
@@ -290,6 +286,10 @@ def _apply(plan: Plan, tensors: dict, layout: str, file: Path) -> Tensors:
         bad = [s for s, p in zip(srcs, parts, strict=True) if not torch.is_tensor(p)]
         if bad or not all(p.is_floating_point() for p in parts):
             raise CheckpointError(file, f"{(bad or srcs)[0]} is not a float tensor")
+        for s, p in zip(srcs, parts, strict=True):
+            if not torch.isfinite(p.sum()) and not torch.isfinite(p).all():  # sum: no copy
+                what = "NaN" if bool(torch.isnan(p).any()) else "Inf"
+                raise CheckpointError(file, f"weights are not finite ({s} has {what})")
         try:
             value = combine(*parts) if combine else parts[0]
         except RuntimeError as exc:
