@@ -7,7 +7,6 @@ the index when a build has saved a new one.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from PIL import Image
 
 from indexer import imaging, sync
 from indexer.catalog import Catalog
-from indexer.files import printable_path
+from indexer.files import open_regular, printable_path
 from indexer.home import require_content
 from indexer.settings import Settings
 
@@ -205,20 +204,18 @@ def _check_k(k: int) -> None:
 
 
 def _check_query_file(path: str | Path) -> None:
-    """SearchError naming a query path that is not a regular file (never opens it: no FIFO hang)."""
+    """SearchError naming a query path that is missing, a folder or not a regular file (opened
+    with files.open_regular: a FIFO never blocks)."""
+    name = printable_path(os.fspath(path))
     try:
-        mode = os.stat(path).st_mode
+        with open_regular(path, buffering=0):
+            pass
     except (FileNotFoundError, NotADirectoryError):
-        raise SearchError(f"{printable_path(os.fspath(path))}: no such file") from None
+        raise SearchError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise SearchError(f"{name}: is a folder; give one picture") from None
     except OSError as exc:
-        raise SearchError(f"{printable_path(os.fspath(path))}: {exc.strerror}") from None
-    if stat.S_ISDIR(mode):
-        raise SearchError(f"{printable_path(os.fspath(path))}: is a folder; give one picture")
-    if not stat.S_ISREG(mode):
-        raise SearchError(
-            f"{printable_path(os.fspath(path))}: not a regular file (a FIFO, socket or device); "
-            "give one picture"
-        )
+        raise SearchError(f"{name}: {exc.strerror or exc}") from None
 
 
 def search(
