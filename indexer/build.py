@@ -382,6 +382,7 @@ class _Build:
                 max_megapixels=st.max_megapixels,
                 timeout=st.decode_timeout,
                 address=st.ray_address,
+                max_decode_mb=st.max_decode_mb,
             )
         if st.engine != "local":
             raise BuildError(f"unknown engine {st.engine!r}: use local or ray")
@@ -393,4 +394,5 @@ class _Build:
             max_megapixels=st.max_megapixels,
             timeout=st.decode_timeout,
             clock=clock,
+            max_decode_mb=st.max_decode_mb,
         )

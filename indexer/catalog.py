@@ -31,6 +31,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from indexer.errors import describe_os_error
+
 CATALOG_FILE = "catalog.sqlite"
 SQL_CHUNK = 900  # values per IN (...): SQLite's default limit is 999 bound variables
 
@@ -152,6 +154,8 @@ class Catalog:
             version = self.schema_version()
         except DatabaseError as exc:
             self.engine.dispose()
+            if describe_os_error(exc, self.index_dir):  # a full disk or read-only, not damage
+                raise
             raise CatalogError(
                 f"{self.path}: the catalog is damaged ({exc.orig}); "
                 "`index verify --repair` salvages every readable row"
@@ -197,6 +201,8 @@ class Catalog:
             with self.engine.connect() as conn:
                 result = conn.exec_driver_sql("PRAGMA quick_check").scalar()
         except DatabaseError as exc:
+            if describe_os_error(exc, self.index_dir):  # a full disk or read-only, not damage
+                raise
             return str(exc.orig)
         return None if result == "ok" else str(result)
 

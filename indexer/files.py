@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from indexer.atomic import atomic_path
 
 HASH_NAME = "blake2b-256"
 _CHUNK = 1 << 20
@@ -236,22 +237,19 @@ def under_roots(path: str, roots: Iterable[str]) -> bool:
     return False
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write beside the target and rename over it: a reader never sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+def write_atomic(path: str | Path, data: str | bytes, *, durable: bool = False) -> None:
+    """Write beside the target and rename over it: a reader never sees half a file.
+
+    The temp names its writer and is cleaned up if the writer dies (see `indexer.atomic`);
+    `durable` also fsyncs the file and its folder.
+    """
+    with atomic_path(path, durable=durable) as tmp:
         if isinstance(data, str):
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 fh.write(data)
         else:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def human_size(size: int | None) -> str:

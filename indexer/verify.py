@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from indexer import sync, vectors
+from indexer import atomic, sync, vectors
 from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File, chunked
+from indexer.files import human_size, printable_path
 from indexer.locking import WriterLock
 from indexer.salvage import salvage
 from indexer.settings import Settings
@@ -140,10 +141,23 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         checked = check
     finally:
         cat.close()
+    temps = atomic.find_temps(settings.index, recursive=True)
+    stale = [t for t in temps if t.stale]
+    if stale:
+        problems["leftover_temps"] = [_temp_line(settings, t) for t in stale]
     messages.append(f"checked {checked} files, {len(catalog_ids)} vectors")
     messages.extend(_explain(problems))
+    if len(temps) > len(stale):
+        messages.append(
+            f"note: {len(temps) - len(stale)} temp files are recent or belong to running writers; "
+            "left alone"
+        )
     repaired = bool(repair and (problems or salvaged))
-    if repaired:
+    if repaired and stale:
+        gone = atomic.remove_stale(stale)
+        size = human_size(sum(t.size for t in gone))
+        messages.append(f"repaired: removed {len(gone)} leftover temp files ({size})")
+    if repaired and (salvaged or set(problems) - {"leftover_temps"}):
         messages.extend(_repair(settings, problems, keep_orphans=salvaged))
     elif not problems:
         messages.append("ok: catalog, FAISS index and files agree")
@@ -161,6 +175,7 @@ def _explain(problems: dict[str, Any]) -> list[str]:
         "vectors_not_in_index": "{v} vectors are missing from FAISS; --repair rebuilds the index",
         "index_generation_lags": "the FAISS file is older than the catalog; --repair resaves it",
         "index_file": "the FAISS index file is bad ({v}); --repair rebuilds it from the catalog",
+        "leftover_temps": "{n} temp files left by interrupted writes; --repair removes them",
     }
     out = []
     for key, value in problems.items():
@@ -169,6 +184,13 @@ def _explain(problems: dict[str, Any]) -> list[str]:
         if isinstance(value, list):
             out.extend(f"  {p}" for p in value[:20])
     return out
+
+
+def _temp_line(settings: Settings, temp: atomic.TempFile) -> str:
+    """'thumbs/256/ab/.x.jpg.tmp-123-0a1b2c3d (4.1 MB, writer pid 123)' for the report."""
+    name = printable_path(os.path.relpath(temp.path, settings.index))
+    who = "writer unknown" if temp.pid is None else f"writer pid {temp.pid}"
+    return f"{name} ({human_size(temp.size)}, {who})"
 
 
 def _repair(settings: Settings, problems: dict[str, Any], keep_orphans: bool) -> list[str]:

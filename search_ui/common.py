@@ -157,6 +157,7 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
         settings.device,
         settings.dtype,
         settings.max_megapixels,
+        settings.max_decode_mb,
         stamp[0][:2],  # device and inode: a replaced catalog file gets a fresh Searcher
     )
     try:
@@ -178,4 +179,5 @@ def thumb(loaded: Loaded, content_id: int, size: int = 256) -> bytes | None:
         content_id,
         size,
         max_megapixels=loaded.settings.max_megapixels,
+        max_decode_mb=loaded.settings.max_decode_mb,
     )
