@@ -181,8 +181,8 @@ def atomic_path(target: str | Path, *, durable: bool = False) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
         except OSError:  # a read-only folder: there is nothing to remove
             pass
-        if isinstance(exc, OSError) and exc.filename in (str(tmp), tmp):
-            exc.filename = str(target)  # people know the file they asked for, not our temp
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp), tmp):
+            exc.filename = str(target)  # the file people asked for, not our temp
         raise
     if durable:
         fsync_path(target.parent)

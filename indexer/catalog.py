@@ -7,6 +7,7 @@ corrupt index file never costs re-embedding. Schema changes are numbered migrati
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -126,6 +127,7 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)
 
 
 class CatalogError(Exception):
@@ -148,7 +150,10 @@ class Catalog:
             raise CatalogError(f"{self.index_dir}: no index here; build one with `index build`")
         if not readonly:
             self.index_dir.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
+        url = URL.create("sqlite", database=str(self.path))  # verbatim: '?', '%' in names
+        if readonly and not os.access(self.index_dir, os.W_OK):  # no WAL -shm file possible
+            url = URL.create("sqlite", database=self.path.absolute().as_uri(), query=IMMUTABLE)
+        self.engine: Engine = create_engine(url, future=True)
         event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             version = self.schema_version()
@@ -201,8 +206,6 @@ class Catalog:
             with self.engine.connect() as conn:
                 result = conn.exec_driver_sql("PRAGMA quick_check").scalar()
         except DatabaseError as exc:
-            if describe_os_error(exc, self.index_dir):  # a full disk or read-only, not damage
-                raise
             return str(exc.orig)
         return None if result == "ok" else str(result)
 
