@@ -89,13 +89,13 @@ def open_image(
                     f"too many megapixels ({w}x{h} = {mp:.1f} MP > {max_megapixels:g} MP); "
                     "raise it with --max-megapixels",
                 )
-            meta = _read_meta(img, fmt)
             if draft_to and fmt == "JPEG":
                 short = min(w, h)
                 scale = (2 * draft_to) / short
                 if scale <= 0.5:  # only when at least a 2x reduction is possible
                     img.draft(img.mode, (int(w * scale) + 1, int(h * scale) + 1))
-            _check_memory(name, img, max_decode_mb)
+            _check_memory(name, img, max_decode_mb)  # before EXIF: a PNG's getexif decodes
+            meta = _read_meta(img, fmt)
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             img.load()
