@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from indexer.catalog import CATALOG_FILE, CatalogError
+from indexer.errors import describe_os_error
 from indexer.search import Searcher
 from indexer.settings import Settings
 from indexer.thumbs import thumbnail_bytes
@@ -165,6 +166,12 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
         view = _view(loaded, (*key, stamp))
     except CatalogError as exc:
         build_hint(settings, md(exc))
+        return None
+    except Exception as exc:  # a full disk or a read-only index: say what to free or fix
+        message = describe_os_error(exc, settings.index)
+        if message is None:
+            raise
+        st.error(md(message))
         return None
     if view.images == 0:
         build_hint(settings, f"The index at {code(settings.index.absolute())} has no pictures yet.")

@@ -92,3 +92,23 @@ def test_read_only_index_says_make_it_writable(tmp_path):
             read_only(index, on=False)
         assert build(photos, index).returncode == 0
         still_healthy(index, photos, 3)
+
+
+def test_the_ui_says_the_disk_is_full(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    photos, index = tmp_path / "photos", tmp_path / "index"
+    add_photos(photos, ["cat.jpg", "bee.jpg"])
+    with tmpfs(index, 1024):
+        assert build(photos, index).returncode == 0
+        filler = fill(index, leave_kb=0)
+        for name, value in (("INDEX", index), ("WEIGHTS", TINY_BIRDER), ("DEVICE", "cpu")):
+            monkeypatch.setenv(f"PHOTO_INDEX_{name}", str(value))
+        app = Path(__file__).resolve().parents[1] / "search_ui" / "app.py"
+        at = AppTest.from_file(str(app)).run(timeout=60)
+        assert not at.exception
+        shown = at.error[0].value.replace("\\", "")
+        assert f"{index}: the disk is full" in shown and "point --index at another disk" in shown
+        filler.unlink()
+        at = AppTest.from_file(str(app)).run(timeout=60)
+        assert not at.exception and not at.error
