@@ -105,6 +105,8 @@ def describe_os_error(exc: BaseException, index_dir: str | Path | None = None) -
             else "free space there or write it elsewhere"
         )
         return f"{shown}the disk is full ({words}); {fix}"
+    if what == "denied":  # reading or writing: both need the permission fixed
+        fix = "fix its permissions or pass --index" if in_index else "fix its permissions"
+        return f"{shown}permission denied ({words}); {fix}"
     fix = "make it writable or pass --index" if in_index else "make it writable or write elsewhere"
-    label = "read-only" if what == "read-only" else "not writable"
-    return f"{shown}{label} ({words}); {fix}"
+    return f"{shown}read-only ({words}); {fix}"

@@ -81,14 +81,7 @@ def open_image(
             img = Image.open(fp)
             fmt = img.format or "UNKNOWN"
             w, h = img.size
-            mp = w * h / 1e6
-            if mp > max_megapixels:
-                raise ImageError(
-                    name,
-                    "decode",
-                    f"too many megapixels ({w}x{h} = {mp:.1f} MP > {max_megapixels:g} MP); "
-                    "raise it with --max-megapixels",
-                )
+            _check_pixels(name, w, h, max_megapixels)
             if draft_to and fmt == "JPEG":
                 short = min(w, h)
                 scale = (2 * draft_to) / short
@@ -143,6 +136,17 @@ def decode_bytes(mode: str, size: tuple[int, int], transparency: bool = False) -
     else:
         convert = 4
     return size[0] * size[1] * (stored + convert)
+
+
+def _check_pixels(name: str, w: int, h: int, max_megapixels: float) -> None:
+    mp = w * h / 1e6
+    if mp > max_megapixels:
+        raise ImageError(
+            name,
+            "decode",
+            f"too many megapixels ({w}x{h} = {mp:.1f} MP > {max_megapixels:g} MP); "
+            "raise it with --max-megapixels",
+        )
 
 
 def _check_memory(name: str, img: Image.Image, max_decode_mb: float) -> None:

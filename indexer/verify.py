@@ -141,22 +141,11 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         checked = check
     finally:
         cat.close()
-    temps = atomic.find_temps(settings.index, recursive=True)
-    stale = [t for t in temps if t.stale]
-    if stale:
-        problems["leftover_temps"] = [_temp_line(settings, t) for t in stale]
+    temps = _leftover_temps(settings, problems)
     messages.append(f"checked {checked} files, {len(catalog_ids)} vectors")
     messages.extend(_explain(problems))
-    if len(temps) > len(stale):
-        messages.append(
-            f"note: {len(temps) - len(stale)} temp files are recent or belong to running writers; "
-            "left alone"
-        )
     repaired = bool(repair and (problems or salvaged))
-    if repaired and stale:
-        gone = atomic.remove_stale(stale)
-        size = human_size(sum(t.size for t in gone))
-        messages.append(f"repaired: removed {len(gone)} leftover temp files ({size})")
+    messages.extend(_clean_temps(temps, remove=repaired))
     if repaired and (salvaged or set(problems) - {"leftover_temps"}):
         messages.extend(_repair(settings, problems, keep_orphans=salvaged))
     elif not problems:
@@ -183,6 +172,28 @@ def _explain(problems: dict[str, Any]) -> list[str]:
         out.append("problem: " + hints[key].format(v=value, n=n))
         if isinstance(value, list):
             out.extend(f"  {p}" for p in value[:20])
+    return out
+
+
+def _leftover_temps(settings: Settings, problems: dict[str, Any]) -> list[atomic.TempFile]:
+    """Temp files of atomic writes in the index home; those of dead writers are a problem."""
+    temps = atomic.find_temps(settings.index, recursive=True)
+    stale = [_temp_line(settings, t) for t in temps if t.stale]
+    if stale:
+        problems["leftover_temps"] = stale
+    return temps
+
+
+def _clean_temps(temps: list[atomic.TempFile], *, remove: bool) -> list[str]:
+    """Say how many temps belong to live writers; remove the dead writers' when repairing."""
+    out = []
+    live = sum(not t.stale for t in temps)
+    if live:
+        out.append(f"note: {live} temp files are recent or belong to running writers; left alone")
+    if remove and live < len(temps):
+        gone = atomic.remove_stale(temps)
+        size = human_size(sum(t.size for t in gone))
+        out.append(f"repaired: removed {len(gone)} leftover temp files ({size})")
     return out
 
 

@@ -47,18 +47,22 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from indexer import imaging
+
+def peak_mb():  # this process's own high-water mark (ru_maxrss would inherit pytest's)
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+
+base = peak_mb()
 start = time.perf_counter()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 try:
     imaging.open_image(sys.argv[1])
     reason = None
 except imaging.ImageError as exc:
     reason = exc.reason
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 seconds = time.perf_counter() - start
-print(json.dumps({"reason": reason, "seconds": seconds, "peak_mb": peak, "grew_mb": peak - base}))
+print(json.dumps({"reason": reason, "seconds": seconds, "peak_mb": peak_mb(), "base_mb": base}))
 """
 
 
@@ -72,8 +76,9 @@ def test_refused_from_the_header_in_little_memory(tmp_path):
     )
     result = json.loads(probe.stdout)
     assert result["reason"] is not None and REFUSAL in result["reason"]
-    assert result["grew_mb"] < 20 and result["peak_mb"] < 200  # was 3.8 GB (build: a timeout)
-    assert result["seconds"] < 2
+    assert result["peak_mb"] - result["base_mb"] < 20  # was 3.8 GB (and a timeout in a build)
+    assert result["peak_mb"] < 200
+    assert result["seconds"] < 5  # from the header: milliseconds, even on a busy machine
 
 
 def test_build_ledgers_it_and_search_refuses_it_in_one_line(tmp_path):

@@ -112,3 +112,28 @@ def test_the_ui_says_the_disk_is_full(tmp_path, monkeypatch):
         filler.unlink()
         at = AppTest.from_file(str(app)).run(timeout=60)
         assert not at.exception and not at.error
+
+
+def test_describe_os_error_tells_index_from_output_paths(tmp_path):
+    import errno
+    import os
+    import sqlite3
+
+    from indexer.errors import describe_os_error
+
+    index = tmp_path / "idx"
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a write names no file
+    assert describe_os_error(full, index) == (
+        f"{index}: the disk is full (No space left on device); free space there or point "
+        "--index at another disk; nothing indexed was lost"
+    )
+    report = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "r.html"))
+    assert describe_os_error(report, index).endswith("; free space there or write it elsewhere")
+    denied = PermissionError(errno.EACCES, "Permission denied", str(index / "catalog.sqlite"))
+    assert describe_os_error(denied, index) == (
+        f"{index / 'catalog.sqlite'}: permission denied (Permission denied); "
+        "fix its permissions or pass --index"
+    )
+    assert describe_os_error(sqlite3.OperationalError("database or disk is full"), index)
+    assert describe_os_error(OSError(errno.ENOENT, "No such file"), index) is None
+    assert describe_os_error(ValueError("not ours"), index) is None
