@@ -138,3 +138,39 @@ def test_verify_lists_leftover_temps_and_repair_removes_dead_ones(tmp_path, live
     assert not faiss_temp.exists() and not thumb_temp.exists() and live.exists()
     again = cli("verify", *common)
     assert again.returncode == 0 and "ok: catalog, FAISS index and files agree" in again.stdout
+
+
+SAVER = """
+import sys
+import numpy as np
+from indexer.vectors import IndexSpec, VectorIndex
+index = VectorIndex.create(IndexSpec(), 256)
+index.build(np.arange(60_000), np.random.default_rng(0).random((60_000, 256), np.float32))
+while True:  # save over and over: a kill lands inside a save
+    index.save(sys.argv[1], {"generation": 1})
+"""
+
+
+def test_kill_9_inside_a_real_faiss_save(tmp_path):
+    from indexer import vectors
+
+    target = tmp_path / "vectors.faiss"
+    saver = subprocess.Popen(
+        [sys.executable, "-c", SAVER, str(target)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while not (target.exists() and [t for t in find_temps(tmp_path) if t.size]):
+            assert time.monotonic() < deadline and saver.poll() is None
+            time.sleep(0.001)
+    finally:
+        saver.kill()
+        saver.wait()
+    left = find_temps(tmp_path)
+    assert left and all(t.pid == saver.pid and t.stale for t in left)
+    loaded, _ = vectors.load(target)  # the last complete save is intact
+    assert loaded.ntotal == 60_000
+    loaded.save(target, {"generation": 2})  # the next save removes the dead saver's temps
+    assert find_temps(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.faiss", "vectors.json"]
