@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,7 +86,7 @@ def _examine(path: Path, now: float) -> TempFile | None:
         st = os.lstat(path)
     except OSError:
         return None
-    if not os.path.isfile(path) or os.path.islink(path):
+    if not stat.S_ISREG(st.st_mode):  # never a link, folder or FIFO that happens to match
         return None
     name, pid = parsed
     old = now - st.st_mtime > STALE_AFTER_S
