@@ -380,6 +380,7 @@ class _Build:
                 max_megapixels=st.max_megapixels,
                 timeout=st.decode_timeout,
                 address=st.ray_address,
+                max_decode_mb=st.max_decode_mb,
             )
         return encode_batches(
             encoder,
@@ -389,4 +390,5 @@ class _Build:
             max_megapixels=st.max_megapixels,
             timeout=st.decode_timeout,
             clock=clock,
+            max_decode_mb=st.max_decode_mb,
         )

@@ -7,6 +7,7 @@ corrupt index file never costs re-embedding. Schema changes are numbered migrati
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,11 +29,12 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from indexer import schema
+from indexer.errors import describe_os_error
 from indexer.hints import no_index
 from indexer.salvage import recover_interrupted
 from indexer.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
@@ -130,6 +132,7 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)
 
 
 def chunked(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -149,12 +152,17 @@ class Catalog:
             raise CatalogError(no_index(self.index_dir))
         if not readonly:
             self.index_dir.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(f"sqlite:///{self.path}", future=True)
+        url = URL.create("sqlite", database=str(self.path))  # verbatim: '?', '%' in names
+        if readonly and not os.access(self.index_dir, os.W_OK):  # no WAL -shm file possible
+            url = URL.create("sqlite", database=self.path.absolute().as_uri(), query=IMMUTABLE)
+        self.engine: Engine = create_engine(url, future=True)
         event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
             self._check_schema(readonly)
         except (DatabaseError, sqlite3.DatabaseError) as exc:
             self.engine.dispose()
+            if describe_os_error(exc, self.index_dir):  # a full disk or read-only, not damage
+                raise
             raise CatalogError(
                 f"{self.path}: the catalog is damaged ({getattr(exc, 'orig', exc)}); "
                 "`index verify --repair` salvages every readable row"

@@ -85,11 +85,24 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _run(fn: Any) -> Any:
+def _run(fn: Any, index: Path | None = None) -> Any:
+    """Call `fn`; errors meant for the user, a full disk or a read-only place print one line."""
     try:
         return fn()
     except _user_errors() as exc:
         _fail(str(exc))
+    except Exception as exc:
+        _fail_if_disk(exc, index)
+        raise
+
+
+def _fail_if_disk(exc: BaseException, index: Path | None) -> None:
+    """Exit 1 with what to free or fix when `exc` is a full disk, read-only or denied place."""
+    from indexer.errors import describe_os_error
+
+    message = describe_os_error(exc, index)
+    if message is not None:
+        _fail(message)
 
 
 @app.command()
@@ -105,6 +118,10 @@ def build(
         typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
     ] = None,
     max_megapixels: Annotated[float | None, typer.Option(help="Refuse larger images.")] = None,
+    max_decode_mb: Annotated[
+        float | None,
+        typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
+    ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
     ] = None,
@@ -131,6 +148,7 @@ def build(
         workers=workers,
         compile=compile,
         max_megapixels=max_megapixels,
+        max_decode_mb=max_decode_mb,
         excludes=tuple(exclude) if exclude else None,
         memory_budget_mb=memory_budget_mb,
         engine=engine,
@@ -141,7 +159,8 @@ def build(
         summary = _run(
             lambda: run_build(
                 paths, settings, reindex=reindex, retry_failed=retry_failed, progress=bar
-            )
+            ),
+            settings.index,
         )
     finally:
         bar.close()
@@ -239,7 +258,7 @@ def search(
     from indexer.search import search as run_search
 
     settings = Settings.from_env(index=index, weights=weights, device=device)
-    hits = _run(lambda: run_search(image, settings, k=k))
+    hits = _run(lambda: run_search(image, settings, k=k), settings.index)
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
@@ -253,7 +272,7 @@ def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     from indexer.verify import stats as run_stats
 
     settings = Settings.from_env(index=index)
-    data = _run(lambda: run_stats(settings))
+    data = _run(lambda: run_stats(settings), settings.index)
     if as_json:
         typer.echo(json.dumps(data))
         return
@@ -269,7 +288,7 @@ def failures(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     from indexer.verify import failures as run_failures
 
     settings = Settings.from_env(index=index)
-    rows = _run(lambda: run_failures(settings))
+    rows = _run(lambda: run_failures(settings), settings.index)
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -290,7 +309,7 @@ def verify(
     from indexer.verify import verify as run_verify
 
     settings = Settings.from_env(index=index)
-    report = _run(lambda: run_verify(settings, repair=repair))
+    report = _run(lambda: run_verify(settings, repair=repair), settings.index)
     if as_json:
         typer.echo(json.dumps(report))
     else:
@@ -326,7 +345,7 @@ def embed(
         )
     )
     if output is not None:
-        result.save(output)
+        _run(lambda: result.save(output))
         typer.echo(f"wrote {len(result.paths)} embeddings to {printable(output)}")
     else:
         for path, vec in zip(result.paths, result.projection, strict=True):
@@ -349,7 +368,7 @@ def export_cmd(
         _fail(f"unknown export format {fmt!r}: use parquet")
     settings = Settings.from_env(index=index)
     try:
-        rows = _run(lambda: export_parquet(settings.index, output))
+        rows = _run(lambda: export_parquet(settings.index, output), settings.index)
     except ExportError as exc:
         _fail(str(exc))
     typer.echo(f"wrote {rows} rows to {printable(output)}")

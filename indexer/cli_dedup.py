@@ -59,7 +59,7 @@ def dedup_command(
 ) -> None:
     """Duplicate groups: exact, near-identical (pHash), near-duplicate and similar (CLIP)."""
     from indexer.catalog import CatalogError
-    from indexer.cli import _fail
+    from indexer.cli import _fail, _fail_if_disk
     from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions, KeepRuleError
     from indexer.dedup import dedup as run_dedup
     from indexer.files import write_atomic
@@ -90,7 +90,11 @@ def dedup_command(
                 err=True,
             )
     except (CatalogError, KeepRuleError, ValueError, OSError) as exc:
+        _fail_if_disk(exc, settings.index)
         _fail(str(exc))
+    except Exception as exc:  # SQLite's "database or disk is full" and friends
+        _fail_if_disk(exc, settings.index)
+        raise
     if as_json:
         typer.echo(report.render("json"))
     elif not output:

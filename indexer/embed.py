@@ -13,6 +13,7 @@ import numpy as np
 
 from indexer import files as fs
 from indexer import imaging
+from indexer.atomic import atomic_path
 from indexer.settings import Settings
 
 
@@ -30,10 +31,8 @@ class EmbedResult:
         """Write the `index embed` .npz contract (Encoder's Embeddings format), atomically."""
         from indexer.encoder import Embeddings
 
-        output = Path(output)
-        tmp = output.with_name(f".{output.name}.tmp")
-        Embeddings(self.projection, self.embedding, self.features, self.paths).save(tmp)
-        tmp.replace(output)
+        with atomic_path(output) as tmp:
+            Embeddings(self.projection, self.embedding, self.features, self.paths).save(tmp)
 
 
 def expand(paths: Iterable[str | Path], excludes: Iterable[str] = ()) -> tuple[list[str], list]:
@@ -81,7 +80,11 @@ def embed_paths(
 
     for path in images:
         try:
-            img, _ = imaging.open_image(path, max_megapixels=settings.max_megapixels)
+            img, _ = imaging.open_image(
+                path,
+                max_megapixels=settings.max_megapixels,
+                max_decode_mb=settings.max_decode_mb,
+            )
             batch.append(imaging.preprocess(img))
         except imaging.ImageError as exc:
             result.failed.append((exc.path, exc.reason))

@@ -6,11 +6,11 @@ width, height, format, taken_at, camera, phash. Milvus and LanceDB import such f
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from indexer.atomic import atomic_path
 from indexer.catalog import Catalog
 
 
@@ -27,7 +27,6 @@ def export_parquet(index_dir: str | Path, output: str | Path, batch: int = 50_00
         raise ExportError("Parquet export needs pyarrow: pip install 'photo-index[ray]'") from None
     cat = Catalog(index_dir, readonly=True)
     output = Path(output)
-    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
     dim = int(cat.get_meta("dim", 0))
     schema = pa.schema(
         [
@@ -44,30 +43,36 @@ def export_parquet(index_dir: str | Path, output: str | Path, batch: int = 50_00
             ("phash", pa.int64()),
         ]
     )
-    rows = 0
     try:
-        records = cat.records()
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for start in range(0, len(records), batch):
-                chunk = records[start : start + batch]
-                ids, vecs = cat.vectors_for(r["content_id"] for r in chunk)
-                by_id = dict(zip(ids.tolist(), vecs, strict=True))
-                chunk = [r for r in chunk if r["content_id"] in by_id]
-                flat = np.concatenate([by_id[r["content_id"]] for r in chunk]) if chunk else []
-                columns = {
-                    "id": [r["content_id"] for r in chunk],
-                    "path": [r["path"] for r in chunk],
-                    "content_hash": [r["hash"] for r in chunk],
-                    "vector": pa.FixedSizeListArray.from_arrays(
-                        pa.array(np.asarray(flat, np.float32)), dim
-                    ),
-                }
-                for name in ("size", "width", "height", "format", "taken_at", "camera", "phash"):
-                    columns[name] = [r[name] for r in chunk]
-                writer.write_table(pa.table(columns, schema=schema))
-                rows += len(chunk)
-        os.replace(tmp, output)
+        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            rows = _write_rows(cat, writer, batch, dim)
     finally:
-        tmp.unlink(missing_ok=True)
         cat.close()
+    return rows
+
+
+def _write_rows(cat: Catalog, writer: object, batch: int, dim: int) -> int:
+    """Every catalog path with its vector, `batch` rows per Parquet row group."""
+    import pyarrow as pa
+
+    rows = 0
+    records = cat.records()
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        ids, vecs = cat.vectors_for(r["content_id"] for r in chunk)
+        by_id = dict(zip(ids.tolist(), vecs, strict=True))
+        chunk = [r for r in chunk if r["content_id"] in by_id]
+        flat = np.concatenate([by_id[r["content_id"]] for r in chunk]) if chunk else []
+        columns = {
+            "id": [r["content_id"] for r in chunk],
+            "path": [r["path"] for r in chunk],
+            "content_hash": [r["hash"] for r in chunk],
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(np.asarray(flat, np.float32)), dim
+            ),
+        }
+        for name in ("size", "width", "height", "format", "taken_at", "camera", "phash"):
+            columns[name] = [r[name] for r in chunk]
+        writer.write_table(pa.table(columns, schema=writer.schema))  # type: ignore[attr-defined]
+        rows += len(chunk)
     return rows

@@ -10,7 +10,6 @@ import errno
 import hashlib
 import os
 import stat
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from indexer import kinds
+from indexer.atomic import atomic_path
 
 HASH_NAME = "blake2b-256"
 _CHUNK = 1 << 20
@@ -322,39 +322,19 @@ def under_roots(path: str, roots: Iterable[str]) -> bool:
     return False
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write beside the target and rename over it: a reader never sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+def write_atomic(path: str | Path, data: str | bytes, *, durable: bool = False) -> None:
+    """Write beside the target and rename over it: a reader never sees half a file.
+
+    The temp names its writer and is cleaned up if the writer dies (see `indexer.atomic`);
+    `durable` also fsyncs the file and its folder.
+    """
+    with atomic_path(path, durable=durable) as tmp:
         if isinstance(data, str):
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 fh.write(data)
         else:
-            with os.fdopen(fd, "wb") as fh:
+            with open(tmp, "wb") as fh:
                 fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def fsync(path: str | Path) -> None:
-    """Flush a file (or a folder's entries) to disk: a rename after it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: str | Path) -> None:
-    """fsync a folder, where the filesystem allows it (some refuse directory fsync)."""
-    try:
-        fsync(path)
-    except OSError:
-        pass
 
 
 def human_size(size: int | None) -> str:

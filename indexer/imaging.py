@@ -32,6 +32,11 @@ IMAGE_SIZE = 224
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_MAX_MEGAPIXELS = 150.0
+# Memory one decode may hold (MiB): every RGB or 8-bit grey picture under 150 MP fits; 16-bit,
+# float and alpha pictures are bounded by their bytes (see decode_bytes).
+DEFAULT_MAX_DECODE_MB = 768.0
+_WIDE_GREYS = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_STRIP_ROWS = 256  # rows converted at a time from 16-bit/float grey (float64 temporaries)
 EXTREME_ASPECT = 8  # beyond 8:1 the centre crop is resampled directly (not bit-exact)
 
 
@@ -74,12 +79,14 @@ def open_image(
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     draft_to: int | None = None,
     name: str | None = None,
+    max_decode_mb: float = DEFAULT_MAX_DECODE_MB,
 ) -> tuple[Image.Image, ImageMeta]:
-    """Open, check size, decode the first frame and apply EXIF orientation.
+    """Open, check size and memory, decode the first frame and apply EXIF orientation.
 
     `draft_to` (pixels) lets JPEG decode at a reduced scale while the shorter side stays
-    at least 2x that size (the contract's draft rule). Raises ImageError with a reason
-    naming `name` (default: the path, or "<upload>" for bytes).
+    at least 2x that size (the contract's draft rule). Pictures over `max_megapixels` or
+    needing more than `max_decode_mb` MiB (decode_bytes) are refused before any pixel is
+    decoded. Raises ImageError with a reason naming `name` (default: the path, or "<upload>").
     """
     name = name or ("<upload>" if isinstance(source, bytes) else str(source))
     try:
@@ -88,20 +95,14 @@ def open_image(
             img = Image.open(fp)
             fmt = img.format or "UNKNOWN"
             w, h = img.size
-            mp = w * h / 1e6
-            if mp > max_megapixels:
-                raise ImageError(
-                    name,
-                    "decode",
-                    f"too many megapixels ({w}x{h} = {mp:.1f} MP > {max_megapixels:g} MP); "
-                    "raise it with --max-megapixels",
-                )
-            meta = _read_meta(img, fmt)
+            _check_pixels(name, w, h, max_megapixels)
             if draft_to and fmt == "JPEG":
                 short = min(w, h)
                 scale = (2 * draft_to) / short
                 if scale <= 0.5:  # only when at least a 2x reduction is possible
                     img.draft(img.mode, (int(w * scale) + 1, int(h * scale) + 1))
+            _check_memory(name, img, max_decode_mb)  # before EXIF: a PNG's getexif decodes
+            meta = _read_meta(img, fmt)
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
             img.load()
@@ -129,15 +130,53 @@ def open_image(
     return img, meta
 
 
+def decode_bytes(mode: str, size: tuple[int, int], transparency: bool = False) -> int:
+    """Bytes a picture of this mode and size holds once decoded and converted to RGB.
+
+    Pillow keeps 1-, L- and P-mode pixels in 1 byte, 16-bit greys in 2 and every other mode
+    in 4; to_rgb adds RGB (4) and, for 16-bit/float greys, an 8-bit grey (1) on the way.
+    """
+    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    if mode == "RGB":
+        convert = 0
+    elif mode in _WIDE_GREYS:
+        convert = 1 + 4
+    elif mode in ("P", "PA") and transparency:
+        convert = 4 + 4  # through RGBA
+    else:
+        convert = 4
+    return size[0] * size[1] * (stored + convert)
+
+
+def _check_pixels(name: str, w: int, h: int, max_megapixels: float) -> None:
+    mp = w * h / 1e6
+    if mp > max_megapixels:
+        raise ImageError(
+            name,
+            "decode",
+            f"too many megapixels ({w}x{h} = {mp:.1f} MP > {max_megapixels:g} MP); "
+            "raise it with --max-megapixels",
+        )
+
+
+def _check_memory(name: str, img: Image.Image, max_decode_mb: float) -> None:
+    need = decode_bytes(img.mode, img.size, "transparency" in img.info) / (1 << 20)
+    if need > max_decode_mb:
+        w, h = img.size
+        raise ImageError(
+            name,
+            "decode",
+            f"needs {need:,.0f} MB of memory to decode ({w}x{h}, mode {img.mode}) > "
+            f"{max_decode_mb:g} MB; raise it with --max-decode-mb or PHOTO_INDEX_MAX_DECODE_MB",
+        )
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any mode to 8-bit RGB; 16-bit and float greys are scaled, not clipped."""
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode in _WIDE_GREYS:
+        return _wide_grey_to_l(img).convert("RGB")
     if img.mode == "P" and "transparency" in img.info:
         return img.convert("RGBA").convert("RGB")
     return img.convert("RGB")
@@ -166,6 +205,21 @@ def to_uint8(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return np.array(resize_crop(to_rgb(img), size), dtype=np.uint8)
 
 
+def _wide_grey_to_l(img: Image.Image) -> Image.Image:
+    """16-bit, int or float grey scaled to 8 bits, a strip of rows at a time so the float64
+    temporaries stay small (the same numbers as converting the whole picture at once)."""
+    if img.mode.startswith("I;16"):
+        top = 65535.0
+    else:
+        top = 65535.0 if max(0, img.getextrema()[1]) > 255 else 255.0
+    w, h = img.size
+    out = np.empty((h, w), dtype=np.uint8)
+    for y in range(0, h, _STRIP_ROWS):
+        strip = np.asarray(img.crop((0, y, w, min(h, y + _STRIP_ROWS))), dtype=np.float64)
+        out[y : y + len(strip)] = np.clip(strip / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "L")
+
+
 def normalize(batch: np.ndarray) -> np.ndarray:
     """uint8 [..., H, W, 3] -> float32 [..., 3, H, W] scaled to [0, 1] with CLIP mean/std."""
     x = batch.astype(np.float32) / 255.0
@@ -178,9 +232,14 @@ def preprocess(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return normalize(to_uint8(img, size))
 
 
-def load_pixels(path: str | Path, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> np.ndarray:
+def load_pixels(
+    path: str | Path,
+    *,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    max_decode_mb: float = DEFAULT_MAX_DECODE_MB,
+) -> np.ndarray:
     """Open a file and preprocess it (no draft): float32 [3, 224, 224]."""
-    img, _ = open_image(path, max_megapixels=max_megapixels)
+    img, _ = open_image(path, max_megapixels=max_megapixels, max_decode_mb=max_decode_mb)
     return preprocess(img)
 
 
@@ -209,7 +268,8 @@ def hamming(a: int, b: int) -> int:
 
 def thumbnail(img: Image.Image, size: int = 256) -> Image.Image:
     """An RGB thumbnail that fits in `size` x `size` (the image is already EXIF-oriented)."""
-    thumb = to_rgb(img).copy()
+    rgb = to_rgb(img)
+    thumb = rgb.copy() if rgb is img else rgb  # a converted picture is ours to shrink
     thumb.thumbnail((size, size), Image.BICUBIC)
     return thumb
 

@@ -74,9 +74,15 @@ class EncodedBatch:
 
 class _DecodeDataset(Dataset):
     def __init__(
-        self, jobs: Sequence[DecodeJob], max_megapixels: float, draft: bool, timeout: float
+        self,
+        jobs: Sequence[DecodeJob],
+        max_megapixels: float,
+        draft: bool,
+        timeout: float,
+        max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
     ) -> None:
         self.jobs = list(jobs)
+        self.max_decode_mb = max_decode_mb
         self.timeout = timeout
         self.max_megapixels = max_megapixels
         self.draft_to = imaging.IMAGE_SIZE if draft else None
@@ -85,7 +91,9 @@ class _DecodeDataset(Dataset):
         return len(self.jobs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return decode_one(self.jobs[i], self.max_megapixels, self.draft_to, self.timeout)
+        return decode_one(
+            self.jobs[i], self.max_megapixels, self.draft_to, self.timeout, self.max_decode_mb
+        )
 
 
 class _DecodeTimeout(BaseException):  # not swallowed by `except Exception`
@@ -97,7 +105,11 @@ def _alarm(_signum: int, _frame: Any) -> None:
 
 
 def decode_one(
-    job: DecodeJob, max_megapixels: float, draft_to: int | None, timeout: float = 0
+    job: DecodeJob,
+    max_megapixels: float,
+    draft_to: int | None,
+    timeout: float = 0,
+    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
 ) -> dict[str, Any]:
     """Open, preprocess to uint8 and hash perceptually; errors come back as data, not raises.
 
@@ -109,7 +121,7 @@ def decode_one(
         previous = signal.signal(signal.SIGALRM, _alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        return _decode(job, max_megapixels, draft_to)
+        return _decode(job, max_megapixels, draft_to, max_decode_mb)
     except _DecodeTimeout:
         return {"key": job.key, "error": ("decode", f"decoding took longer than {timeout:g} s")}
     finally:
@@ -147,11 +159,17 @@ def _read(job: DecodeJob) -> tuple[str | bytes, str | None]:
     return data, files.bytes_hash(data)
 
 
-def _decode(job: DecodeJob, max_megapixels: float, draft_to: int | None) -> dict[str, Any]:
+def _decode(
+    job: DecodeJob, max_megapixels: float, draft_to: int | None, max_decode_mb: float
+) -> dict[str, Any]:
     try:
         source, digest = _read(job)
         img, meta = imaging.open_image(
-            source, max_megapixels=max_megapixels, draft_to=draft_to, name=job.path
+            source,
+            max_megapixels=max_megapixels,
+            draft_to=draft_to,
+            name=job.path,
+            max_decode_mb=max_decode_mb,
         )
         pixels = imaging.to_uint8(img)
         phash = imaging.perceptual_hash(img)
@@ -206,6 +224,7 @@ def decoded_batches(
     max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
     draft: bool = True,
     timeout: float = 0,
+    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
 ) -> Iterator[DecodedBatch]:
     """Decode `jobs` with `workers` processes (0 = in this process), in order, in batches.
 
@@ -215,7 +234,9 @@ def decoded_batches(
     """
     if not jobs:
         return
-    dataset = _DecodeDataset(jobs, max_megapixels, draft, timeout if workers > 0 else 0)
+    dataset = _DecodeDataset(
+        jobs, max_megapixels, draft, timeout if workers > 0 else 0, max_decode_mb
+    )
     imaging.preload()
     loader = DataLoader(
         dataset,
@@ -250,6 +271,7 @@ def encode_batches(
     draft: bool = True,
     timeout: float = 0,
     clock: dict[str, float] | None = None,
+    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
 ) -> Iterator[EncodedBatch]:
     """Decode and encode: yields every batch (failures included) with its vectors, in order.
 
@@ -272,6 +294,7 @@ def encode_batches(
         max_megapixels=max_megapixels,
         draft=draft,
         timeout=timeout,
+        max_decode_mb=max_decode_mb,
     ), clock)  # fmt: skip
     pending: deque[tuple[DecodedBatch, Future | None]] = deque()
     with ThreadPoolExecutor(max_workers=len(replicas)) as pool:

@@ -22,7 +22,12 @@ class RayUnavailableError(RuntimeError):
     """Ray is not installed or the cluster cannot be reached."""
 
 
-def _decode_batch(batch: dict[str, np.ndarray], max_megapixels: float, timeout: float) -> dict:
+def _decode_batch(
+    batch: dict[str, np.ndarray],
+    max_megapixels: float,
+    timeout: float,
+    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
+) -> dict:
     """Ray map_batches stage: decode paths into uint8 crops plus metadata columns."""
     cols = ("key", "ok", "pixels", "meta", "phash", "error", "digest")
     out: dict[str, list] = {k: [] for k in cols}
@@ -30,7 +35,7 @@ def _decode_batch(batch: dict[str, np.ndarray], max_megapixels: float, timeout: 
         batch["key"], batch["path"], batch["size"], batch["mtime_ns"], batch["hash"], strict=True
     ):
         job = DecodeJob(str(key), str(path), int(size), int(mtime), hash=bool(hashed))
-        res = decode_one(job, max_megapixels, imaging.IMAGE_SIZE, timeout)
+        res = decode_one(job, max_megapixels, imaging.IMAGE_SIZE, timeout, max_decode_mb)
         ok = "pixels" in res
         out["key"].append(job.key)
         out["ok"].append(ok)
@@ -86,6 +91,7 @@ def encode_batches_ray(
     max_megapixels: float,
     timeout: float,
     address: str | None = None,
+    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
 ) -> Iterator[EncodedBatch]:
     """Same contract as `pipeline.encode_batches`, computed on Ray (results in any order)."""
     try:
@@ -117,7 +123,11 @@ def encode_batches_ray(
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 64)))
     ds = ds.map_batches(
         _decode_batch,
-        fn_kwargs={"max_megapixels": max_megapixels, "timeout": timeout},
+        fn_kwargs={
+            "max_megapixels": max_megapixels,
+            "timeout": timeout,
+            "max_decode_mb": max_decode_mb,
+        },
         batch_size=batch_size,
         batch_format="numpy",
     )

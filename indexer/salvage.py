@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from indexer.files import fsync, fsync_dir
+from indexer.atomic import fsync_path
 from indexer.locking import IndexBusyError, WriterLock
 from indexer.schema import connect, migrate
 
@@ -87,7 +87,7 @@ def salvage(catalog_path: str | Path, migrations: Sequence[Sequence[str]]) -> di
             dst.execute("COMMIT")
         finally:
             dst.close()
-        fsync(fresh)
+        fsync_path(fresh)
     except BaseException:
         _remove_with_side_files(fresh)  # the catalog was not touched
         raise
@@ -120,7 +120,7 @@ def _keep(src: Path, dest: Path) -> None:
     except OSError:
         tmp = _side(dest, ".tmp")
         shutil.copyfile(src, tmp)
-        fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, dest)
 
 
@@ -135,11 +135,11 @@ def _swap(path: Path, fresh: Path, damaged: Path | None) -> None:
         _keep(path, damaged)
         for suffix in ("-wal", "-journal"):  # the damaged catalog's own log goes with it
             _keep(_side(path, suffix), _side(damaged, suffix))
-        fsync_dir(path.parent)
+        fsync_path(path.parent)
     for suffix in _SIDE_FILES:
         _side(path, suffix).unlink(missing_ok=True)
     os.replace(fresh, path)
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def _remove_with_side_files(path: Path) -> None:

@@ -135,6 +135,7 @@ class Searcher:
                     image,
                     max_megapixels=self.settings.max_megapixels,
                     draft_to=imaging.IMAGE_SIZE,
+                    max_decode_mb=self.settings.max_decode_mb,
                 )
             except imaging.ImageError as exc:
                 raise SearchError(f"{exc.path}: {exc.reason}") from None

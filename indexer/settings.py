@@ -54,6 +54,7 @@ class Settings:
     compile: bool = False  # torch.compile the encoder (build only; worth it on GPUs)
     workers: int = 0  # 0 = choose from the CPU count
     max_megapixels: float = 150.0
+    max_decode_mb: float = 768.0  # MiB one decode may hold (imaging.decode_bytes)
     decode_timeout: float = 60.0  # seconds per image (in decode worker processes)
     excludes: tuple[str, ...] = field(default=DEFAULT_EXCLUDES)
     memory_budget_mb: float = 0.0  # 0 = no budget: Flat/IVF-Flat; else SQ8/PQ when needed
@@ -140,6 +141,8 @@ def _convert(name: str, value: object) -> object:
     if name in ("batch_size", "workers", "ray_actors"):
         return int(value)  # type: ignore[arg-type]
     if name in ("max_megapixels", "memory_budget_mb", "target_recall", "decode_timeout"):
+        return float(value)  # type: ignore[arg-type]
+    if name == "max_decode_mb":
         return float(value)  # type: ignore[arg-type]
     if name == "compile":
         if isinstance(value, str):

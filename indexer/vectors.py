@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -20,9 +19,9 @@ import faiss
 import numpy as np
 from faiss.contrib.ivf_tools import add_preassigned
 
+from indexer.atomic import atomic_path
 from indexer.devices import cuda_device
-from indexer.files import fsync as _fsync
-from indexer.files import fsync_dir as _fsync_dir
+from indexer.files import write_atomic
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
 MIN_TRAIN_PER_LIST = 39
@@ -272,32 +271,30 @@ class VectorIndex:
 
     # ---------------------------------------------------------------------- files
     def save(self, path: str | Path, state: dict[str, Any]) -> None:
-        """Atomically write `path` (FAISS) and `path`.json (state + checksum of the FAISS file)."""
+        """Atomically write `path` (FAISS) and `path`.json (state + checksum of the FAISS file).
+
+        Streamed through Python so a full disk is an OSError with its errno (ENOSPC), and the
+        temps of a killed save are removed by the next one (`atomic.atomic_path`).
+        """
         path = Path(path)
-        meta_path = _state_path(path)
-        tmp_index = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp_meta = meta_path.with_name(f".{meta_path.name}.tmp{os.getpid()}")
         try:
-            faiss.write_index(self.index, str(tmp_index))
-            _fsync(tmp_index)
-            doc = {
-                **state,
-                "spec": asdict(self.spec),
-                "dim": self.dim,
-                "nprobe": self.nprobe,
-                "trained_for": self.trained_for,
-                "ntotal": self.ntotal,
-                "faiss_bytes": tmp_index.stat().st_size,
-                "faiss_blake2b": _digest(tmp_index),
-            }
-            tmp_meta.write_text(json.dumps(doc))
-            _fsync(tmp_meta)
-            os.replace(tmp_index, path)
-            os.replace(tmp_meta, meta_path)
-            _fsync_dir(path.parent)
+            with atomic_path(path, durable=True) as tmp_index:
+                with open(tmp_index, "wb") as fh:
+                    faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
+                doc = {
+                    **state,
+                    "spec": asdict(self.spec),
+                    "dim": self.dim,
+                    "nprobe": self.nprobe,
+                    "trained_for": self.trained_for,
+                    "ntotal": self.ntotal,
+                    "faiss_bytes": tmp_index.stat().st_size,
+                    "faiss_blake2b": _digest(tmp_index),
+                }
+                write_atomic(_state_path(path), json.dumps(doc), durable=True)
         except (OSError, RuntimeError) as exc:
-            for tmp in (tmp_index, tmp_meta):
-                tmp.unlink(missing_ok=True)
+            if getattr(exc, "errno", None):  # keep the errno: the CLI says what to free or fix
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
             raise OSError(
                 f"{path}: could not save the FAISS index ({exc}); the previous index is unchanged"
             ) from None

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from indexer import sync, vectors
+from indexer import atomic, sync, vectors
 from indexer.catalog import (
     CATALOG_FILE,
     MIGRATIONS,
@@ -22,6 +22,7 @@ from indexer.catalog import (
     File,
     chunked,
 )
+from indexer.files import human_size, printable_path
 from indexer.home import require_content
 from indexer.locking import WriterLock
 from indexer.salvage import salvage
@@ -161,10 +162,12 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         checked = check
     finally:
         cat.close()
+    temps = _leftover_temps(settings, problems)
     messages.append(f"checked {checked} files, {len(catalog_ids)} vectors")
     messages.extend(_explain(problems))
     repaired = bool(repair and (problems or salvaged))
-    if repaired:
+    messages.extend(_clean_temps(temps, remove=repaired))
+    if repaired and (salvaged or set(problems) - {"leftover_temps"}):
         messages.extend(_repair(settings, problems, keep_orphans=salvaged))
     elif not problems:
         messages.append("ok: catalog, FAISS index and files agree")
@@ -182,6 +185,7 @@ def _explain(problems: dict[str, Any]) -> list[str]:
         "vectors_not_in_index": "{v} vectors are missing from FAISS; --repair rebuilds the index",
         "index_generation_lags": "the FAISS file is older than the catalog; --repair resaves it",
         "index_file": "the FAISS index file is bad ({v}); --repair rebuilds it from the catalog",
+        "leftover_temps": "{n} temp files left by interrupted writes; --repair removes them",
     }
     out = []
     for key, value in problems.items():
@@ -190,6 +194,35 @@ def _explain(problems: dict[str, Any]) -> list[str]:
         if isinstance(value, list):
             out.extend(f"  {p}" for p in value[:20])
     return out
+
+
+def _leftover_temps(settings: Settings, problems: dict[str, Any]) -> list[atomic.TempFile]:
+    """Temp files of atomic writes in the index home; those of dead writers are a problem."""
+    temps = atomic.find_temps(settings.index, recursive=True)
+    stale = [_temp_line(settings, t) for t in temps if t.stale]
+    if stale:
+        problems["leftover_temps"] = stale
+    return temps
+
+
+def _clean_temps(temps: list[atomic.TempFile], *, remove: bool) -> list[str]:
+    """Say how many temps belong to live writers; remove the dead writers' when repairing."""
+    out = []
+    live = sum(not t.stale for t in temps)
+    if live:
+        out.append(f"note: {live} temp files are recent or belong to running writers; left alone")
+    if remove and live < len(temps):
+        gone = atomic.remove_stale(temps)
+        size = human_size(sum(t.size for t in gone))
+        out.append(f"repaired: removed {len(gone)} leftover temp files ({size})")
+    return out
+
+
+def _temp_line(settings: Settings, temp: atomic.TempFile) -> str:
+    """'thumbs/256/ab/.x.jpg.tmp-123-0a1b2c3d (4.1 MB, writer pid 123)' for the report."""
+    name = printable_path(os.path.relpath(temp.path, settings.index))
+    who = "writer unknown" if temp.pid is None else f"writer pid {temp.pid}"
+    return f"{name} ({human_size(temp.size)}, {who})"
 
 
 def _repair(settings: Settings, problems: dict[str, Any], keep_orphans: bool) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from indexer.catalog import CATALOG_FILE, CatalogError, NewerCatalogError
+from indexer.errors import describe_os_error
 from indexer.search import Searcher
 from indexer.settings import Settings
 from indexer.thumbs import thumbnail_bytes
@@ -157,6 +158,7 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
         settings.device,
         settings.dtype,
         settings.max_megapixels,
+        settings.max_decode_mb,
         stamp[0][:2],  # device and inode: a replaced catalog file gets a fresh Searcher
     )
     try:
@@ -167,6 +169,12 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
         return None
     except CatalogError as exc:
         build_hint(settings, md(exc))
+        return None
+    except Exception as exc:  # a full disk or a read-only index: say what to free or fix
+        message = describe_os_error(exc, settings.index)
+        if message is None:
+            raise
+        st.error(md(message))
         return None
     if view.images == 0:
         build_hint(settings, f"The index at {code(settings.index.absolute())} has no pictures yet.")
@@ -181,4 +189,5 @@ def thumb(loaded: Loaded, content_id: int, size: int = 256) -> bytes | None:
         content_id,
         size,
         max_megapixels=loaded.settings.max_megapixels,
+        max_decode_mb=loaded.settings.max_decode_mb,
     )

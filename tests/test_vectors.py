@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import math
 
 import faiss
 import numpy as np
 import pytest
+from mounts import tmpfs
 
 from indexer import vectors
 from indexer.vectors import IndexFileError, IndexSpec, VectorIndex, choose_spec
@@ -77,26 +79,21 @@ def test_ivf_reaches_target_recall_at_tuned_nprobe(tmp_path):
     assert loaded.needs_retrain(5 * n) and not loaded.needs_retrain(n)
 
 
-def test_failed_save_keeps_previous_index(tmp_path, monkeypatch):
-    x = clustered(500, 32)
-    index = VectorIndex.create(IndexSpec(), 32)
-    index.build(np.arange(500), x)
-    path = tmp_path / "vectors.faiss"
-    index.save(path, {"generation": 1})
-    index.remove(np.arange(100))
-
-    def disk_full(idx, name):
-        with open(name, "wb") as fh:
-            fh.write(b"partial")
-        raise RuntimeError("write failed: No space left on device")
-
-    monkeypatch.setattr(faiss, "write_index", disk_full)
-    with pytest.raises(OSError, match="previous index is unchanged"):
-        index.save(path, {"generation": 2})
-    monkeypatch.undo()
-    loaded, state = vectors.load(path)
-    assert loaded.ntotal == 500 and state["generation"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.faiss", "vectors.json"]
+def test_failed_save_keeps_previous_index(tmp_path):
+    disk = tmp_path / "disk"
+    with tmpfs(disk, 256):  # a real full disk: the save fails with ENOSPC
+        small = VectorIndex.create(IndexSpec(), 32)
+        small.build(np.arange(500), clustered(500, 32))
+        path = disk / "vectors.faiss"
+        small.save(path, {"generation": 1})
+        big = VectorIndex.create(IndexSpec(), 32)
+        big.build(np.arange(5000), clustered(5000, 32))  # 640 KB: does not fit
+        with pytest.raises(OSError) as failed:
+            big.save(path, {"generation": 2})
+        assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(path)
+        loaded, state = vectors.load(path)
+        assert loaded.ntotal == 500 and state["generation"] == 1
+        assert sorted(p.name for p in disk.iterdir()) == ["vectors.faiss", "vectors.json"]
 
 
 def test_corrupt_or_truncated_file_is_detected(tmp_path):

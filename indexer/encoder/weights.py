@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from indexer.encoder.checkpoints import sha256_file
+from indexer.files import write_atomic
 
 REPO_ID = "birder-project/vit_l14_pn_quick_gelu_openai-clip"
 FILENAME = "vit_l14_pn_quick_gelu_openai-clip.pt"
@@ -60,12 +61,10 @@ def verify_sha256(path: str | Path, expected: str = SHA256) -> None:
             "damaged or is not the ViT-L/14 checkpoint; nothing was deleted - remove that file "
             "and run again to download it afresh, or " + OFFLINE_HINT
         )
-    tmp = marker.with_name(marker.name + f".{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(stamp))
-        os.replace(tmp, marker)
+        write_atomic(marker, json.dumps(stamp))
     except OSError:  # a read-only cache still works, it just re-verifies next time
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def default_weights(cache_dir: str | Path | None = None, expected: str = SHA256) -> Path:

@@ -104,7 +104,10 @@ def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[H
             if query.vector is None:
                 vector = searcher.embed_query(query.data or b"")
                 preview = jpeg_thumbnail(
-                    query.data or b"", 160, max_megapixels=loaded.settings.max_megapixels
+                    query.data or b"",
+                    160,
+                    max_megapixels=loaded.settings.max_megapixels,
+                    max_decode_mb=loaded.settings.max_decode_mb,
                 )
                 query = state.embedded(st.session_state, query, vector, preview)
             return searcher.search_vector(query.vector, k, filters)
