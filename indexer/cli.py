@@ -100,6 +100,13 @@ def build(
     ] = None,
     reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="Also remove indexed files under roots or folders that are missing, empty or "
+            "unreadable, and a large share of a root gone at once (kept otherwise)."
+        ),
+    ] = False,
     engine: Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address [default: start one here]")
@@ -127,17 +134,24 @@ def build(
     try:
         summary = _run(
             lambda: run_build(
-                paths, settings, reindex=reindex, retry_failed=retry_failed, progress=bar
+                paths,
+                settings,
+                reindex=reindex,
+                retry_failed=retry_failed,
+                progress=bar,
+                prune=prune,
             )
         )
     finally:
         bar.close()
     data = summary.as_dict()
+    for line in summary.warnings:
+        typer.echo(f"warning: {line}", err=True)
     if as_json:
         typer.echo(json.dumps(data))
     elif not quiet:
         _print_build(data)
-    if summary.failed:
+    if summary.failed or summary.warnings:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -277,6 +291,20 @@ def verify(
             typer.echo(line)
     if report["problems"] and not repair:
         raise typer.Exit(1)
+
+
+@app.command()
+def gc(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Drop now the kept vectors of pictures no path uses any more (tombstones)."""
+    from indexer.files import human_size
+    from indexer.tombstones import gc as run_gc
+
+    settings = Settings.from_env(index=index)
+    done = _run(lambda: run_gc(settings))
+    if as_json:
+        typer.echo(json.dumps(done))
+    else:
+        typer.echo(f"dropped {done['dropped']} tombstones ({human_size(done['bytes'])} of vectors)")
 
 
 @app.command()

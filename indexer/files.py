@@ -44,6 +44,12 @@ class ScanResult:
     not_images: list[tuple[FileEntry, str]] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     skipped: int = 0  # hidden files, excluded folders, sidecars, revisited symlink targets
+    # folders whose contents the scan could not see, (path, reason): a root that is not there,
+    # a folder that could not be listed. What the catalog holds under them is not gone.
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
+    # roots that exist but showed no file, (path, "empty" | "not a folder"): an unmounted
+    # disk's mount point looks like this
+    odd_roots: list[tuple[str, str]] = field(default_factory=list)
 
 
 def sniff_image(head: bytes) -> bool:
@@ -91,13 +97,22 @@ def scan(
         try:
             st = os.stat(root_path)
         except OSError as exc:
-            result.errors.append((root_path, f"cannot read: {exc.strerror or exc}"))
+            gone = isinstance(exc, (FileNotFoundError, NotADirectoryError))
+            reason = "not there" if gone else f"cannot read: {exc.strerror or exc}"
+            result.unlisted.append((root_path, reason))
             continue
         if stat.S_ISDIR(st.st_mode):
+            found, unlisted = 0, len(result.unlisted)
             for entry in _walk(root_path, excluded, include_hidden, seen_dirs, result):
+                found += 1
                 _classify(entry, suffixes, result)
+            if not found and root_path not in dict(result.unlisted[unlisted:]):
+                result.odd_roots.append((root_path, "empty"))
         elif stat.S_ISREG(st.st_mode):
             _classify(FileEntry(root_path, st.st_size, st.st_mtime_ns), suffixes, result)
+            result.odd_roots.append((root_path, "not a folder"))
+        else:
+            result.odd_roots.append((root_path, "not a folder"))
     return result
 
 
@@ -114,9 +129,7 @@ def _walk(
         try:
             st = os.stat(folder)
         except OSError as exc:
-            result.errors.append(
-                (printable_path(folder), f"cannot read folder: {exc.strerror or exc}")
-            )
+            result.unlisted.append((folder, f"cannot read folder: {exc.strerror or exc}"))
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:  # symlink loop or a second link to the same folder
@@ -127,9 +140,7 @@ def _walk(
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            result.errors.append(
-                (printable_path(folder), f"cannot list folder: {exc.strerror or exc}")
-            )
+            result.unlisted.append((folder, f"cannot list folder: {exc.strerror or exc}"))
             continue
         subdirs = []
         for entry in entries:
