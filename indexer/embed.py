@@ -46,7 +46,6 @@ def expand(paths: Iterable[str | Path], excludes: Iterable[str] = ()) -> tuple[l
             found.extend(e.path for e in scan.images)
             problems.extend((e.path, reason) for e, reason in scan.not_images)
             problems.extend(scan.errors)
-            problems.extend(scan.unlisted)
         else:
             found.append(str(p))
     return found, problems

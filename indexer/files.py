@@ -45,7 +45,7 @@ class ScanResult:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     skipped: int = 0  # hidden files, excluded folders, sidecars, revisited symlink targets
     # folders whose contents the scan could not see, (path, reason): a root that is not there,
-    # a folder that could not be listed. What the catalog holds under them is not gone.
+    # a folder that could not be listed (also in errors). What is indexed under them is not gone.
     unlisted: list[tuple[str, str]] = field(default_factory=list)
     # roots that exist but showed no file, (path, "empty" | "not a folder"): an unmounted
     # disk's mount point looks like this
@@ -86,7 +86,8 @@ def scan(
     """Walk `roots` recursively (following symlinks, never twice into the same folder).
 
     Hidden names and excluded folder names are skipped; every other regular file is sorted
-    into images (by content signature, or an image suffix PIL knows) and not-images.
+    into images (by content signature, or an image suffix PIL knows) and not-images. Roots
+    not there and folders that cannot be listed are `unlisted`; empty roots are `odd_roots`.
     """
     result = ScanResult()
     suffixes = _image_suffixes()
@@ -130,6 +131,7 @@ def _walk(
             st = os.stat(folder)
         except OSError as exc:
             result.unlisted.append((folder, f"cannot read folder: {exc.strerror or exc}"))
+            result.errors.append((printable_path(folder), result.unlisted[-1][1]))
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:  # symlink loop or a second link to the same folder
@@ -141,6 +143,7 @@ def _walk(
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             result.unlisted.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+            result.errors.append((printable_path(folder), result.unlisted[-1][1]))
             continue
         subdirs = []
         for entry in entries:

@@ -58,8 +58,11 @@ class VanishGuard:
     def hold_unseen(self, deleted: list[str]) -> list[str]:
         """`deleted` less the paths under a folder the scan could not see (all of them with
         --prune); one warning per such folder with the count of indexed files it kept."""
-        unlisted = dict(self.scan.unlisted)
-        watched = {**dict(self.scan.errors), **dict(self.scan.odd_roots), **unlisted}
+        watched = {
+            **dict(self.scan.errors),
+            **dict(self.scan.odd_roots),
+            **dict(self.scan.unlisted),
+        }
         if not watched:
             return deleted
         kept: Counter[str] = Counter()
@@ -71,7 +74,7 @@ class VanishGuard:
             else:
                 kept[owner] += 1
         for folder, reason in watched.items():
-            if kept[folder] or (folder in unlisted and folder not in self.roots):
+            if kept[folder]:
                 self.warnings.append(self._unseen_line(folder, reason, kept[folder]))
         return deleted if self.prune else out
 
@@ -81,8 +84,6 @@ class VanishGuard:
         if root and reason in ("not there", "empty"):
             reason += " (unmounted?)"
         files = f"its {n} indexed file{'s' * (n != 1)}"
-        if not n:
-            return f"{name}: {reason}; nothing indexed under it"
         if self.prune:
             return f"{name}: {reason}; removed {files} (--prune)"
         again = "when it is back" if root else "once it can be read"
