@@ -253,3 +253,54 @@ def test_moves_between_roots_relink_and_tombstones_expire(photos, settings, tiny
     assert verify(settings)["problems"] == {} and verify(settings)["tombstones"] == 0
     (a / "cat.jpg").write_bytes(cat_jpg)  # after gc, a picture that comes back is embedded
     assert build([a], settings, encoder=tiny_encoder).embedded == 1
+
+
+def test_more_than_1000_gone_needs_prune_even_in_a_big_root():
+    """The guard's two thresholds on a catalog-sized example (no photos needed): 1,001 of 5,000
+    files gone is held; 999 of 5,000 proceeds; 12 of 20 (over half) is held; 9 of 10 proceeds
+    (fewer than 10 files always do)."""
+    from indexer.files import ScanResult
+    from indexer.vanished import VanishGuard
+
+    def held(gone: int, total: int, prune: bool = False) -> tuple[int, list[str]]:
+        indexed = [f"/big/{i:05d}.jpg" for i in range(total)]
+        warnings: list[str] = []
+        guard = VanishGuard(["/big"], ScanResult(), prune, warnings)
+        deleted = indexed[:gone]
+        old_content = {p: i for i, p in enumerate(deleted)}
+        kept = guard.hold_mass(deleted, old_content, dict.fromkeys(range(gone), 1), indexed)
+        return gone - len(kept), warnings
+
+    count, warnings = held(1001, 5000)
+    assert count == 1001 and warnings == [
+        "/big: 1001 of 5000 indexed files are gone at once; kept them in the index (a missing "
+        "drive looks like this); if you deleted them, run again with --prune"
+    ]
+    assert held(999, 5000) == (0, [])
+    assert held(12, 20)[0] == 12 and held(9, 10) == (0, [])
+    assert held(1001, 5000, prune=True) == (0, [])
+
+
+def test_catalog_of_the_previous_version_upgrades_and_relinks(photos, settings, tiny_encoder):
+    """A catalog without tombstones (schema 1), holding a content no path uses (as a salvage
+    or an older build could leave it): it upgrades, the content becomes a tombstone, and the
+    file coming back is relinked without embedding."""
+    import sqlite3
+
+    from indexer.catalog import CATALOG_FILE
+
+    root = photos / "nested"
+    first = build([root], settings, encoder=tiny_encoder)
+    lone = root / "misc" / "tree.webp"  # a picture with one path in this root
+    db = sqlite3.connect(settings.index / CATALOG_FILE)
+    with db:
+        db.execute("DELETE FROM files WHERE path = ?", (str(lone),))
+        db.execute("DROP INDEX ix_contents_orphaned_at")
+        db.execute("ALTER TABLE contents DROP COLUMN orphaned_at")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    again = build([root], settings, encoder=tiny_encoder)
+    assert (again.new, again.embedded, again.vectors) == (1, 0, first.vectors)
+    assert Catalog(settings.index, readonly=True).schema_version() >= 2
+    faiss_matches_files(settings)
+    assert verify(settings)["problems"] == {}
