@@ -90,15 +90,13 @@ def build(
     unless `prune`. Raises BuildError (bad roots, other encoder) or IndexBusyError.
     """
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
-    if typo := unknown_root(None, settings.index, roots):  # no index yet: nothing to keep
+    if typo := unknown_root(settings.index, roots):  # not an unmounted drive
         raise BuildError(f"{typo}: no such file or folder")
     report = progress or (lambda *a, **k: None)
     started = time.time()
     with WriterLock(settings.index):
         catalog = Catalog(settings.index)
         try:
-            if typo := unknown_root(catalog, settings.index, roots):  # not an unmounted drive
-                raise BuildError(f"{typo}: no such file or folder")
             return _Build(catalog, roots, settings, reindex, retry_failed, report, prune).run(
                 encoder, started
             )
@@ -123,8 +121,8 @@ class _Build:
         self.reindex = reindex
         self.retry_failed = retry_failed
         self.report = report
-        self.prune = prune
         self.summary = BuildSummary(index=str(settings.index.absolute()))
+        self.guard = VanishGuard(roots, prune, self.summary.warnings)
         self.writes = CatalogWrites(self.summary, retry_failed)
         self._reembed_entries: dict[str, list[fs.FileEntry]] = {}
         self._embed_clock: dict[str, float] = {}
@@ -216,7 +214,6 @@ class _Build:
         lost its vector, e.g. after --reindex).
         """
         s = self.summary
-        guard = VanishGuard(self.roots, scan, self.prune, s.warnings)
         with self.cat.session() as session:
             buried_sizes = self.writes.bury_pathless(session)
             rows = session.execute(
@@ -246,7 +243,8 @@ class _Build:
                 s.failed += 1
                 continue
             to_hash.append(entry)
-        deleted_paths = guard.hold_unseen([p for p in existing if p not in scanned_images])
+        deleted_paths = [p for p in existing if p not in scanned_images]
+        deleted_paths = self.guard.hold_unseen(scan, deleted_paths)
         old_content = {p: existing[p][3] for p in deleted_paths}
         with self.cat.session() as session:
             for entry, reason in scan.not_images:
@@ -309,7 +307,7 @@ class _Build:
                     s.changed += 1
                 else:
                     s.new += 1
-        deleted_paths = guard.hold_mass(deleted_paths, old_content, gone_by_content, existing)
+        deleted_paths = self.guard.hold_mass(deleted_paths, old_content, gone_by_content, existing)
         s.deleted = len(deleted_paths) - s.moved
         # Changed paths that link to other content drop their old content if orphaned.
         for entry, _ in links:

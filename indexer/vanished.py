@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from indexer import files as fs
-from indexer.catalog import CATALOG_FILE, Catalog, File
+from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, File
 
 MASS_SHARE = 0.5  # more than this share of a root's indexed files gone at once...
 MASS_MIN = 10  # ...and at least this many (fewer deletions always proceed)...
@@ -35,34 +35,35 @@ def indexed_under(cat: Catalog, folder: str) -> int:
         )
 
 
-def unknown_root(cat: Catalog | None, index_dir: Path, roots: list[str]) -> str | None:
+def unknown_root(index_dir: Path, roots: list[str]) -> str | None:
     """The first root that does not exist and has nothing indexed under it: a typo, not an
-    unmounted drive (`cat` None: only when the index has no catalog yet, else no answer)."""
-    missing = (r for r in roots if not os.path.exists(r))
-    if cat is None:
-        return next(missing, None) if not (index_dir / CATALOG_FILE).exists() else None
-    return next((r for r in missing if not indexed_under(cat, r)), None)
+    unmounted drive. (A catalog that cannot be read here answers at the build's own open.)"""
+    missing = [r for r in roots if not os.path.exists(r)]
+    if not missing or not (index_dir / CATALOG_FILE).exists():
+        return next(iter(missing), None)
+    try:
+        cat = Catalog(index_dir, readonly=True)
+    except CatalogError:  # damaged, or older: the build says so, or upgrades it first
+        return None
+    try:
+        return next((r for r in missing if not indexed_under(cat, r)), None)
+    finally:
+        cat.close()
 
 
 class VanishGuard:
     """Decides, for one build, which vanished paths are removed; collects the warnings."""
 
-    def __init__(
-        self, roots: list[str], scan: fs.ScanResult, prune: bool, warnings: list[str]
-    ) -> None:
+    def __init__(self, roots: list[str], prune: bool, warnings: list[str]) -> None:
         self.roots = roots
-        self.scan = scan
         self.prune = prune
         self.warnings = warnings  # appended to: the build summary's list
 
-    def hold_unseen(self, deleted: list[str]) -> list[str]:
+    def hold_unseen(self, scan: fs.ScanResult, deleted: list[str]) -> list[str]:
         """`deleted` less the paths under a folder the scan could not see (all of them with
-        --prune); one warning per such folder with the count of indexed files it kept."""
-        watched = {
-            **dict(self.scan.errors),
-            **dict(self.scan.odd_roots),
-            **dict(self.scan.unlisted),
-        }
+        --prune); one warning per such folder with the count of indexed files it kept (and
+        per root not there, even with nothing under it)."""
+        watched = {**dict(scan.errors), **dict(scan.odd_roots), **dict(scan.unlisted)}
         if not watched:
             return deleted
         kept: Counter[str] = Counter()
@@ -74,7 +75,7 @@ class VanishGuard:
             else:
                 kept[owner] += 1
         for folder, reason in watched.items():
-            if kept[folder]:
+            if kept[folder] or reason == "not there":
                 self.warnings.append(self._unseen_line(folder, reason, kept[folder]))
         return deleted if self.prune else out
 
@@ -84,6 +85,8 @@ class VanishGuard:
         if root and reason in ("not there", "empty"):
             reason += " (unmounted?)"
         files = f"its {n} indexed file{'s' * (n != 1)}"
+        if not n:
+            return f"{name}: {reason}; nothing indexed under it"
         if self.prune:
             return f"{name}: {reason}; removed {files} (--prune)"
         again = "when it is back" if root else "once it can be read"

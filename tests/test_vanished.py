@@ -259,13 +259,12 @@ def test_more_than_1000_gone_needs_prune_even_in_a_big_root():
     """The guard's two thresholds on a catalog-sized example (no photos needed): 1,001 of 5,000
     files gone is held; 999 of 5,000 proceeds; 12 of 20 (over half) is held; 9 of 10 proceeds
     (fewer than 10 files always do)."""
-    from indexer.files import ScanResult
     from indexer.vanished import VanishGuard
 
     def held(gone: int, total: int, prune: bool = False) -> tuple[int, list[str]]:
         indexed = [f"/big/{i:05d}.jpg" for i in range(total)]
         warnings: list[str] = []
-        guard = VanishGuard(["/big"], ScanResult(), prune, warnings)
+        guard = VanishGuard(["/big"], prune, warnings)
         deleted = indexed[:gone]
         old_content = {p: i for i, p in enumerate(deleted)}
         kept = guard.hold_mass(deleted, old_content, dict.fromkeys(range(gone), 1), indexed)
