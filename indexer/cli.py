@@ -1,7 +1,8 @@
 """The `index` command: each subcommand parses options, makes one library call, renders.
 
 Errors the user can act on print one line (`error: <file>: <reason>`) and exit 1; a build that
-finished but could not index some files exits 3 (they are listed by `index failures`).
+finished but could not index some files (listed by `index failures`), or kept files it could not
+see (a root not there: one `warning:` line each), exits 3.
 """
 
 from __future__ import annotations

@@ -303,3 +303,20 @@ def test_catalog_of_the_previous_version_upgrades_and_relinks(photos, settings, 
     assert Catalog(settings.index, readonly=True).schema_version() >= 2
     faiss_matches_files(settings)
     assert verify(settings)["problems"] == {}
+
+
+def test_folder_linked_from_an_unmounted_drive_keeps_its_files(photos, settings, tiny_encoder):
+    """A symlink into a drive that is gone (Pictures/nas -> /mnt/nas/photos) dangles: the files
+    indexed through it stay, with one line naming the link."""
+    drive = photos.parent / "mnt-nas"
+    shutil.move(photos / "nested" / "cats", drive)
+    (photos / "nested" / "nas").symlink_to(drive, target_is_directory=True)
+    first = build([photos / "nested"], settings, encoder=tiny_encoder)
+    drive.rename(photos.parent / "unmounted")
+    again = build([photos / "nested"], settings, encoder=tiny_encoder)
+    link = photos / "nested" / "nas"
+    assert (again.deleted, again.images, again.vectors) == (0, first.images, first.vectors)
+    assert again.warnings == [
+        f"{link}: cannot read: dangling symlink; kept its 5 indexed files; run again once it "
+        "can be read, or pass --prune to remove them"
+    ]
