@@ -68,8 +68,9 @@ class VanishGuard:
             return deleted
         kept: Counter[str] = Counter()
         out = []
+        shortest = min(map(len, watched))
         for path in deleted:
-            owner = _owner(path, watched)
+            owner = _owner(path, watched, shortest)
             if owner is None:
                 out.append(path)
             else:
@@ -139,12 +140,14 @@ def not_moved(deleted: list[str], old_content: dict[str, int], left: dict[int, i
     return out
 
 
-def _owner(path: str, folders: dict[str, str]) -> str | None:
-    """The nearest of `folders` that is `path` or contains it (walks up the parents)."""
-    while True:
+def _owner(path: str, folders: dict[str, str], shortest: int) -> str | None:
+    """The nearest of `folders` that is `path` or contains it (walks up the parents, not
+    above the shortest of them)."""
+    while len(path) >= shortest:
         if path in folders:
             return path
         parent = os.path.dirname(path)
         if parent == path:
             return None
         path = parent
+    return None
