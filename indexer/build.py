@@ -84,10 +84,10 @@ def build(
     encoder: Any = None,
     prune: bool = False,
 ) -> BuildSummary:
-    """Index `roots` into `settings.index` and return the summary.
+    """Index `roots` into `settings.index` and return the summary; files the scan could not
+    see, or too many gone at once, stay indexed (summary.warnings) unless `prune`.
 
-    Files the scan could not see, or too many gone at once, stay indexed (summary.warnings)
-    unless `prune`. Raises BuildError (bad roots, other encoder) or IndexBusyError.
+    Raises BuildError (bad roots, other encoder) or IndexBusyError (another writer).
     """
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
     if typo := unknown_root(settings.index, roots):  # not an unmounted drive

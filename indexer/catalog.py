@@ -54,8 +54,7 @@ class Content(Base):
     phash: Mapped[int | None] = mapped_column(BigInteger)
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedded_at: Mapped[float | None] = mapped_column(Float)
-    # when its last path went away: a tombstone, kept (vector too) for relinking; see tombstones
-    orphaned_at: Mapped[float | None] = mapped_column(Float)
+    orphaned_at: Mapped[float | None] = mapped_column(Float)  # last path gone: a tombstone
 
 
 class File(Base):
