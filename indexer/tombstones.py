@@ -23,7 +23,7 @@ DAY = 86_400.0
 
 def bury(session: Any, candidates: Iterable[int], now: float | None = None) -> list[int]:
     """Make tombstones of the `candidates` no path points at any more; returns their ids."""
-    buried: list[int] = []
+    out: list[int] = []
     session.flush()
     for chunk in chunked(sorted(set(candidates))):
         still = set(
@@ -36,8 +36,8 @@ def bury(session: Any, candidates: Iterable[int], now: float | None = None) -> l
                 .where(Content.id.in_(gone), Content.orphaned_at.is_(None))
                 .values(orphaned_at=now or time.time())
             )
-            buried.extend(gone)
-    return buried
+            out.extend(gone)
+    return out
 
 
 def bury_pathless(session: Any, now: float | None = None) -> list[int]:
