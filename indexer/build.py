@@ -25,6 +25,7 @@ from indexer.home import open_for_build
 from indexer.ingest import CatalogWrites
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
+from indexer.vanished import VanishGuard, unknown_root
 
 # progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
 ProgressFn = Callable[..., None]
@@ -61,6 +62,7 @@ class BuildSummary:
     # seconds per stage: load_encoder, scan, plan, embed (decode_wait, encoding, encode_wait,
     # catalog_writes within it), index; which one bounds a build
     stages: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # e.g. a root not there: exit code 3
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,21 +84,23 @@ def build(
     retry_failed: bool = False,
     progress: ProgressFn | None = None,
     encoder: Any = None,
+    prune: bool = False,
 ) -> BuildSummary:
-    """Index `roots` into `settings.index` and return the summary.
+    """Index `roots` into `settings.index` and return the summary; files the scan could not
+    see, or too many gone at once, stay indexed (summary.warnings) unless `prune`.
 
     Raises SettingsError (an option out of range, before anything is touched), BuildError (bad
     roots, other encoder) or IndexBusyError (another writer).
     """
     settings.validate()
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
-    for root in roots:
-        if not Path(root).exists():
-            raise BuildError(f"{root}: no such file or folder")
+    if typo := unknown_root(settings.index, roots):  # not an unmounted drive
+        raise BuildError(f"{typo}: no such file or folder")
     report = progress or (lambda *a, **k: None)
     started = time.time()
     with open_for_build(settings.index) as catalog:
-        return _Build(catalog, roots, settings, reindex, retry_failed, report).run(encoder, started)
+        build_run = _Build(catalog, roots, settings, reindex, retry_failed, report, prune)
+        return build_run.run(encoder, started)
 
 
 class _Build:
@@ -108,6 +112,7 @@ class _Build:
         reindex: bool,
         retry_failed: bool,
         report: ProgressFn,
+        prune: bool = False,
     ) -> None:
         self.cat = catalog
         self.roots = roots
@@ -116,6 +121,7 @@ class _Build:
         self.retry_failed = retry_failed
         self.report = report
         self.summary = BuildSummary(index=str(settings.index.absolute()))
+        self.guard = VanishGuard(roots, prune, self.summary.warnings)
         self.writes = CatalogWrites(self.summary, retry_failed)
         self._reembed_entries: dict[str, list[fs.FileEntry]] = {}
         self._embed_clock: dict[str, float] = {}
@@ -209,6 +215,7 @@ class _Build:
         """
         s = self.summary
         with self.cat.session() as session:
+            buried_sizes = self.writes.bury_pathless(session)
             rows = session.execute(
                 select(File.path, File.size, File.mtime_ns, File.content_id, Content.hash)
                 .join(Content, Content.id == File.content_id)
@@ -236,6 +243,7 @@ class _Build:
                 continue  # failed before, unchanged: stays in the ledger, not tried again
             to_hash.append(entry)
         deleted_paths = [p for p in existing if p not in scanned_images]
+        deleted_paths = self.guard.hold_unseen(scan, deleted_paths)
         old_content = {p: existing[p][3] for p in deleted_paths}
         with self.cat.session() as session:
             for entry, reason in scan.not_images:
@@ -254,7 +262,7 @@ class _Build:
         # A file whose size no indexed file and no other new file has cannot be a copy or a
         # move: the decode worker hashes it from the bytes it decodes (read once, not twice).
         sizes = Counter(e.size for e in to_hash)
-        indexed_sizes = {r[1] for r in rows}
+        indexed_sizes = {r[1] for r in rows} | buried_sizes  # a tombstone may come back
         one_read = [e for e in to_hash if sizes[e.size] == 1 and e.size not in indexed_sizes]
         to_hash = [e for e in to_hash if sizes[e.size] > 1 or e.size in indexed_sizes]
         hashed: list[tuple[fs.FileEntry, str]] = []
@@ -298,6 +306,7 @@ class _Build:
                     s.changed += 1
                 else:
                     s.new += 1
+        deleted_paths = self.guard.hold_mass(deleted_paths, old_content, gone_by_content, existing)
         s.deleted = len(deleted_paths) - s.moved
         # Changed paths that link to other content drop their old content if orphaned.
         for entry, _ in links:
@@ -308,6 +317,7 @@ class _Build:
                 session.execute(delete(File).where(File.path.in_(chunk)))
             self.writes.link(session, links)
             self.writes.drop_orphans(session, set(old_content.values()))
+            self.writes.expire(session, self.settings.tombstone_days)
         self._reembed_entries = reembed_entries
         return pending, reembed
 

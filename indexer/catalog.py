@@ -62,6 +62,7 @@ class Content(Base):
     phash: Mapped[int | None] = mapped_column(BigInteger)
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedded_at: Mapped[float | None] = mapped_column(Float)
+    orphaned_at: Mapped[float | None] = mapped_column(Float)  # last path gone: a tombstone
 
 
 class File(Base):
@@ -130,9 +131,23 @@ MIGRATIONS: list[list[str]] = [
             id INTEGER PRIMARY KEY, started_at FLOAT NOT NULL, finished_at FLOAT,
             status TEXT NOT NULL, summary TEXT)""",
     ],
+    [
+        "ALTER TABLE contents ADD COLUMN orphaned_at FLOAT",
+        "CREATE INDEX ix_contents_orphaned_at ON contents(orphaned_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)
+
+
+def has_file() -> Any:
+    """SQL: a path points at this content (only those are in FAISS; others are tombstones)."""
+    return select(File.id).where(File.content_id == Content.id).exists()
+
+
+def buried() -> Any:
+    """SQL condition: a tombstone (a range its index serves; IS NOT NULL makes SQLite scan)."""
+    return Content.orphaned_at >= 0.0
 
 
 def chunked(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -235,20 +250,21 @@ class Catalog:
             return {
                 "images": s.scalar(select(func.count(File.id))) or 0,
                 "vectors": s.scalar(
-                    select(func.count(Content.id)).where(Content.vector.is_not(None))
+                    select(func.count(Content.id)).where(Content.vector.is_not(None), has_file())
                 )
                 or 0,
+                "tombstones": s.scalar(select(func.count(Content.id)).where(buried())) or 0,
                 "failures": s.scalar(select(func.count()).select_from(Failure)) or 0,
             }
 
     def vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (ids int64, vectors float32 [n, dim]) for every embedded content."""
+        """Stream (ids int64, vectors float32 [n, dim]) for every embedded content with a path."""
         last = -1
         while True:
             with self.session() as s:
                 rows = s.execute(
                     select(Content.id, Content.vector)
-                    .where(Content.vector.is_not(None), Content.id > last)
+                    .where(Content.vector.is_not(None), has_file(), Content.id > last)
                     .order_by(Content.id)
                     .limit(batch)
                 ).all()
@@ -267,7 +283,7 @@ class Catalog:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def vectors_for(self, content_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of the given contents that have a vector, in id order."""
+        """(ids, vectors) of the given contents that have a vector and a path, in id order."""
         ids = sorted(set(int(c) for c in content_ids))
         rows: list[Any] = []
         with self.session() as s:
@@ -275,7 +291,7 @@ class Catalog:
                 rows.extend(
                     s.execute(
                         select(Content.id, Content.vector).where(
-                            Content.id.in_(chunk), Content.vector.is_not(None)
+                            Content.id.in_(chunk), Content.vector.is_not(None), has_file()
                         )
                     )
                 )
@@ -291,7 +307,7 @@ class Catalog:
     def sample_ids(self, n: int, seed: int = 0) -> list[int]:
         """Up to `n` random ids of embedded contents (a fixed seed keeps tuning repeatable)."""
         with self.session() as s:
-            ids = s.scalars(select(Content.id).where(Content.vector.is_not(None))).all()
+            ids = s.scalars(select(Content.id).where(Content.vector.is_not(None), has_file())).all()
         if len(ids) <= n:
             return list(ids)
         rng = np.random.default_rng(seed)

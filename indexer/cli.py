@@ -1,8 +1,9 @@
 """The `index` command: each subcommand parses options, makes one library call, renders.
 
 Errors the user can act on print one line (`error: <file>: <reason>`) and exit 1; a build that
-finished but could not index some files it tried this run exits 3 (`index failures` lists
-them; files already in the ledger and unchanged since do not count again).
+finished but could not index some files it tried this run (`index failures` lists them;
+files already in the ledger and unchanged since do not count again), or kept files it
+could not see (a root not there: one `warning:` line each), exits 3.
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ def build(
     ] = None,
     reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            help="Also remove indexed files under roots or folders that are missing, empty or "
+            "unreadable, and a large share of a root gone at once (kept otherwise)."
+        ),
+    ] = False,
     engine: Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address [default: start one here]")
@@ -158,18 +166,25 @@ def build(
     try:
         summary = _run(
             lambda: run_build(
-                paths, settings, reindex=reindex, retry_failed=retry_failed, progress=bar
+                paths,
+                settings,
+                reindex=reindex,
+                retry_failed=retry_failed,
+                progress=bar,
+                prune=prune,
             ),
             settings.index,
         )
     finally:
         bar.close()
     data = summary.as_dict()
+    for line in summary.warnings:
+        typer.echo(f"warning: {line}", err=True)
     if as_json:
         typer.echo(json.dumps(data))
     elif not quiet:
         _print_build(data)
-    if summary.failed:
+    if summary.failed or summary.warnings:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -317,6 +332,20 @@ def verify(
             typer.echo(printable(line))
     if report["problems"] and not repair:
         raise typer.Exit(1)
+
+
+@app.command()
+def gc(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
+    """Drop now the kept vectors of pictures no path uses any more (tombstones)."""
+    from indexer.files import human_size
+    from indexer.tombstones import gc as run_gc
+
+    settings = Settings.from_env(index=index)
+    done = _run(lambda: run_gc(settings))
+    if as_json:
+        typer.echo(json.dumps(done))
+    else:
+        typer.echo(f"dropped {done['dropped']} tombstones ({human_size(done['bytes'])} of vectors)")
 
 
 @app.command()

@@ -51,6 +51,13 @@ class ScanResult:
         self.skipped += 1
         self.skipped_kinds[kind] += 1
 
+    # folders whose contents the scan could not see, (path, reason): a root that is not there,
+    # a folder that could not be listed (also in errors). What is indexed under them is not gone.
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
+    # roots that exist but showed no file, (path, "empty" | "not a folder"): an unmounted
+    # disk's mount point looks like this
+    odd_roots: list[tuple[str, str]] = field(default_factory=list)
+
 
 def sniff_image(head: bytes) -> bool:
     """True when the first bytes of a file carry the signature of a raster image format."""
@@ -91,6 +98,8 @@ def scan(
     Hidden names, excluded folder names and the folders in `never` (the index home, matched
     by device and inode, so symlinks and relative paths cannot sneak it in) are skipped;
     every other regular file is an image candidate or a non-picture counted by kind.
+    Roots not there and folders that cannot be listed are `unlisted`; empty roots are
+    `odd_roots`.
     """
     result = ScanResult()
     suffixes = _image_suffixes()
@@ -102,15 +111,24 @@ def scan(
         try:
             st = os.stat(root_path)
         except OSError as exc:
-            result.errors.append((root_path, f"cannot read: {exc.strerror or exc}"))
+            gone = isinstance(exc, (FileNotFoundError, NotADirectoryError))
+            reason = "not there" if gone else f"cannot read: {exc.strerror or exc}"
+            result.unlisted.append((root_path, reason))
             continue
         if never_ids and _inside(root_path, never_ids):
             continue
         if stat.S_ISDIR(st.st_mode):
+            found, unlisted = 0, len(result.unlisted)
             for entry in _walk(root_path, excluded, include_hidden, seen_dirs, result, never_ids):
+                found += 1
                 _classify(entry, suffixes, result)
+            if not found and root_path not in dict(result.unlisted[unlisted:]):
+                result.odd_roots.append((root_path, "empty"))
         elif stat.S_ISREG(st.st_mode):
             _classify(FileEntry(root_path, st.st_size, st.st_mtime_ns), suffixes, result)
+            result.odd_roots.append((root_path, "not a folder"))
+        else:
+            result.odd_roots.append((root_path, "not a folder"))
     return result
 
 
@@ -158,9 +176,8 @@ def _walk(
         try:
             st = os.stat(folder)
         except OSError as exc:
-            result.errors.append(
-                (printable_path(folder), f"cannot read folder: {exc.strerror or exc}")
-            )
+            result.unlisted.append((folder, f"cannot read folder: {exc.strerror or exc}"))
+            result.errors.append((printable_path(folder), result.unlisted[-1][1]))
             continue
         key = (st.st_dev, st.st_ino)
         if key in never:  # the index home: its catalog and thumbnails are not photos
@@ -173,9 +190,8 @@ def _walk(
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            result.errors.append(
-                (printable_path(folder), f"cannot list folder: {exc.strerror or exc}")
-            )
+            result.unlisted.append((folder, f"cannot list folder: {exc.strerror or exc}"))
+            result.errors.append((printable_path(folder), result.unlisted[-1][1]))
             continue
         subdirs = []
         for entry in entries:

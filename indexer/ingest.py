@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from indexer import files as fs
+from indexer import tombstones
 from indexer.catalog import Catalog, Content, Failure, File, chunked
 from indexer.pipeline import EncodedBatch
 
@@ -23,6 +24,7 @@ class CatalogWrites:
         self.retry_failed = retry_failed
         self.added: set[int] = set()
         self.removed: set[int] = set()
+        self.started = time.time()
 
     def store(
         self,
@@ -60,6 +62,7 @@ class CatalogWrites:
                 phash=decoded.phashes[i],
                 vector=np.ascontiguousarray(batch.vectors[i], dtype=np.float32).tobytes(),
                 embedded_at=now,
+                orphaned_at=None,
             )
             if digest in known:
                 content_of[digest] = known[digest]
@@ -83,8 +86,8 @@ class CatalogWrites:
         )
 
     def link(self, session: Any, links: list[tuple[fs.FileEntry, int]]) -> None:
-        """Point each path at its content (insert or update), clear its ledger entry, and drop
-        contents that a path moved away from when nothing else points at them."""
+        """Point each path at its content (insert or update, reviving a tombstone), clear its
+        ledger entry, and bury contents a path moved away from when nothing else points at them."""
         now = time.time()
         paths = [entry.path for entry, _ in links]
         existing: dict[str, File] = {}
@@ -109,23 +112,36 @@ class CatalogWrites:
             session.execute(insert(File), new_files)
         for chunk in chunked(paths):
             session.execute(delete(Failure).where(Failure.path.in_(chunk)))
+        revived = tombstones.revive(session, {content_id for _, content_id in links})
+        if revived:  # a path came back to a tombstone: its vector returns to FAISS
+            self.added.update(revived)
+            Catalog.bump_generation(session)
         self.drop_orphans(session, replaced)
 
     def drop_orphans(self, session: Any, candidates: set[int]) -> None:
-        """Delete contents no path points at any more; their vectors leave FAISS too."""
+        """Contents no path points at any more leave FAISS; their rows and vectors stay as
+        tombstones for the grace period (a restore or a move relinks them, see tombstones)."""
         if not candidates:
             return
-        session.flush()
-        for chunk in chunked(list(candidates)):
-            still = set(
-                session.scalars(select(File.content_id).where(File.content_id.in_(chunk))).all()
-            )
-            gone = [c for c in chunk if c not in still]
-            if gone:
-                session.execute(delete(Content).where(Content.id.in_(gone)))
-                self.removed.update(gone)
-                self.added.difference_update(gone)
-                Catalog.bump_generation(session)
+        gone = tombstones.bury(session, candidates)
+        if gone:
+            self.removed.update(gone)
+            self.added.difference_update(gone)
+            Catalog.bump_generation(session)
+
+    def bury_pathless(self, session: Any) -> set[int]:
+        """Contents left without a path by other means (an older version, a salvage) become
+        tombstones too; returns the sizes of all tombstones (a new file of such a size may be
+        one of them coming back: the plan hashes it ahead to relink it)."""
+        gone = tombstones.bury_pathless(session, self.started)
+        if gone:
+            self.removed.update(gone)
+            Catalog.bump_generation(session)
+        return tombstones.sizes(session)
+
+    def expire(self, session: Any, days: float) -> None:
+        """Drop tombstones buried more than `days` before this build started."""
+        tombstones.expire(session, self.started - days * tombstones.DAY)
 
     def fail(self, session: Any, entry: fs.FileEntry, stage: str, reason: str) -> None:
         """Ledger a file this run tried and could not index (counted: the build exits 3)."""

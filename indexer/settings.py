@@ -63,6 +63,7 @@ class Settings:
     engine: str = "local"  # local | ray
     ray_address: str | None = None  # None = start a local Ray instance
     ray_actors: int = 0  # encoder actors; 0 = one per GPU in the cluster, else 1
+    tombstone_days: float = 30.0  # keep the vectors of files gone from every path this long
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **flags: object) -> Settings:
@@ -140,7 +141,13 @@ def _convert(name: str, value: object) -> object:
         return Path(str(value)).expanduser()
     if name in ("batch_size", "workers", "ray_actors"):
         return int(value)  # type: ignore[arg-type]
-    if name in ("max_megapixels", "memory_budget_mb", "target_recall", "decode_timeout"):
+    if name in (
+        "max_megapixels",
+        "memory_budget_mb",
+        "target_recall",
+        "decode_timeout",
+        "tombstone_days",
+    ):
         return float(value)  # type: ignore[arg-type]
     if name == "max_decode_mb":
         return float(value)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from indexer import atomic, sync, vectors
+from indexer import atomic, sync, tombstones, vectors
 from indexer.catalog import (
     CATALOG_FILE,
     MIGRATIONS,
@@ -20,7 +20,9 @@ from indexer.catalog import (
     CatalogError,
     Content,
     File,
+    buried,
     chunked,
+    has_file,
 )
 from indexer.files import human_size, printable_path
 from indexer.home import require_content
@@ -121,10 +123,12 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         with cat.session() as s:
             check = s.execute(select(func.count()).select_from(File)).scalar()
             rows = s.execute(select(File.path, File.size, File.mtime_ns)).all()
-            orphans = s.scalars(
-                select(Content.id).where(~Content.id.in_(select(File.content_id)))
-            ).all()
-            unembedded = s.scalar(select(func.count(Content.id)).where(Content.vector.is_(None)))
+            # contents without a file: tombstones (dated, kept on purpose) or orphans (not)
+            orphans = s.scalars(select(Content.id).where(~has_file(), ~buried())).all()
+            n_buried = s.scalar(select(func.count(Content.id)).where(buried(), ~has_file()))
+            unembedded = s.scalar(
+                select(func.count(Content.id)).where(Content.vector.is_(None), has_file())
+            )
         missing, changed = [], []
         for path, size, mtime_ns in rows:
             try:
@@ -164,14 +168,24 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         cat.close()
     temps = _leftover_temps(settings, problems)
     messages.append(f"checked {checked} files, {len(catalog_ids)} vectors")
+    if n_buried:
+        messages.append(
+            f"{n_buried} tombstones: vectors of pictures no file uses now, kept for relinking "
+            f"({settings.tombstone_days:g} days; `index gc` drops them now)"
+        )
     messages.extend(_explain(problems))
     repaired = bool(repair and (problems or salvaged))
     messages.extend(_clean_temps(temps, remove=repaired))
     if repaired and (salvaged or set(problems) - {"leftover_temps"}):
-        messages.extend(_repair(settings, problems, keep_orphans=salvaged))
+        messages.extend(_repair(settings, problems))
     elif not problems:
         messages.append("ok: catalog, FAISS index and files agree")
-    return {"problems": problems, "messages": messages, "repaired": repaired}
+    return {
+        "problems": problems,
+        "messages": messages,
+        "repaired": repaired,
+        "tombstones": n_buried,
+    }
 
 
 def _explain(problems: dict[str, Any]) -> list[str]:
@@ -179,7 +193,8 @@ def _explain(problems: dict[str, Any]) -> list[str]:
         "catalog_integrity": "{v}",
         "missing_files": "{n} indexed files no longer exist; `index verify --repair` drops them",
         "changed_files": "{n} files changed on disk since indexing; run `index build` again",
-        "orphan_contents": "{v} contents have no file; `index verify --repair` drops them",
+        "orphan_contents": "{v} contents have no file; `index verify --repair` makes them "
+        "tombstones",
         "unembedded_contents": "{v} contents have no vector; run `index build` to embed them",
         "orphan_vectors": "{v} FAISS vectors are not in the catalog; --repair rebuilds the index",
         "vectors_not_in_index": "{v} vectors are missing from FAISS; --repair rebuilds the index",
@@ -225,12 +240,9 @@ def _temp_line(settings: Settings, temp: atomic.TempFile) -> str:
     return f"{name} ({human_size(temp.size)}, {who})"
 
 
-def _repair(settings: Settings, problems: dict[str, Any], keep_orphans: bool) -> list[str]:
-    """Drop vanished files (and, unless just salvaged, contents without files); rebuild FAISS.
-
-    After a salvage the contents whose file rows were lost are kept: the next build relinks
-    them by content hash instead of re-embedding.
-    """
+def _repair(settings: Settings, problems: dict[str, Any]) -> list[str]:
+    """Drop vanished files; contents left without files become tombstones (a later build
+    relinks them by content hash instead of re-embedding); rebuild FAISS."""
     out = []
     with WriterLock(settings.index):
         cat = Catalog(settings.index)
@@ -240,19 +252,13 @@ def _repair(settings: Settings, problems: dict[str, Any], keep_orphans: bool) ->
                 for chunk in chunked(missing):
                     s.execute(delete(File).where(File.path.in_(chunk)))
                 s.flush()
-                gone = []
-                if not keep_orphans:
-                    gone = s.execute(
-                        delete(Content)
-                        .where(~Content.id.in_(select(File.content_id)))
-                        .returning(Content.id)
-                    ).all()
+                gone = tombstones.bury_pathless(s)
                 if missing or gone:
                     Catalog.bump_generation(s)
             if missing:
                 out.append(f"repaired: dropped {len(missing)} missing files")
             if gone:
-                out.append(f"repaired: dropped {len(gone)} contents without files")
+                out.append(f"repaired: {len(gone)} contents without files kept as tombstones")
             info = sync.sync_index(cat, settings, rebuild=True)
             out.append(
                 f"repaired: FAISS index rebuilt from the catalog ({info['vectors']} vectors, "
