@@ -1,12 +1,14 @@
 """The `index` command: each subcommand parses options, makes one library call, renders.
 
 Errors the user can act on print one line (`error: <file>: <reason>`) and exit 1; a build that
-finished but could not index some files exits 3 (they are listed by `index failures`).
+finished but could not index some files exits 3 (they are listed by `index failures`); one
+stopped by Ctrl-C or SIGTERM saves what it did and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -109,6 +111,7 @@ def build(
 ) -> None:
     """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
     from indexer.build import build as run_build
+    from indexer.interrupts import raising_on, signum_of
 
     settings = Settings.from_env(
         index=index,
@@ -124,19 +127,30 @@ def build(
         ray_address=ray_address,
     )
     bar = _Progress(enabled=not quiet)
+    stopped: KeyboardInterrupt | None = None
     try:
-        summary = _run(
-            lambda: run_build(
-                paths, settings, reindex=reindex, retry_failed=retry_failed, progress=bar
+        with raising_on([signal.SIGTERM]):  # SIGTERM takes Ctrl-C's path: save, then stop
+            summary = _run(
+                lambda: run_build(
+                    paths, settings, reindex=reindex, retry_failed=retry_failed, progress=bar
+                )
             )
-        )
+    except KeyboardInterrupt as exc:  # the build saved what it had done (exc.result)
+        summary, stopped = getattr(exc, "result", None), exc
     finally:
         bar.close()
-    data = summary.as_dict()
-    if as_json:
-        typer.echo(json.dumps(data))
-    elif not quiet:
-        _print_build(data)
+    if summary is not None and as_json:
+        typer.echo(json.dumps(summary.as_dict()))
+    elif summary is not None and not quiet:
+        _print_build(summary.as_dict())
+    if stopped is not None:
+        done = (
+            f"{summary.embedded} of {summary.to_embed} new images embedded and saved"
+            if summary is not None
+            else "every committed batch is kept"
+        )
+        typer.echo(f"interrupted: {done}; run the same `index build` again to continue", err=True)
+        raise typer.Exit(128 + signum_of(stopped))
     if summary.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -169,6 +183,7 @@ class _Progress:
 
 
 _STAGES = {"load_encoder": "load encoder", "scan": "scan", "plan": "plan", "embed": "embed"}
+_STAGES["interrupted"] = "cut short"  # the stage a Ctrl-C or SIGTERM stopped
 _EMBED_PARTS = {
     "decode_wait": "waiting for decode",
     "encoding": "encoding",
