@@ -111,7 +111,7 @@ def build(
 ) -> None:
     """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
     from indexer.build import build as run_build
-    from indexer.interrupts import raising_on, signum_of
+    from indexer.interrupts import raising_on
 
     settings = Settings.from_env(
         index=index,
@@ -139,6 +139,15 @@ def build(
         summary, stopped = getattr(exc, "result", None), exc
     finally:
         bar.close()
+    _render_build(summary, stopped, as_json=as_json, quiet=quiet)
+
+
+def _render_build(
+    summary: Any, stopped: KeyboardInterrupt | None, *, as_json: bool, quiet: bool
+) -> None:
+    """Print a build's summary; exit 130/143 after Ctrl-C/SIGTERM, 3 if files failed."""
+    from indexer.interrupts import signum_of
+
     if summary is not None and as_json:
         typer.echo(json.dumps(summary.as_dict()))
     elif summary is not None and not quiet:

@@ -76,8 +76,8 @@ def deferred(signums: Sequence[int] = STOP_SIGNALS) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
-        if caught:
-            signal.raise_signal(caught[0])
+    if caught:  # after an error in the block, the error goes first (and the signal is dropped)
+        signal.raise_signal(caught[0])
 
 
 def ignore_stop_signals(*_args: Any) -> None:

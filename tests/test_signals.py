@@ -22,13 +22,14 @@ from indexer.build import build
 from indexer.interrupts import Interrupted
 from indexer.settings import Settings
 
-N = 150
+N = 100
 
 
-def start_build(index: Path, root: Path) -> subprocess.Popen:
+def start_build(index: Path, root: Path, batch_size: int = 2) -> subprocess.Popen:
     """`index build` in its own session, so a signal to its group is what a terminal sends."""
     cmd = [sys.executable, "-m", "indexer.cli", "build", str(root), "--index", str(index)]
-    cmd += ["--weights", str(TINY_BIRDER), "--workers", "1", "--batch-size", "2", "--json"]
+    cmd += ["--weights", str(TINY_BIRDER), "--workers", "1", "--json"]
+    cmd += ["--batch-size", str(batch_size)]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
@@ -118,7 +119,7 @@ def test_interrupted_build_saves_its_work_and_the_next_one_continues(
     check_consistent(index, before + done)  # catalog images == vectors == FAISS ids
     assert query(index, "SELECT status FROM runs ORDER BY id DESC") == ("interrupted",)
 
-    again = start_build(index, root)
+    again = start_build(index, root, batch_size=16)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     summary = json.loads(out)
