@@ -153,10 +153,12 @@ def _render_build(
     elif summary is not None and not quiet:
         _print_build(summary.as_dict())
     if stopped is not None:
+        for s in (signal.SIGINT, signal.SIGTERM):  # all is saved: another one ends us at once
+            signal.signal(s, signal.SIG_DFL)
         done = (
             f"{summary.embedded} of {summary.to_embed} new images embedded and saved"
             if summary is not None
-            else "every committed batch is kept"
+            else "every committed batch is kept (the next build also updates the FAISS file)"
         )
         typer.echo(f"interrupted: {done}; run the same `index build` again to continue", err=True)
         raise typer.Exit(128 + signum_of(stopped))

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from indexer import files, imaging
-from indexer.interrupts import ignore_stop_signals
+from indexer.interrupts import deferred, ignore_stop_signals
 
 ONE_READ_MAX = 64 << 20  # bytes: a `hash` job this size or smaller is read once into memory
 
@@ -311,8 +311,9 @@ def encode_batches(
         while pending:
             yield _finish(encoder, *pending.popleft(), clock)
     finally:  # on an interrupt: stop decoding, drop queued batches, wait for the running ones
-        decoded.close()
-        pool.shutdown(wait=True, cancel_futures=True)
+        with deferred():  # a second Ctrl-C waits for this, not leaving threads mid-batch
+            decoded.close()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _timed(batches: Iterator[DecodedBatch], clock: dict[str, float]) -> Iterator[DecodedBatch]:
