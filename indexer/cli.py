@@ -155,11 +155,12 @@ def _render_build(
     if stopped is not None:
         for s in (signal.SIGINT, signal.SIGTERM):  # all is saved: another one ends us at once
             signal.signal(s, signal.SIG_DFL)
-        done = (
-            f"{summary.embedded} of {summary.to_embed} new images embedded and saved"
-            if summary is not None
-            else "every committed batch is kept (the next build also updates the FAISS file)"
-        )
+        if summary is None:  # before the build began, or a second signal cut its saving short
+            done = "every committed batch is kept (the next build also updates the FAISS file)"
+        elif summary.to_embed:
+            done = f"{summary.embedded} of {summary.to_embed} new images embedded and saved"
+        else:
+            done = "stopped before embedding, nothing lost"
         typer.echo(f"interrupted: {done}; run the same `index build` again to continue", err=True)
         raise typer.Exit(128 + signum_of(stopped))
     if summary.failed:

@@ -21,6 +21,7 @@ from test_crash import check_consistent, make_distinct_jpegs
 from indexer.build import build
 from indexer.interrupts import Interrupted
 from indexer.settings import Settings
+from indexer.verify import verify
 
 N = 100
 
@@ -128,9 +129,12 @@ def test_interrupted_build_saves_its_work_and_the_next_one_continues(
     check_consistent(index, before + N)
 
 
-def test_library_build_raises_interrupted_with_what_it_saved(tmp_path, tiny_encoder):
-    """A KeyboardInterrupt mid-embed (here from the progress callback) ends `build` with
-    `Interrupted` carrying the summary; the index on disk is complete up to that batch."""
+@pytest.mark.parametrize("at_event, saved", [("embed", 8), ("scan", 0)])
+def test_library_build_raises_interrupted_with_what_it_saved(
+    tmp_path, tiny_encoder, at_event, saved
+):
+    """A KeyboardInterrupt mid-embed or before it (here from the progress callback) ends `build`
+    with `Interrupted` carrying the summary; the index on disk is healthy up to that point."""
     root, index = tmp_path / "pics", tmp_path / "index"
     make_distinct_jpegs(root, 40, seed=5)
     settings = Settings.from_env(
@@ -138,16 +142,17 @@ def test_library_build_raises_interrupted_with_what_it_saved(tmp_path, tiny_enco
     )
 
     def progress(event: str, **fields: int) -> None:
-        if event == "embed" and fields["done"] >= 8:
+        if event == at_event and fields.get("done", 8) >= 8:
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted) as stopped:
         build([root], settings, encoder=tiny_encoder, progress=progress)
     summary = stopped.value.result
     assert stopped.value.signum == signal.SIGINT and summary.interrupted == "SIGINT"
-    assert summary.embedded == 8 and summary.to_embed == 40
-    check_consistent(index, 8)
-    assert build([root], settings, encoder=tiny_encoder).embedded == 32
+    assert summary.embedded == saved and summary.to_embed == (40 if saved else 0)
+    assert verify(settings)["problems"] == {}
+    check_consistent(index, saved)
+    assert build([root], settings, encoder=tiny_encoder).embedded == 40 - saved
 
 
 def free_port() -> int:
