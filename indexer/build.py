@@ -6,8 +6,10 @@ loses at most one batch of work and the next run picks up exactly where it stopp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +25,7 @@ from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.clock import Laps
 from indexer.home import open_for_build
 from indexer.ingest import CatalogWrites
+from indexer.interrupts import Interrupted, deferred, signum_of
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
 from indexer.vanished import VanishGuard, unknown_root
@@ -59,6 +62,8 @@ class BuildSummary:
     seconds: float = 0.0
     images_per_second: float = 0.0
     index: str = ""
+    to_embed: int = 0  # images this run had to embed (`embedded` of them were)
+    interrupted: str | None = None  # "SIGINT" / "SIGTERM": stopped early, the rest is for next run
     # seconds per stage: load_encoder, scan, plan, embed (decode_wait, encoding, encode_wait,
     # catalog_writes within it), index; which one bounds a build
     stages: dict[str, float] = field(default_factory=dict)
@@ -90,7 +95,8 @@ def build(
     see, or too many gone at once, stay indexed (summary.warnings) unless `prune`.
 
     Raises SettingsError (an option out of range, before anything is touched), BuildError (bad
-    roots, other encoder) or IndexBusyError (another writer).
+    roots, other encoder), IndexBusyError (another writer), or, on Ctrl-C or SIGTERM,
+    `interrupts.Interrupted` with the summary as `.result` once the work is saved.
     """
     settings.validate()
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
@@ -137,16 +143,20 @@ class _Build:
             run_row = Run(started_at=started, status="running")
             s.add(run_row)
         gen_at_start = self.cat.generation()
-        scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
-        self.report("scan", found=len(scan.images))
-        self.summary.skipped = scan.skipped
-        self.summary.skipped_kinds = dict(scan.skipped_kinds)
-        clock.lap("scan")
-        pending, reembed = self._plan(scan)
-        clock.lap("plan")
-        self._embed(encoder, pending, reembed)
-        clock.lap("embed")
-        self.summary.stages.update(self._embed_clock)
+        try:  # scan, plan, embed: each step commits as it goes
+            scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
+            self.report("scan", found=len(scan.images))
+            self.summary.skipped = scan.skipped
+            self.summary.skipped_kinds = dict(scan.skipped_kinds)
+            clock.lap("scan")
+            pending, reembed = self._plan(scan)
+            clock.lap("plan")
+            self._embed(encoder, pending, reembed)
+            clock.lap("embed")
+            self.summary.stages.update(self._embed_clock)
+        except KeyboardInterrupt as exc:  # stop; keep what is committed, save FAISS to match
+            clock.lap("interrupted")  # the stage that was cut short
+            self.summary.interrupted = signal.Signals(signum_of(exc)).name
         info = sync.sync_index(
             self.cat,
             self.settings,
@@ -164,9 +174,11 @@ class _Build:
         s.images_per_second = round(s.embedded / s.seconds, 2) if s.seconds else 0.0
         with self.cat.session() as session:
             row = session.get(Run, run_row.id)
-            row.finished_at, row.status = time.time(), "done"
+            row.finished_at, row.status = time.time(), "interrupted" if s.interrupted else "done"
             row.summary = json.dumps(s.as_dict())
             Catalog.set_meta(session, "last_build", s.as_dict())
+        if s.interrupted:
+            raise Interrupted(signal.Signals[s.interrupted], result=s)
         return s
 
     def _load_encoder(self) -> Any:
@@ -348,26 +360,17 @@ class _Build:
             for key, e in entries.items()
         ]
         self.report("embed-start", total=len(jobs))
+        self.summary.to_embed = len(jobs)
         done, writing = 0, 0.0
         clock: dict[str, float] = {}
-        for batch in self._stream(encoder, jobs, clock):
-            start = time.perf_counter()
-            with self.cat.session() as session:
-                self.writes.store(session, batch, entries, reembed)
-                orphans: set[int] = set()
-                for key, stage, reason in batch.decoded.failed:
-                    for entry in entries[key]:
-                        old = session.scalar(select(File.content_id).where(File.path == entry.path))
-                        if old is not None:
-                            orphans.add(old)
-                            session.execute(delete(File).where(File.path == entry.path))
-                        self.writes.fail(session, entry, stage, reason)
-                self.writes.drop_orphans(session, orphans)
-                if batch.decoded.keys:
-                    Catalog.bump_generation(session)
-            writing += time.perf_counter() - start
-            done += len(batch.decoded.keys) + len(batch.decoded.failed)
-            self.report("embed", done=done, failed=self.summary.failed)
+        with contextlib.closing(self._stream(encoder, jobs, clock)) as stream:
+            for batch in stream:  # closing(): an interrupt stops the workers and encoder threads
+                start = time.perf_counter()
+                with deferred(), self.cat.session() as session:  # a signal waits for the commit
+                    self.writes.store_batch(session, batch, entries, reembed)
+                writing += time.perf_counter() - start
+                done += len(batch.decoded.keys) + len(batch.decoded.failed)
+                self.report("embed", done=done, failed=self.summary.failed)
         if jobs:
             clock["catalog_writes"] = writing
             self._embed_clock = {k: round(v, 3) for k, v in clock.items()}

@@ -4,11 +4,13 @@ Errors the user can act on print one line (`error: <file>: <reason>`) and exit 1
 finished but could not index some files it tried this run (`index failures` lists them;
 files already in the ledger and unchanged since do not count again), or kept files it
 could not see (a root not there: one `warning:` line each), exits 3.
+One stopped by Ctrl-C or SIGTERM saves what it did and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -147,6 +149,7 @@ def build(
 ) -> None:
     """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
     from indexer.build import build as run_build
+    from indexer.interrupts import raising_on
 
     settings = Settings.from_env(
         index=index,
@@ -163,27 +166,50 @@ def build(
         ray_address=ray_address,
     )
     bar = _Progress(enabled=not quiet)
+    stopped: KeyboardInterrupt | None = None
     try:
-        summary = _run(
-            lambda: run_build(
-                paths,
-                settings,
-                reindex=reindex,
-                retry_failed=retry_failed,
-                progress=bar,
-                prune=prune,
-            ),
-            settings.index,
-        )
+        with raising_on([signal.SIGTERM]):  # SIGTERM takes Ctrl-C's path: save, then stop
+            summary = _run(
+                lambda: run_build(
+                    paths,
+                    settings,
+                    reindex=reindex,
+                    retry_failed=retry_failed,
+                    progress=bar,
+                    prune=prune,
+                ),
+                settings.index,
+            )
+    except KeyboardInterrupt as exc:  # the build saved what it had done (exc.result)
+        summary, stopped = getattr(exc, "result", None), exc
     finally:
         bar.close()
-    data = summary.as_dict()
-    for line in summary.warnings:
-        typer.echo(f"warning: {line}", err=True)
-    if as_json:
-        typer.echo(json.dumps(data))
-    elif not quiet:
-        _print_build(data)
+    _render_build(summary, stopped, as_json=as_json, quiet=quiet)
+
+
+def _render_build(
+    summary: Any, stopped: KeyboardInterrupt | None, *, as_json: bool, quiet: bool
+) -> None:
+    """Print a build's summary; exit 130/143 after Ctrl-C/SIGTERM, 3 if files failed."""
+    from indexer.interrupts import signum_of
+
+    for line in summary.warnings if summary is not None else ():
+        typer.echo(f"warning: {printable(line)}", err=True)
+    if summary is not None and as_json:
+        typer.echo(json.dumps(summary.as_dict()))
+    elif summary is not None and not quiet:
+        _print_build(summary.as_dict())
+    if stopped is not None:
+        for s in (signal.SIGINT, signal.SIGTERM):  # all is saved: another one ends us at once
+            signal.signal(s, signal.SIG_DFL)
+        if summary is None:  # before the build began, or a second signal cut its saving short
+            done = "every committed batch is kept (the next build also updates the FAISS file)"
+        elif summary.to_embed:
+            done = f"{summary.embedded} of {summary.to_embed} new images embedded and saved"
+        else:
+            done = "stopped before embedding, nothing lost"
+        typer.echo(f"interrupted: {done}; run the same `index build` again to continue", err=True)
+        raise typer.Exit(128 + signum_of(stopped))
     if summary.failed or summary.warnings:
         raise typer.Exit(EXIT_SOME_FAILED)
 
@@ -216,6 +242,7 @@ class _Progress:
 
 
 _STAGES = {"load_encoder": "load encoder", "scan": "scan", "plan": "plan", "embed": "embed"}
+_STAGES["interrupted"] = "cut short"  # the stage a Ctrl-C or SIGTERM stopped
 _EMBED_PARTS = {
     "decode_wait": "waiting for decode",
     "encoding": "encoding",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +15,7 @@ from typing import Annotated
 import typer
 
 from indexer.catalog import CATALOG_FILE
+from indexer.interrupts import run_child
 from indexer.settings import Settings
 from indexer.text import printable
 
@@ -84,13 +84,5 @@ def serve_command(
         typer.echo(f"warning: serving on {host}: anyone who can reach it can search", err=True)
     home = printable(env["PHOTO_INDEX_INDEX"])
     typer.echo(f"photo-index UI on http://{host}:{port} (index {home})")
-    proc = subprocess.Popen(streamlit_command(host, port, max_upload_mb), env=env)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:  # Ctrl-C reached Streamlit too; give it time to stop
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-    raise typer.Exit(128 - code if code < 0 else code)  # killed by a signal: 128 + N
+    # SIGTERM/SIGINT/SIGHUP stop Streamlit too; exit 143/130/129 after them
+    raise typer.Exit(run_child(streamlit_command(host, port, max_upload_mb), env))

@@ -85,6 +85,28 @@ class CatalogWrites:
             ],
         )
 
+    def store_batch(
+        self,
+        session: Any,
+        batch: EncodedBatch,
+        entries: dict[str, list[fs.FileEntry]],
+        reembed: dict[str, int],
+    ) -> None:
+        """One batch from the pipeline: its contents and paths, and its failures in the ledger
+        (a path that failed stops pointing at its old content)."""
+        self.store(session, batch, entries, reembed)
+        orphans: set[int] = set()
+        for key, stage, reason in batch.decoded.failed:
+            for entry in entries[key]:
+                old = session.scalar(select(File.content_id).where(File.path == entry.path))
+                if old is not None:
+                    orphans.add(old)
+                    session.execute(delete(File).where(File.path == entry.path))
+                self.fail(session, entry, stage, reason)
+        self.drop_orphans(session, orphans)
+        if batch.decoded.keys:
+            Catalog.bump_generation(session)
+
     def link(self, session: Any, links: list[tuple[fs.FileEntry, int]]) -> None:
         """Point each path at its content (insert or update, reviving a tombstone), clear its
         ledger entry, and bury contents a path moved away from when nothing else points at them."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from indexer import files, imaging
+from indexer.interrupts import deferred, ignore_stop_signals
 
 ONE_READ_MAX = 64 << 20  # bytes: a `hash` job this size or smaller is read once into memory
 
@@ -213,6 +215,21 @@ def _join(parts: list[DecodedBatch]) -> DecodedBatch:
     return out
 
 
+def _worker_init(_worker_id: int) -> None:
+    """Decode workers leave Ctrl-C and SIGTERM to the parent, which shuts them down; a parent
+    that stops while a batch is in transfer cuts the connection on which this worker passes the
+    batch's shared memory, and that EOF (reported through sys.excepthook by multiprocessing's
+    resource sharer) is not an error worth a traceback on the user's terminal."""
+    ignore_stop_signals()
+    default_hook = sys.excepthook
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if not issubclass(exc_type, (EOFError, ConnectionError)):
+            default_hook(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
 WORKER_CHUNK = 16  # images per worker task: small, so every worker stays busy to the end
 
 
@@ -247,18 +264,25 @@ def decoded_batches(
         pin_memory=False,  # regrouped below; the encoder pins what it sends to a GPU
         prefetch_factor=4 if workers > 0 else None,
         persistent_workers=False,
+        worker_init_fn=_worker_init if workers > 0 else None,
     )
     parts: list[DecodedBatch] = []
     count = 0
-    for chunk in loader:
-        parts.append(chunk)
-        count += len(chunk.keys)
-        while count >= batch_size:
-            head, rest = _join(parts).split(batch_size)
-            yield head
-            parts, count = [rest], len(rest.keys)
-    if count or any(p.failed for p in parts):
-        yield _join(parts)
+    chunks = iter(loader)
+    try:
+        for chunk in chunks:
+            parts.append(chunk)
+            count += len(chunk.keys)
+            while count >= batch_size:
+                head, rest = _join(parts).split(batch_size)
+                yield head
+                parts, count = [rest], len(rest.keys)
+        if count or any(p.failed for p in parts):
+            yield _join(parts)
+    finally:  # closed early (an interrupt): stop the workers now, not when garbage collected
+        shutdown = getattr(chunks, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def encode_batches(
@@ -287,7 +311,7 @@ def encode_batches(
     for replica in replicas:
         if hasattr(replica, "warm_up"):
             replica.warm_up(batch_size)
-    batches = _timed(decoded_batches(
+    decoded = decoded_batches(
         jobs,
         batch_size=batch_size,
         workers=workers,
@@ -295,10 +319,11 @@ def encode_batches(
         draft=draft,
         timeout=timeout,
         max_decode_mb=max_decode_mb,
-    ), clock)  # fmt: skip
+    )
     pending: deque[tuple[DecodedBatch, Future | None]] = deque()
-    with ThreadPoolExecutor(max_workers=len(replicas)) as pool:
-        for i, batch in enumerate(batches):
+    pool = ThreadPoolExecutor(max_workers=len(replicas))
+    try:
+        for i, batch in enumerate(_timed(decoded, clock)):
             replica = replicas[i % len(replicas)]
             future = None
             if batch.pixels is not None:
@@ -308,6 +333,10 @@ def encode_batches(
                 yield _finish(encoder, *pending.popleft(), clock)
         while pending:
             yield _finish(encoder, *pending.popleft(), clock)
+    finally:  # on an interrupt: stop decoding, drop queued batches, wait for the running ones
+        with deferred():  # a second Ctrl-C waits for this, not leaving threads mid-batch
+            decoded.close()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _timed(batches: Iterator[DecodedBatch], clock: dict[str, float]) -> Iterator[DecodedBatch]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -282,13 +283,13 @@ def test_serve_starts_streamlit_on_localhost(monkeypatch, tmp_path):
     seen: dict = {}
 
     class FakeStreamlit:
-        def __init__(self, cmd, env):
+        def __init__(self, cmd, env, **_kwargs):
             seen.update(cmd=cmd, env=env)
 
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(cli_serve.subprocess, "Popen", FakeStreamlit)
+    monkeypatch.setattr(subprocess, "Popen", FakeStreamlit)
     index = tmp_path / "index"
     result = CliRunner().invoke(cli, ["serve", "--index", str(index), "--port", "8765"])
     assert result.exit_code == 0, result.output
