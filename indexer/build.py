@@ -13,7 +13,6 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from indexer.ingest import CatalogWrites
 from indexer.interrupts import Interrupted, deferred, signum_of
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
+from indexer.summary import BuildSummary
 from indexer.vanished import VanishGuard, unknown_root
 
 # progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
@@ -36,41 +36,6 @@ ProgressFn = Callable[..., None]
 
 class BuildError(Exception):
     """A build that cannot start (wrong encoder for this index, bad roots...)."""
-
-
-@dataclass
-class BuildSummary:
-    """What a build did; `as_dict()` is the `index build --json` contract."""
-
-    new: int = 0
-    changed: int = 0
-    moved: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    failed: int = 0  # files this run tried and could not index (new or retried ledger entries)
-    embedded: int = 0
-    skipped: int = 0  # not pictures, skipped quietly: the total of skipped_kinds
-    skipped_kinds: dict[str, int] = field(default_factory=dict)  # kinds.VIDEO, ... -> count
-    ledger: int = 0  # files in the failure ledger after this run, old entries included
-    images: int = 0
-    vectors: int = 0
-    index_type: str = ""
-    nlist: int | None = None
-    nprobe: int | None = None
-    recall_at_10: float | None = None
-    search_ms: float | None = None
-    seconds: float = 0.0
-    images_per_second: float = 0.0
-    index: str = ""
-    to_embed: int = 0  # images this run had to embed (`embedded` of them were)
-    interrupted: str | None = None  # "SIGINT" / "SIGTERM": stopped early, the rest is for next run
-    # seconds per stage: load_encoder, scan, plan, embed (decode_wait, encoding, encode_wait,
-    # catalog_writes within it), index; which one bounds a build
-    stages: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)  # e.g. a root not there: exit code 3
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def encoder_identity_changed(pinned: dict | None, identity: dict) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +26,6 @@ from sqlalchemy import (
     event,
     func,
     select,
-    text,
 )
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DatabaseError
@@ -362,40 +360,6 @@ class Catalog:
                 for f in rows
             ]
 
-    # --- writes used by a build ---------------------------------------------------------
-    @staticmethod
-    def record_failure(
-        session: Session,
-        path: str,
-        stage: str,
-        reason: str,
-        size: int | None = None,
-        mtime_ns: int | None = None,
-    ) -> None:
-        now = time.time()
-        row = session.get(Failure, path)
-        if row is None:
-            session.add(
-                Failure(
-                    path=path,
-                    stage=stage,
-                    reason=reason,
-                    attempts=1,
-                    first_seen=now,
-                    last_seen=now,
-                    size=size,
-                    mtime_ns=mtime_ns,
-                )
-            )
-        else:
-            row.stage, row.reason, row.attempts, row.last_seen = (
-                stage,
-                reason,
-                row.attempts + 1,
-                now,
-            )
-            row.size, row.mtime_ns = size, mtime_ns
-
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
@@ -404,8 +368,3 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
-
-
-def text_query(session: Session, sql: str, **params: Any) -> list[Any]:
-    """Run a raw SQL read (used by verify); keeps `text` imports in one place."""
-    return list(session.execute(text(sql), params))

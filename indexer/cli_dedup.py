@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from indexer.settings import Settings, default_index_home
+from indexer.cli_common import IndexOpt
+from indexer.settings import Settings
 from indexer.text import printable
 
 if TYPE_CHECKING:
@@ -15,10 +16,7 @@ if TYPE_CHECKING:
 
 
 def dedup_command(
-    index: Annotated[
-        Path | None,
-        typer.Option("--index", help=f"Index folder (default {default_index_home()})."),
-    ] = None,
+    index: IndexOpt = None,
     output: Annotated[
         list[Path] | None,
         typer.Option(
@@ -59,7 +57,7 @@ def dedup_command(
 ) -> None:
     """Duplicate groups: exact, near-identical (pHash), near-duplicate and similar (CLIP)."""
     from indexer.catalog import CatalogError
-    from indexer.cli import _fail, _fail_if_disk
+    from indexer.cli_common import fail, fail_if_disk
     from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions, KeepRuleError
     from indexer.dedup import dedup as run_dedup
     from indexer.files import write_atomic
@@ -75,7 +73,7 @@ def dedup_command(
     )
     for path in output or ():
         if path.suffix.lower().lstrip(".") not in FORMATS:
-            _fail(f"{path}: name the report .html, .json or .csv")
+            fail(f"{path}: name the report .html, .json or .csv")
     try:
         report = run_dedup(settings.index, options)
         for path in output or ():
@@ -90,10 +88,10 @@ def dedup_command(
                 err=True,
             )
     except (CatalogError, KeepRuleError, ValueError, OSError) as exc:
-        _fail_if_disk(exc, settings.index)
-        _fail(str(exc))
+        fail_if_disk(exc, settings.index)
+        fail(str(exc))
     except Exception as exc:  # SQLite's "database or disk is full" and friends
-        _fail_if_disk(exc, settings.index)
+        fail_if_disk(exc, settings.index)
         raise
     if as_json:
         typer.echo(report.render("json"))

@@ -167,7 +167,7 @@ class CatalogWrites:
 
     def fail(self, session: Any, entry: fs.FileEntry, stage: str, reason: str) -> None:
         """Ledger a file this run tried and could not index (counted: the build exits 3)."""
-        Catalog.record_failure(session, entry.path, stage, reason, entry.size, entry.mtime_ns)
+        record_failure(session, entry.path, stage, reason, entry.size, entry.mtime_ns)
         self.summary.failed += 1
 
     def ledger_once(
@@ -183,3 +183,16 @@ class CatalogWrites:
         if failed_known.get(entry.path) == (entry.size, entry.mtime_ns) and not self.retry_failed:
             return
         self.fail(session, entry, stage, reason)
+
+
+def record_failure(
+    session: Any, path: str, stage: str, reason: str, size: int | None, mtime_ns: int | None
+) -> None:
+    """Ledger `path`: a new row, or one more attempt with the latest stage and reason."""
+    now = time.time()
+    row = session.get(Failure, path)
+    if row is None:
+        row = Failure(path=path, attempts=0, first_seen=now)
+        session.add(row)
+    row.stage, row.reason, row.attempts, row.last_seen = stage, reason, row.attempts + 1, now
+    row.size, row.mtime_ns = size, mtime_ns
