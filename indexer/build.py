@@ -233,6 +233,7 @@ class _Build:
             seen = scanned_images | {e.path for e, _ in scan.not_images}
             seen |= {p for p, _ in scan.errors}
             gone = [p for p in failed_known if p not in seen and fs.under_roots(p, self.roots)]
+            gone = self.guard.seen_gone(scan, gone)  # not those behind an unseen folder
             for chunk in chunked(gone):
                 session.execute(delete(Failure).where(Failure.path.in_(chunk)))
 

@@ -63,22 +63,20 @@ class VanishGuard:
         """`deleted` less the paths under a folder the scan could not see (all of them with
         --prune); one warning per such folder with the count of indexed files it kept (and
         per root not there, even with nothing under it)."""
-        watched = {**dict(scan.errors), **dict(scan.odd_roots), **dict(scan.unlisted)}
+        watched = _unseen(scan)
         if not watched:
             return deleted
-        kept: Counter[str] = Counter()
-        out = []
-        shortest = min(map(len, watched))
-        for path in deleted:
-            owner = _owner(path, watched, shortest)
-            if owner is None:
-                out.append(path)
-            else:
-                kept[owner] += 1
+        out, kept = _split(deleted, watched)
         for folder, reason in watched.items():
             if kept[folder] or reason == "not there":
                 self.warnings.append(self._unseen_line(folder, reason, kept[folder]))
         return deleted if self.prune else out
+
+    def seen_gone(self, scan: fs.ScanResult, paths: list[str]) -> list[str]:
+        """`paths` less those under a folder the scan could not see (with --prune: all):
+        ledger entries there are kept like the indexed files."""
+        watched = _unseen(scan)
+        return paths if self.prune or not watched else _split(paths, watched)[0]
 
     def _unseen_line(self, folder: str, reason: str, n: int) -> str:
         name = fs.printable_path(folder)
@@ -138,6 +136,25 @@ def not_moved(deleted: list[str], old_content: dict[str, int], left: dict[int, i
             left[old_content[path]] -= 1
             out.append(path)
     return out
+
+
+def _unseen(scan: fs.ScanResult) -> dict[str, str]:
+    """Folder (or root, or file) → why the scan could not see what is under it."""
+    return {**dict(scan.errors), **dict(scan.odd_roots), **dict(scan.unlisted)}
+
+
+def _split(paths: list[str], watched: dict[str, str]) -> tuple[list[str], Counter[str]]:
+    """(the `paths` under none of `watched`, how many of the others each one holds)."""
+    kept: Counter[str] = Counter()
+    out = []
+    shortest = min(map(len, watched))
+    for path in paths:
+        owner = _owner(path, watched, shortest)
+        if owner is None:
+            out.append(path)
+        else:
+            kept[owner] += 1
+    return out, kept
 
 
 def _owner(path: str, folders: dict[str, str], shortest: int) -> str | None:

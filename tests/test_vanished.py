@@ -84,6 +84,21 @@ def test_missing_root_keeps_its_files_and_exits_3(tmp_path):
     assert (back["embedded"], back["new"], back["unchanged"]) == (0, 0, first["images"])
 
 
+def test_ledger_entries_under_a_missing_root_stay(photos, settings, tiny_encoder, tmp_path):
+    """A broken picture on a drive that is not there stays in the failure ledger (and is not
+    retried when the drive is back, as it did not change)."""
+    root = photos / "nested"
+    (root / "broken.jpg").write_text("not a picture, named like one")
+    first = build([root], settings, encoder=tiny_encoder)
+    assert (first.failed, first.ledger) == (1, 1)
+    root.rename(tmp_path / "away")
+    gone = build([root], settings, encoder=tiny_encoder)
+    assert gone.warnings and (gone.failed, gone.ledger) == (0, 1)
+    (tmp_path / "away").rename(root)
+    back = build([root], settings, encoder=tiny_encoder)
+    assert (back.failed, back.ledger, back.embedded) == (0, 1, 0)
+
+
 def test_a_typo_is_still_an_error(photos, settings, tiny_encoder, tmp_path):
     """A root that does not exist and has nothing indexed under it is refused (exit 1)."""
     build([photos / "nested"], settings, encoder=tiny_encoder)
