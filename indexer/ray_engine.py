@@ -108,7 +108,6 @@ def encode_batches_ray(
         except Exception as exc:  # connection errors vary by Ray version
             raise RayUnavailableError(f"cannot start or reach Ray at {address}: {exc}") from None
     cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
-    gpus = 1 if cluster_gpus else 0
     actors = actors or max(1, cluster_gpus)
     items = [
         {
@@ -137,7 +136,7 @@ def encode_batches_ray(
         batch_size=batch_size,
         batch_format="numpy",
         concurrency=max(1, actors),
-        num_gpus=gpus,
+        num_gpus=1 if cluster_gpus else 0,  # one GPU per encoder actor when there are GPUs
     )
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         yield _to_encoded(batch)

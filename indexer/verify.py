@@ -102,81 +102,44 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
     problems: dict[str, Any] = {}
     messages: list[str] = []
     damage = _catalog_damage(settings)
-    salvaged = False
     if damage:
         problems["catalog_integrity"] = damage
         if not repair:
             return {"problems": problems, "messages": _explain(problems), "repaired": False}
-        with WriterLock(settings.index):
-            kept = salvage(settings.index / CATALOG_FILE, MIGRATIONS)
-        messages.append(
-            "repaired: catalog salvaged ("
-            + ", ".join(f"{n} {t}" for t, n in kept.items())
-            + " rows kept; the damaged file is kept beside it)"
-        )
+        messages.append(_salvage(settings))
         problems.pop("catalog_integrity")
-        salvaged = True
     cat = Catalog(settings.index, readonly=True)
     try:
-        if not salvaged:
+        if not damage:
             require_content(cat, needs=("images", "vectors", "failures"))
         with cat.session() as s:
-            check = s.execute(select(func.count()).select_from(File)).scalar()
             rows = s.execute(select(File.path, File.size, File.mtime_ns)).all()
             # contents without a file: tombstones (dated, kept on purpose) or orphans (not)
-            orphans = s.scalars(select(Content.id).where(~has_file(), ~buried())).all()
+            orphans = s.scalar(select(func.count(Content.id)).where(~has_file(), ~buried()))
             n_buried = s.scalar(select(func.count(Content.id)).where(buried(), ~has_file()))
             unembedded = s.scalar(
                 select(func.count(Content.id)).where(Content.vector.is_(None), has_file())
             )
-        missing, changed = [], []
-        for path, size, mtime_ns in rows:
-            try:
-                st = os.stat(path)
-            except OSError:
-                missing.append(path)
-                continue
-            if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
-                changed.append(path)
-        if missing:
-            problems["missing_files"] = missing
-        if changed:
-            problems["changed_files"] = changed
+        _check_files(rows, problems)
         if orphans:
-            problems["orphan_contents"] = len(orphans)
+            problems["orphan_contents"] = orphans
         if unembedded:
             problems["unembedded_contents"] = unembedded
         catalog_ids, _ = cat.all_vectors()
-        try:
-            index, state = vectors.load(sync.index_path(settings.index))
-            faiss_ids = index.ids()
-            extra = np.setdiff1d(faiss_ids, catalog_ids)
-            lost = np.setdiff1d(catalog_ids, faiss_ids)
-            if len(extra):
-                problems["orphan_vectors"] = int(len(extra))
-            if len(lost):
-                problems["vectors_not_in_index"] = int(len(lost))
-            if state.get("generation") != cat.generation() and not (len(extra) or len(lost)):
-                problems["index_generation_lags"] = True
-        except FileNotFoundError:
-            if len(catalog_ids):
-                problems["index_file"] = "missing"
-        except vectors.IndexFileError as exc:
-            problems["index_file"] = str(exc)
-        checked = check
+        _check_faiss(settings, cat, catalog_ids, problems)
     finally:
         cat.close()
     temps = _leftover_temps(settings, problems)
-    messages.append(f"checked {checked} files, {len(catalog_ids)} vectors")
+    messages.append(f"checked {len(rows)} files, {len(catalog_ids)} vectors")
     if n_buried:
         messages.append(
             f"{n_buried} tombstones: vectors of pictures no file uses now, kept for relinking "
             f"({settings.tombstone_days:g} days; `index gc` drops them now)"
         )
     messages.extend(_explain(problems))
-    repaired = bool(repair and (problems or salvaged))
+    repaired = bool(repair and (problems or damage))
     messages.extend(_clean_temps(temps, remove=repaired))
-    if repaired and (salvaged or set(problems) - {"leftover_temps"}):
+    if repaired and (damage or set(problems) - {"leftover_temps"}):
         messages.extend(_repair(settings, problems))
     elif not problems:
         messages.append("ok: catalog, FAISS index and files agree")
@@ -186,6 +149,55 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         "repaired": repaired,
         "tombstones": n_buried,
     }
+
+
+def _salvage(settings: Settings) -> str:
+    """Salvage a damaged catalog's readable rows into a fresh one (the old file is kept)."""
+    with WriterLock(settings.index):
+        kept = salvage(settings.index / CATALOG_FILE, MIGRATIONS)
+    rows = ", ".join(f"{n} {t}" for t, n in kept.items())
+    return f"repaired: catalog salvaged ({rows} rows kept; the damaged file is kept beside it)"
+
+
+def _check_files(rows: list[Any], problems: dict[str, Any]) -> None:
+    """Indexed paths that are gone, or whose size or mtime changed since they were indexed."""
+    missing, changed = [], []
+    for path, size, mtime_ns in rows:
+        try:
+            st = os.stat(path)
+        except OSError:
+            missing.append(path)
+            continue
+        if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            changed.append(path)
+    if missing:
+        problems["missing_files"] = missing
+    if changed:
+        problems["changed_files"] = changed
+
+
+def _check_faiss(
+    settings: Settings, cat: Catalog, catalog_ids: np.ndarray, problems: dict[str, Any]
+) -> None:
+    """FAISS ids against the catalog's, and the FAISS file's generation against the catalog's."""
+    try:
+        index, state = vectors.load(sync.index_path(settings.index))
+    except FileNotFoundError:
+        if len(catalog_ids):
+            problems["index_file"] = "missing"
+        return
+    except vectors.IndexFileError as exc:
+        problems["index_file"] = str(exc)
+        return
+    faiss_ids = index.ids()
+    extra = np.setdiff1d(faiss_ids, catalog_ids)
+    lost = np.setdiff1d(catalog_ids, faiss_ids)
+    if len(extra):
+        problems["orphan_vectors"] = int(len(extra))
+    if len(lost):
+        problems["vectors_not_in_index"] = int(len(lost))
+    if state.get("generation") != cat.generation() and not (len(extra) or len(lost)):
+        problems["index_generation_lags"] = True
 
 
 def _explain(problems: dict[str, Any]) -> list[str]:
