@@ -104,9 +104,22 @@ class _Build:
             encoder = self._load_encoder()
             clock.lap("load_encoder")
         self._pin_encoder(encoder)
-        with self.cat.session() as s:
+        with self.cat.session() as s:  # we hold the lock: a "running" run was killed
+            s.execute(update(Run).where(Run.status == "running").values(status="killed"))
             run_row = Run(started_at=started, status="running")
             s.add(run_row)
+        try:
+            return self._steps(encoder, clock, run_row.id, started)
+        except Exception as exc:  # the run row says it failed, not "running" forever
+            with contextlib.suppress(Exception):  # e.g. the disk is full: the error says so
+                with self.cat.session() as session:
+                    row = session.get(Run, run_row.id)
+                    row.finished_at, row.status = time.time(), "failed"
+                    row.summary = json.dumps({"error": str(exc)})
+            raise
+
+    def _steps(self, encoder: Any, clock: Laps, run_id: int, started: float) -> BuildSummary:
+        """Scan, plan, embed, sync FAISS, record the run; Ctrl-C/SIGTERM stop it cleanly."""
         gen_at_start = self.cat.generation()
         try:  # scan, plan, embed: each step commits as it goes
             scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
@@ -138,7 +151,7 @@ class _Build:
         s.seconds = round(time.time() - started, 3)
         s.images_per_second = round(s.embedded / s.seconds, 2) if s.seconds else 0.0
         with self.cat.session() as session:
-            row = session.get(Run, run_row.id)
+            row = session.get(Run, run_id)
             row.finished_at, row.status = time.time(), "interrupted" if s.interrupted else "done"
             row.summary = json.dumps(s.as_dict())
             Catalog.set_meta(session, "last_build", s.as_dict())

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -88,6 +89,9 @@ def test_sigkill_at_random_moments_then_rerun(tmp_path):
     assert summary["vectors"] == 120 and before_final >= 0
     assert kills >= 1
     check_consistent(index, 120)
+    with sqlite3.connect(index / "catalog.sqlite") as db:  # no run left "running" forever
+        statuses = [row[0] for row in db.execute("SELECT status FROM runs ORDER BY id")]
+    assert statuses[-1] == "done" and "running" not in statuses and "killed" in statuses
     again = run_build(index, root, "--json")
     out, _ = again.communicate(timeout=120)
     assert json.loads(out)["embedded"] == 0
