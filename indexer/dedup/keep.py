@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from indexer.dedup.signals import DEFAULT_SIGNALS, Criterion, Group, Member, pixels
+from indexer.dedup.signals import DEFAULT_SIGNALS, Criterion, GroupContext, Member, pixels
 
 DEFAULT_KEEP = "camera,pixels,taken,copy-names,file-time,original-format,size"
 CRITERIA = (
@@ -149,7 +149,7 @@ def _preferred(prefer: Sequence[str]) -> Criterion:
         found = folder_rank(m["path"], prefer) if prefer else None
         return len(roots) if found is None else found
 
-    def explain(kept: Member, _: Member, __: Group) -> str:
+    def explain(kept: Member, _: Member, __: GroupContext) -> str:
         return f"in preferred folder {roots[rank(kept)].rstrip(os.sep)}"
 
     return Criterion("preferred-folder", lambda m, _: rank(m), explain)
@@ -175,7 +175,7 @@ def decide_keep(
     candidates = sorted(members, key=lambda m: m["path"])
     if len(candidates) == 1:
         return Choice(candidates[0], "only member", "only")
-    group = Group(candidates)
+    group = GroupContext(candidates)
     for criterion in criteria:
         survivors = criterion.survivors(candidates, group)
         if len(survivors) == 1:

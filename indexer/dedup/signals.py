@@ -24,6 +24,7 @@ COPY_WORDS = frozenset(
     "copy copies kopie copie backup backups bak export exports exported edit edited edits "
     "small resized resize thumb thumbs thumbnail thumbnails duplicate duplicates preview".split()
 )
+MAX_NAME_PAIRS = 500  # members whose names are compared pairwise (a name extending another)
 _NUMBERED = re.compile(r"\(\d+\)|\s\d+$")  # "X (1)", "X(2)", macOS Finder's "X 2"
 
 
@@ -36,17 +37,17 @@ class Criterion:
     """
 
     signal: str
-    rank: Callable[[Member, Group], Any]
-    explain: Callable[[Member, Member, Group], str]
+    rank: Callable[[Member, GroupContext], Any]
+    explain: Callable[[Member, Member, GroupContext], str]
     margin: Callable[[Any], Any] | None = None  # best rank → worst rank still counted as equal
 
-    def survivors(self, candidates: list[Member], group: Group) -> list[Member]:
+    def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
         best = min(self.rank(m, group) for m in candidates)
         limit = self.margin(best) if self.margin else best
         return [m for m in candidates if self.rank(m, group) <= limit]
 
 
-class Group:
+class GroupContext:
     """What the signals need to know about the whole group: relative paths and copy marks."""
 
     def __init__(self, members: Sequence[Member]) -> None:
@@ -55,14 +56,20 @@ class Group:
             self.root = os.path.commonpath(dirs) if dirs else ""
         except ValueError:  # mixed absolute and relative paths
             self.root = ""
-        stems = [_stem(m["path"]) for m in members]
-        self.marks = {
-            m["path"]: _copy_marks(self.relative(m["path"]), stem, stems)
-            for m, stem in zip(members, stems, strict=True)
-        }
+        self.paths = [m["path"] for m in members]
+        self._marks: dict[str, int] | None = None
 
     def relative(self, path: str) -> str:
         return os.path.relpath(path, self.root) if self.root else path
+
+    def marks(self, path: str) -> int:
+        """The copy marks of a member's path (computed for the group on first use)."""
+        if self._marks is None:
+            stems = {p: _stem(p) for p in self.paths}
+            # a name extending another is checked pairwise: skipped in huge groups (O(n²))
+            others = sorted(set(stems.values())) if len(stems) <= MAX_NAME_PAIRS else []
+            self._marks = {p: _copy_marks(self.relative(p), stems[p], others) for p in self.paths}
+        return self._marks[path]
 
 
 def _stem(path: str) -> str:
@@ -103,11 +110,11 @@ def _day(taken: str | None) -> str:
     return (taken or "")[:10]
 
 
-def _camera_rank(m: Member, _: Group) -> int:
+def _camera_rank(m: Member, _: GroupContext) -> int:
     return -(2 * bool(m.get("camera")) + bool(m.get("taken_at")))
 
 
-def _camera_explain(kept: Member, _: Member, __: Group) -> str:
+def _camera_explain(kept: Member, _: Member, __: GroupContext) -> str:
     parts = [p for p in (kept.get("camera"), _day(kept.get("taken_at"))) if p]
     return f"camera original ({', '.join(parts)})"
 
@@ -118,15 +125,16 @@ def pixels(m: Member) -> int:
 
 
 def dimensions(m: Member) -> str:
+    """Width×height as displayed, for reasons."""
     return f"{m.get('width')}×{m.get('height')}"
 
 
-def _taken_rank(m: Member, _: Group) -> tuple[int, str]:
+def _taken_rank(m: Member, _: GroupContext) -> tuple[int, str]:
     taken = m.get("taken_at")
     return (0, taken) if taken else (1, "")
 
 
-def _taken_explain(kept: Member, runner: Member, _: Group) -> str:
+def _taken_explain(kept: Member, runner: Member, _: GroupContext) -> str:
     a, b = kept.get("taken_at") or "", runner.get("taken_at") or ""
     if not b:
         return f"taken earlier ({_day(a)}; the others have no date taken)"
@@ -139,7 +147,7 @@ def _file_time(ns: int | None) -> str:
     return datetime.fromtimestamp((ns or 0) / 1e9).isoformat(sep=" ", timespec="seconds")
 
 
-def _format_rank(m: Member, _: Group) -> int:
+def _format_rank(m: Member, _: GroupContext) -> int:
     return 0 if (m.get("format") or "").upper() in CAMERA_FORMATS else 1
 
 
@@ -159,7 +167,7 @@ DEFAULT_SIGNALS: dict[str, Criterion] = {
     "taken": Criterion("taken", _taken_rank, _taken_explain),
     "copy-names": Criterion(
         "copy-names",
-        lambda m, g: g.marks[m["path"]],
+        lambda m, g: g.marks(m["path"]),
         lambda k, r, g: f"the others look like copies (`{g.relative(r['path'])}`)",
     ),
     "file-time": Criterion(
