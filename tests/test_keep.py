@@ -230,6 +230,7 @@ def test_names_that_only_look_related_are_not_copies():
         ("/p/IMG_1.jpg", "/p/IMG_10.jpg"),
         ("/p/cat.jpg", "/p/cats.jpg"),
         ("/backup/x/a.jpg", "/backup/x/b.jpg"),
+        ("/p/Holiday (2019).jpg", "/p/Tour 2019.jpg"),
     ):
         choice = decide_keep([member(b), member(a)])
         assert choice.signal == "path" and choice.member["path"] == a

@@ -21,11 +21,12 @@ FILE_TIME_MARGIN_S = 60  # file times closer than this are one copy operation, n
 CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"})
 # Words in a file or folder name (below the group's common folder) that mark a copy or an edit.
 COPY_WORDS = frozenset(
-    "copy copies kopie copie backup backups bak export exports exported edit edited edits "
+    "copy copies kopie copie copia backup backups bak export exports exported edit edited edits "
     "small resized resize thumb thumbs thumbnail thumbnails duplicate duplicates preview".split()
 )
 MAX_NAME_PAIRS = 500  # members whose names are compared pairwise (a name extending another)
-_NUMBERED = re.compile(r"\(\d+\)|\s\d+$")  # "X (1)", "X(2)", macOS Finder's "X 2"
+# "X (1)", "X(2)", macOS Finder's "X 2"; not a year: "Holiday (2019)", "Tour 2019"
+_NUMBERED = re.compile(r"\(\d{1,2}\)|\s\d{1,2}$")
 
 
 @dataclass(frozen=True)
