@@ -35,8 +35,8 @@ def dedup_command(
     keep: Annotated[
         str | None,
         typer.Option(
-            help="Ordered keep rule "
-            "[default: resolution,format:heic>png>jpg>webp,size,exif,oldest]."
+            help="Ordered keep rule [default: the original: "
+            "camera,pixels,taken,copy-names,file-time,original-format,size]."
         ),
     ] = None,
     prefer: Annotated[

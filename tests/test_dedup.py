@@ -232,8 +232,8 @@ def test_clip_tiers_with_planted_vectors(tmp_path):
     links = [cos("c.jpg", "c-edit.jpg"), cos("c-small.jpg", "c-edit.jpg")]
     assert (c_grp.min_score, c_grp.max_score) == pytest.approx((min(links), max(links)), abs=1e-5)
     assert ni.min_score == pytest.approx(1 - 1 / 64) and ni.threshold == 10
-    # the kept file is the largest resolution; scores are cosines to it
-    assert a_grp.keep.endswith("a-edit.jpg") and a_grp.reason == "largest resolution (200x100)"
+    # the kept file has the most pixels; scores are cosines to it
+    assert a_grp.keep.endswith("a-edit.jpg") and a_grp.reason == "more pixels (200×100 vs 100×100)"
     scores = {Path(m["path"]).name: m["score"] for m in a_grp.members}
     assert scores == pytest.approx({"a-edit.jpg": 1.0, "a.jpg": edit}, abs=1e-5)
 

@@ -1,26 +1,39 @@
-"""Which copy to keep: an ordered, configurable rule plus preferred (protected) folders.
+"""Which copy to keep: an ordered rule of signals plus preferred (protected) folders.
 
-`--keep resolution,format:heic>png>jpg,size,exif,oldest` compares members criterion by
-criterion; the first criterion that separates the winner from the runner-up is the reason.
+The default rule keeps the original a photographer would keep (signals.py); `--keep
+resolution,format:heic>png>jpg,size,...` sets another order. Criteria narrow the candidates
+one after the other; the one that set the kept file apart from the runner-up is the reason.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-DEFAULT_KEEP = "resolution,format:heic>png>jpg>webp,size,exif,oldest"
-CRITERIA = "resolution, format:A>B>C, size, exif, oldest, newest, shortest-path"
-Member = dict[str, Any]
-Criterion = tuple[str, Callable[[Member], Any], Callable[[Member], str]]
+from indexer.dedup.signals import DEFAULT_SIGNALS, Criterion, GroupContext, Member, pixels
+
+DEFAULT_KEEP = "camera,pixels,taken,copy-names,file-time,original-format,size"
+CRITERIA = (
+    "camera, pixels, taken, copy-names, file-time, original-format, resolution, "
+    "format:A>B>C, size, exif, oldest, newest, shortest-path"
+)
 # Pillow's format names → the names people type (MPO: JPEG with extra frames, as phones write)
 _FORMAT_ALIASES = {"jpg": "jpeg", "jpe": "jpeg", "mpo": "jpeg", "tif": "tiff", "heif": "heic"}
 
 
 class KeepRuleError(ValueError):
     """A --keep rule that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The kept member, the reason in words and the deciding signal's short name."""
+
+    member: Member
+    reason: str
+    signal: str
 
 
 def _fmt(name: str | None) -> str:
@@ -41,38 +54,61 @@ def _when(m: Member) -> tuple[float, str]:
     return seconds, f"file time {stamp}"
 
 
+def _simple(signal: str, name: str, rank, describe) -> Criterion:
+    """A criterion whose reason is `name (value of the kept member)`."""
+    return Criterion(signal, lambda m, _: rank(m), lambda k, r, _: f"{name} ({describe(k)})")
+
+
+def _format_order(token: str) -> Criterion:
+    order = [_fmt(f.strip()) for f in token[7:].split(">") if f.strip()]
+    if not order:
+        raise KeepRuleError(f"--keep {token!r}: name formats, e.g. format:heic>png>jpg")
+
+    def rank(m: Member) -> int:
+        name = _fmt(m.get("format"))
+        return order.index(name) if name in order else len(order)
+
+    return _simple("format", "preferred format", rank, lambda m: str(m.get("format")))
+
+
 def _criterion(token: str) -> Criterion:
-    """(name, sort key — smaller is better, description of a member's value)."""
+    """The criterion a --keep token names; KeepRuleError for an unknown one."""
     token = token.strip()
+    if token in DEFAULT_SIGNALS:
+        return DEFAULT_SIGNALS[token]
     if token == "resolution":
-        return (
+        return _simple(
+            "resolution",
             "largest resolution",
-            lambda m: -((m.get("width") or 0) * (m.get("height") or 0)),
+            lambda m: -pixels(m),
             lambda m: f"{m.get('width')}x{m.get('height')}",
         )
     if token.startswith("format:"):
-        order = [_fmt(f.strip()) for f in token[7:].split(">") if f.strip()]
-        if not order:
-            raise KeepRuleError(f"--keep {token!r}: name formats, e.g. format:heic>png>jpg")
-
-        def rank(m: Member) -> int:
-            name = _fmt(m.get("format"))
-            return order.index(name) if name in order else len(order)
-
-        return ("preferred format", rank, lambda m: str(m.get("format")))
+        return _format_order(token)
     if token == "size":
-        return ("largest file", lambda m: -(m.get("size") or 0), lambda m: f"{m.get('size')} bytes")
+        return _simple(
+            "size",
+            "largest file",
+            lambda m: -(m.get("size") or 0),
+            lambda m: f"{m.get('size')} bytes",
+        )
     if token == "exif":
-        return (
+        return _simple(
+            "exif",
             "has an EXIF date",
             lambda m: 0 if m.get("taken_at") else 1,
             lambda m: f"taken {m.get('taken_at')}",
         )
     if token in ("oldest", "newest"):
         sign = 1 if token == "oldest" else -1
-        return (token, lambda m: sign * _when(m)[0], lambda m: _when(m)[1])
+        return _simple(token, token, lambda m: sign * _when(m)[0], lambda m: _when(m)[1])
     if token == "shortest-path":
-        return ("shortest path", lambda m: len(m["path"]), lambda m: f"{len(m['path'])} characters")
+        return _simple(
+            "shortest-path",
+            "shortest path",
+            lambda m: len(m["path"]),
+            lambda m: f"{len(m['path'])} characters",
+        )
     raise KeepRuleError(f"unknown --keep criterion {token!r}: use {CRITERIA}")
 
 
@@ -106,32 +142,55 @@ def in_folders(path: str, folders: Sequence[str]) -> bool:
     return bool(folders) and folder_rank(path, folders) is not None
 
 
+def _preferred(prefer: Sequence[str]) -> Criterion:
+    roots = _roots(prefer)
+
+    def rank(m: Member) -> int:
+        found = folder_rank(m["path"], prefer) if prefer else None
+        return len(roots) if found is None else found
+
+    def explain(kept: Member, _: Member, __: GroupContext) -> str:
+        return f"in preferred folder {roots[rank(kept)].rstrip(os.sep)}"
+
+    return Criterion("preferred-folder", lambda m, _: rank(m), explain)
+
+
+def _no_signal(kept: Member, runner: Member, rule: str) -> str:
+    if rule != DEFAULT_KEEP:
+        return "all criteria tie: first path in order"
+    same = kept.get("content_id") is not None and kept.get("content_id") == runner.get("content_id")
+    what = "same pixels and metadata" if same else "same resolution, format, size and metadata"
+    return f"no signal tells them apart ({what}); kept the first path"
+
+
+def decide_keep(
+    members: Sequence[Member], rule: str = DEFAULT_KEEP, prefer: Sequence[str] = ()
+) -> Choice:
+    """The member to keep, why, and the deciding signal.
+
+    Preferred folders come first, in the order given, then the rule's criteria; each keeps the
+    best candidates (measured signals within their margin). Ties left go to the first path.
+    """
+    criteria = [_preferred(prefer), *parse_rule(rule)]
+    candidates = sorted(members, key=lambda m: m["path"])
+    if len(candidates) == 1:
+        return Choice(candidates[0], "only member", "only")
+    group = GroupContext(candidates)
+    for criterion in criteria:
+        survivors = criterion.survivors(candidates, group)
+        if len(survivors) == 1:
+            out = [m for m in candidates if m is not survivors[0]]
+            runner = min(out, key=lambda m: criterion.rank(m, group))  # stable: by path
+            return Choice(
+                survivors[0], criterion.explain(survivors[0], runner, group), criterion.signal
+            )
+        candidates = survivors
+    return Choice(candidates[0], _no_signal(candidates[0], candidates[1], rule), "path")
+
+
 def choose_keep(
     members: Sequence[Member], rule: str = DEFAULT_KEEP, prefer: Sequence[str] = ()
 ) -> tuple[Member, str]:
-    """The member to keep and a human reason (the first criterion that decided).
-
-    Preferred folders come first, in the order given; ties after every criterion go to
-    the alphabetically first path, so the choice is repeatable.
-    """
-    criteria = parse_rule(rule)
-    roots = _roots(prefer)
-
-    def preferred(m: Member) -> int:
-        rank = folder_rank(m["path"], prefer) if prefer else None
-        return len(roots) if rank is None else rank
-
-    def key(m: Member) -> tuple:
-        return (preferred(m), *(c[1](m) for c in criteria), m["path"])
-
-    ranked = sorted(members, key=key)
-    best = ranked[0]
-    if len(ranked) == 1:
-        return best, "only member"
-    runner = ranked[1]
-    if preferred(best) != preferred(runner):
-        return best, f"in preferred folder {roots[preferred(best)].rstrip(os.sep)}"
-    for name, sort_key, describe in criteria:
-        if sort_key(best) != sort_key(runner):
-            return best, f"{name} ({describe(best)})"
-    return best, "all criteria tie: first path in order"
+    """The member to keep and a human reason (the criterion that decided); see decide_keep."""
+    choice = decide_keep(members, rule, prefer)
+    return choice.member, choice.reason

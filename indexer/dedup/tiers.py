@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from indexer.dedup.graph import Pairs, UnionFind, cosine_pairs, hamming_pairs
-from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, in_folders
+from indexer.dedup.keep import DEFAULT_KEEP, decide_keep, in_folders
 from indexer.devices import check_device
 from indexer.imaging import hamming
 
@@ -98,6 +98,7 @@ class Group:
     threshold: float | int
     contains: list[int] = field(default_factory=list)
     measure: str = ""
+    keep_signal: str = ""  # the deciding signal's short name (docs/dedup.md)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -226,7 +227,8 @@ class _Builder:
         contains: list[int],
     ) -> Group:
         members = [dict(r) for c in contents for r in self.by_content[c]]
-        kept, reason = choose_keep(members, self.options.keep, self.options.prefer)
+        choice = decide_keep(members, self.options.keep, self.options.prefer)
+        kept = choice.member
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
@@ -235,12 +237,13 @@ class _Builder:
             tier=tier,
             members=[{k: m.get(k) for k in MEMBER_FIELDS} for m in members],
             keep=kept["path"],
-            reason=reason,
+            reason=choice.reason,
             min_score=round(float(min(links)), 6) if links else 1.0,
             max_score=round(float(max(links)), 6) if links else 1.0,
             threshold=threshold,
             contains=contains,
             measure=MEASURES[tier],
+            keep_signal=choice.signal,
         )
         self.groups.append(group)
         return group
