@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.dedup.decisions import Decision, Rules
 from indexer.dedup.graph import Pairs, UnionFind, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, in_folders
 from indexer.devices import check_device
@@ -98,9 +99,14 @@ class Group:
     threshold: float | int
     contains: list[int] = field(default_factory=list)
     measure: str = ""
+    resolved: bool = False  # a decision (indexer.dedup.decisions) shaped this group
+    decision: str | None = None  # "keep" | "distinct"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.resolved:  # optional keys: only on groups a decision touched
+            del data["resolved"], data["decision"]
+        return data
 
 
 def find_groups(
@@ -109,10 +115,12 @@ def find_groups(
     vecs: np.ndarray,
     options: DedupOptions,
     stats: dict[str, Any] | None = None,
+    decisions: list[Decision] | None = None,
 ) -> list[Group]:
     """Every tier's groups for catalog `records` (one per path) and content vectors.
 
-    `stats`, when given, receives the pair counts and how each search was done.
+    `stats`, when given, receives the pair counts and how each search was done; `decisions`
+    (`index decide`) keep pictures apart and choose kept files.
     """
     stats = {} if stats is None else stats
     by_content: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -122,7 +130,8 @@ def find_groups(
     keep_vec = np.isin(ids, have)  # contents that still have a file
     ids, vecs = ids[keep_vec], vecs[keep_vec]
     row_of = {int(c): i for i, c in enumerate(ids)}
-    builder = _Builder(by_content, vecs, row_of, options)
+    rules = Rules(decisions or (), {r["hash"]: int(r["content_id"]) for r in records})
+    builder = _Builder(by_content, vecs, row_of, options, rules)
 
     for cid, recs in sorted(by_content.items(), key=lambda kv: kv[1][0]["path"]):
         if len(recs) > 1:
@@ -165,8 +174,10 @@ class _Builder:
         vecs: np.ndarray,
         row_of: dict[int, int],
         options: DedupOptions,
+        rules: Rules | None = None,
     ) -> None:
         self.by_content = by_content
+        self.rules = rules or Rules()
         self.vecs = vecs
         self.row_of = row_of
         self.options = options
@@ -176,6 +187,8 @@ class _Builder:
         self.group_of: dict[int, int] = {}  # content → id of the latest group holding it
 
     def exact(self, cid: int) -> None:
+        if cid in self.rules.copies:  # `index decide distinct` on copies: all of them wanted
+            return
         group = self._add("exact", [cid], [], 1.0, [])
         self.group_of[cid] = group.id
 
@@ -191,9 +204,11 @@ class _Builder:
         ]
         before = {c: uf.find(c) for x, y, _ in known for c in (x, y)}
         links: list[tuple[int, float]] = []
+        self.rules.blocked.clear()
+        if self.rules.apart:  # strongest links first: a decision refuses the weaker one
+            known.sort(key=lambda link: -link[2])
         for x, y, s in known:
-            if before[x] != before[y]:
-                uf.union(x, y)
+            if before[x] != before[y] and self.rules.join(uf, x, y):
                 links.append((x, s))
         units: dict[int, set[int]] = defaultdict(set)
         for c, unit in before.items():
@@ -227,9 +242,13 @@ class _Builder:
     ) -> Group:
         members = [dict(r) for c in contents for r in self.by_content[c]]
         kept, reason = choose_keep(members, self.options.keep, self.options.prefer)
+        kept, reason, decision = self.rules.keeper(
+            members, kept, reason, self.options.keep, self.options.prefer
+        )
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
+            m["protected"] = m["protected"] or self.rules.protects(m, kept)
         group = Group(
             id=len(self.groups) + 1,
             tier=tier,
@@ -241,6 +260,8 @@ class _Builder:
             threshold=threshold,
             contains=contains,
             measure=MEASURES[tier],
+            resolved=decision is not None,
+            decision=decision,
         )
         self.groups.append(group)
         return group
