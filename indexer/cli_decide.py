@@ -75,7 +75,7 @@ def list_command(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
 
     rows = _call(index, decisions.list_)
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False))
+        typer.echo(json.dumps(rows))
         return
     if not rows:
         typer.echo("no decisions")

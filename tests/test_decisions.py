@@ -80,6 +80,9 @@ def test_keep_changes_the_keeper_and_survives_a_move(lib, tiny_encoder):
     assert near["resolved"] is True and near["decision"] == "keep"
     (exact,) = groups(settings, "exact")
     assert "resolved" not in exact  # the decided picture is not in it
+    assert "resolved: your decision (keep)" in dedup(settings.index).render("html")
+    shown = CliRunner().invoke(cli, ["dedup", "--index", str(settings.index)]).output
+    assert "resolved (keep)" in shown and "your decision (index decide keep" in shown
 
     moved = root / "moved" / "renamed.jpg"
     moved.parent.mkdir()
@@ -182,6 +185,20 @@ def test_bad_input_is_one_line_and_exit_1(lib, tmp_path):
     assert decide(settings, "list").output == "no decisions\n"
 
 
+def test_hostile_names_print_escaped(lib, tiny_encoder):
+    root, settings = lib
+    evil = root / "\x1b]0;pwned\x07bee\n.jpg"
+    (root / "bee.jpg").rename(evil)
+    rebuild(root, settings, tiny_encoder)
+    outputs = [decide(settings, "keep", evil), decide(settings, "list")]
+    outputs.append(decide(settings, "forget", evil))
+    for result in outputs:
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\\x1b]0;pwned\\x07bee\\n.jpg" in result.output
+    listed = decide(settings, "list", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.output) == []
+
+
 def test_duplicates_page_actions(lib, monkeypatch):
     root, settings = lib
     monkeypatch.setenv("PHOTO_INDEX_INDEX", str(settings.index))
@@ -203,3 +220,15 @@ def test_duplicates_page_actions(lib, monkeypatch):
     at.button(key=f"decide-all-{now['id']}").click().run()
     assert not at.exception and groups(settings, "near-identical") == []
     assert not any(m.value.startswith("**near-identical group") for m in at.markdown)
+
+
+def test_decisions_survive_a_salvage(lib):
+    from indexer.catalog import CATALOG_FILE, MIGRATIONS
+    from indexer.salvage import salvage
+
+    root, settings = lib
+    assert decide(settings, "distinct", root / "bee.jpg", root / "a" / "cat.jpg").exit_code == 0
+    before = json.loads(decide(settings, "list", "--json").output)
+    kept = salvage(settings.index / CATALOG_FILE, MIGRATIONS)  # what `verify --repair` does
+    assert kept["decisions"] == 1
+    assert json.loads(decide(settings, "list", "--json").output) == before

@@ -130,8 +130,8 @@ def find_groups(
     keep_vec = np.isin(ids, have)  # contents that still have a file
     ids, vecs = ids[keep_vec], vecs[keep_vec]
     row_of = {int(c): i for i, c in enumerate(ids)}
-    rules = Rules(decisions or (), {r["hash"]: int(r["content_id"]) for r in records})
-    builder = _Builder(by_content, vecs, row_of, options, rules)
+    hashes = {r["hash"]: int(r["content_id"]) for r in records} if decisions else {}
+    builder = _Builder(by_content, vecs, row_of, options, Rules(decisions or (), hashes))
 
     for cid, recs in sorted(by_content.items(), key=lambda kv: kv[1][0]["path"]):
         if len(recs) > 1:
