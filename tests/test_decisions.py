@@ -213,6 +213,7 @@ def test_duplicates_page_actions(lib, monkeypatch):
     pos = shown.index(other)
     at.button(key=f"decide-keep-{near['id']}-{pos}").click().run()
     assert not at.exception and not at.error
+    assert [t.value for t in at.toast] == ["Saved: keep · 1 file (`index decide list`)"]
     (now,) = groups(settings, "near-identical")
     assert now["keep"] == other and now["decision"] == "keep"
     head = next(m.value for m in at.markdown if m.value.startswith("**near-identical group"))

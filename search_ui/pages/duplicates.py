@@ -90,7 +90,8 @@ def decide(loaded: Loaded, action: str, paths: list[str]) -> None:
     except Exception as exc:  # noqa: BLE001 - a read-only index, a file gone: say so
         st.toast(f"Could not save the decision: {md(exc)}", icon=":material/error:")
         return
-    st.toast(f"Saved: {action} · {len(paths)} files (`index decide list`)")
+    files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
+    st.toast(f"Saved: {action} · {files} (`index decide list`)")
 
 
 def group_actions(loaded: Loaded, group: Group) -> None:
