@@ -133,6 +133,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE contents ADD COLUMN orphaned_at FLOAT",
         "CREATE INDEX ix_contents_orphaned_at ON contents(orphaned_at)",
     ],
+    [  # decisions that persist (indexer.dedup.decisions): keyed by content hash, not path
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('keep', 'distinct')),
+            hashes TEXT NOT NULL, paths TEXT NOT NULL, created_at FLOAT NOT NULL, note TEXT)""",
+        "CREATE UNIQUE INDEX ix_decisions_kind_hashes ON decisions(kind, hashes)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)

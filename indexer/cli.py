@@ -25,6 +25,7 @@ from indexer.cli_common import (
     fail,
     run,
 )
+from indexer.cli_decide import decide_app
 from indexer.cli_dedup import dedup_command
 from indexer.cli_serve import serve_command
 from indexer.settings import Settings
@@ -187,6 +188,7 @@ def export_cmd(
 
 
 app.command("dedup")(dedup_command)
+app.add_typer(decide_app, name="decide")
 app.command("serve")(serve_command)
 
 

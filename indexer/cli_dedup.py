@@ -110,9 +110,10 @@ def summary(report: Report) -> str:
             tier = g.tier
             lines.append(f"== {tier}: {describe_threshold(tier, g.threshold)} ==")
         contains = f", contains #{', #'.join(map(str, g.contains))}" if g.contains else ""
+        resolved = f", resolved ({g.decision})" if g.resolved else ""
         lines.append(
             f"#{g.id}: {len(g.members)} files, similarity {g.min_score:.4f}-{g.max_score:.4f}"
-            f"{contains}"
+            f"{contains}{resolved}"
         )
         lines.append(f"  keep    {g.keep}  [{g.reason}]")
         for m in g.members:

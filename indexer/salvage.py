@@ -19,7 +19,7 @@ from indexer.atomic import fsync_path
 from indexer.locking import IndexBusyError, WriterLock
 from indexer.schema import connect, migrate
 
-TABLES = ("contents", "files", "failures", "meta", "runs")
+TABLES = ("contents", "files", "failures", "meta", "runs", "decisions")
 _CHUNK = 500
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 _GENERATION = "SELECT 1 FROM meta WHERE key = 'generation'"

@@ -14,6 +14,7 @@ from typing import Any
 
 from indexer.catalog import Catalog
 from indexer.dedup import report as _report
+from indexer.dedup.decisions import load as load_decisions
 from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
 from indexer.files import write_atomic
@@ -105,11 +106,12 @@ def dedup(index_dir: str | Path, options: DedupOptions | None = None) -> Report:
         require_content(cat, needs=("images",))
         records = cat.records()
         ids, vecs = cat.all_vectors()
+        decisions = load_decisions(cat)
     finally:
         cat.close()
     search: dict[str, Any] = {}
     cid_of = {r["path"]: int(r["content_id"]) for r in records}
-    groups = find_groups(records, ids, vecs, options, search)
+    groups = find_groups(records, ids, vecs, options, search, decisions)
     return Report(
         groups=groups,
         thresholds=options.thresholds(),

@@ -91,7 +91,16 @@ table.summary td,table.summary th{padding:2px 10px;text-align:left}
 .nopreview{width:200px;height:120px;background:#eee;color:#888;display:flex;
 align-items:center;justify-content:center}
 code{word-break:break-all;font-size:11px}
+.resolved{color:#2a6f9d;font-weight:bold}
 """
+
+
+def _resolved(group: dict[str, Any]) -> str:
+    """The head's mark for a group shaped by `index decide` (keep or distinct), else ""."""
+    if not group.get("resolved"):
+        return ""
+    why = html.escape(str(group.get("decision")))
+    return f" · <span class='resolved'>resolved: your decision ({why})</span>"
 
 
 def to_html(report: dict[str, Any], thumbs: dict[str, bytes | None] | None = None) -> str:
@@ -134,6 +143,7 @@ def to_html(report: dict[str, Any], thumbs: dict[str, bytes | None] | None = Non
             f" · {len(g['members'])} files · similarity {g['min_score']:.4f}–"
             f"{g['max_score']:.4f} · {esc(describe_threshold(g['tier'], g['threshold']))}"
             + (f" · contains {contains}" if contains else "")
+            + _resolved(g)
             + f"</div><div>keep <code>{esc(g['keep'])}</code>: {esc(g['reason'])}</div>"
             "<div class='members'>"
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.dedup.decisions import Decision, Rules
 from indexer.dedup.graph import Pairs, UnionFind, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, decide_keep, in_folders
 from indexer.devices import check_device
@@ -99,9 +100,14 @@ class Group:
     contains: list[int] = field(default_factory=list)
     measure: str = ""
     keep_signal: str = ""  # the deciding signal's short name (docs/dedup.md)
+    resolved: bool = False  # a decision (indexer.dedup.decisions) shaped this group
+    decision: str | None = None  # "keep" | "distinct"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.resolved:  # optional keys: only on groups a decision touched
+            del data["resolved"], data["decision"]
+        return data
 
 
 def find_groups(
@@ -110,10 +116,12 @@ def find_groups(
     vecs: np.ndarray,
     options: DedupOptions,
     stats: dict[str, Any] | None = None,
+    decisions: list[Decision] | None = None,
 ) -> list[Group]:
     """Every tier's groups for catalog `records` (one per path) and content vectors.
 
-    `stats`, when given, receives the pair counts and how each search was done.
+    `stats`, when given, receives the pair counts and how each search was done; `decisions`
+    (`index decide`) keep pictures apart and choose kept files.
     """
     stats = {} if stats is None else stats
     by_content: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -123,7 +131,8 @@ def find_groups(
     keep_vec = np.isin(ids, have)  # contents that still have a file
     ids, vecs = ids[keep_vec], vecs[keep_vec]
     row_of = {int(c): i for i, c in enumerate(ids)}
-    builder = _Builder(by_content, vecs, row_of, options)
+    hashes = {r["hash"]: int(r["content_id"]) for r in records} if decisions else {}
+    builder = _Builder(by_content, vecs, row_of, options, Rules(decisions or (), hashes))
 
     for cid, recs in sorted(by_content.items(), key=lambda kv: kv[1][0]["path"]):
         if len(recs) > 1:
@@ -166,8 +175,10 @@ class _Builder:
         vecs: np.ndarray,
         row_of: dict[int, int],
         options: DedupOptions,
+        rules: Rules | None = None,
     ) -> None:
         self.by_content = by_content
+        self.rules = rules or Rules()
         self.vecs = vecs
         self.row_of = row_of
         self.options = options
@@ -177,6 +188,8 @@ class _Builder:
         self.group_of: dict[int, int] = {}  # content → id of the latest group holding it
 
     def exact(self, cid: int) -> None:
+        if cid in self.rules.copies:  # `index decide distinct` on copies: all of them wanted
+            return
         group = self._add("exact", [cid], [], 1.0, [])
         self.group_of[cid] = group.id
 
@@ -192,9 +205,11 @@ class _Builder:
         ]
         before = {c: uf.find(c) for x, y, _ in known for c in (x, y)}
         links: list[tuple[int, float]] = []
+        self.rules.blocked.clear()
+        if self.rules.apart:  # strongest links first: a decision refuses the weaker one
+            known.sort(key=lambda link: -link[2])
         for x, y, s in known:
-            if before[x] != before[y]:
-                uf.union(x, y)
+            if before[x] != before[y] and self.rules.join(uf, x, y):
                 links.append((x, s))
         units: dict[int, set[int]] = defaultdict(set)
         for c, unit in before.items():
@@ -228,22 +243,28 @@ class _Builder:
     ) -> Group:
         members = [dict(r) for c in contents for r in self.by_content[c]]
         choice = decide_keep(members, self.options.keep, self.options.prefer)
-        kept = choice.member
+        kept, reason, decision = self.rules.keeper(
+            members, choice.member, choice.reason, self.options.keep, self.options.prefer
+        )
+        keep_signal = "decision" if decision == "keep" else choice.signal
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
+            m["protected"] = m["protected"] or self.rules.protects(m, kept)
         group = Group(
             id=len(self.groups) + 1,
             tier=tier,
             members=[{k: m.get(k) for k in MEMBER_FIELDS} for m in members],
             keep=kept["path"],
-            reason=choice.reason,
+            reason=reason,
             min_score=round(float(min(links)), 6) if links else 1.0,
             max_score=round(float(max(links)), 6) if links else 1.0,
             threshold=threshold,
             contains=contains,
             measure=MEASURES[tier],
-            keep_signal=choice.signal,
+            keep_signal=keep_signal,
+            resolved=decision is not None,
+            decision=decision,
         )
         self.groups.append(group)
         return group

@@ -73,14 +73,76 @@ def downloads(report: Report) -> None:
     )
 
 
+def decide(loaded: Loaded, action: str, paths: list[str]) -> None:
+    """A button's decision, through `indexer.dedup.decisions` (the `index decide` library).
+
+    The write changes the catalog, so the report is recomputed on this rerun.
+    """
+    from indexer.dedup import decisions
+
+    try:
+        if action == "keep":
+            decisions.keep(loaded.settings, paths[0])
+        elif action == "forget":
+            decisions.forget(loaded.settings, paths)
+        else:
+            decisions.distinct(loaded.settings, paths)
+    except Exception as exc:  # noqa: BLE001 - a read-only index, a file gone: say so
+        st.toast(f"Could not save the decision: {md(exc)}", icon=":material/error:")
+        return
+    files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
+    st.toast(f"Saved: {action} · {files} (`index decide list`)")
+
+
+def group_actions(loaded: Loaded, group: Group) -> None:
+    """Keep all (a distinct decision over every member) and, once resolved, forget."""
+    every = [m["path"] for m in group.members]
+    left, right, _ = st.columns([1, 1, 4])
+    left.button(
+        "Keep all",
+        key=f"decide-all-{group.id}",
+        on_click=decide,
+        args=(loaded, "distinct", every),
+        help="Not duplicates: these pictures are never grouped with each other again.",
+    )
+    if group.resolved:
+        right.button(
+            "Forget decisions",
+            key=f"decide-forget-{group.id}",
+            on_click=decide,
+            args=(loaded, "forget", every),
+        )
+
+
+def member_actions(loaded: Loaded, view: CatalogView, group: Group, m: dict, pos: int) -> None:
+    """Keep this (a keep decision); not a duplicate (distinct from the kept file)."""
+    st.button(
+        "Keep this",
+        key=f"decide-keep-{group.id}-{pos}",
+        on_click=decide,
+        args=(loaded, "keep", [m["path"]]),
+        type="tertiary",
+    )
+    if view.ids.get(m["path"]) != view.ids.get(group.keep):  # byte copies are one picture
+        st.button(
+            "Not a duplicate",
+            key=f"decide-apart-{group.id}-{pos}",
+            on_click=decide,
+            args=(loaded, "distinct", [m["path"], group.keep]),
+            type="tertiary",
+        )
+
+
 def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
     """One group: its members' thumbnails side by side, the kept one marked."""
     with st.container(border=True, key=f"group-{group.id}"):
+        resolved = f" · :blue-badge[resolved: {group.decision}]" if group.resolved else ""
         st.markdown(
             f"**{group.tier} group {group.id}** · {len(group.members)} files · similarity "
             f"{group.min_score:.4f}–{group.max_score:.4f} · keep "
-            f"{code(os.path.basename(group.keep))} — {md(group.reason)}"
+            f"{code(os.path.basename(group.keep))} — {md(group.reason)}{resolved}"
         )
+        group_actions(loaded, group)
         members = sorted(group.members, key=lambda m: m["path"] != group.keep)
         for row in range(0, len(members), PER_ROW):
             cols = st.columns(PER_ROW)
@@ -94,6 +156,7 @@ def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
                     mark = ":green-badge[KEEP]" if kept else ":gray-badge[duplicate]"
                     st.markdown(f"{mark} {code(os.path.basename(m['path']))}")
                     st.caption(f"{m['score']:.4f} · {describe(m)}")
+                    member_actions(loaded, view, group, m, members.index(m))
 
 
 def show_tier(loaded: Loaded, view: CatalogView, tier: str, groups: list[Group]) -> None:
