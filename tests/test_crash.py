@@ -99,6 +99,31 @@ def test_sigkill_at_random_moments_then_rerun(tmp_path):
     assert json.loads(out)["embedded"] == 0
 
 
+def run_statuses(index: Path) -> list[str]:
+    """The status of every recorded build run, oldest first ([] while there is no catalog)."""
+    try:
+        with sqlite3.connect(f"file:{index / 'catalog.sqlite'}?mode=ro", uri=True) as db:
+            return [row[0] for row in db.execute("SELECT status FROM runs ORDER BY id")]
+    except sqlite3.Error:
+        return []
+
+
+def test_a_killed_build_does_not_stay_running(tmp_path):
+    """SIGKILL once the build has recorded its run: the next build marks that run killed."""
+    root, index = tmp_path / "pics", tmp_path / "index"
+    make_distinct_jpegs(root, 80)
+    proc = run_build(index, root)
+    deadline = time.monotonic() + 120
+    while run_statuses(index) != ["running"] and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert run_statuses(index) == ["running"]  # what a killed writer leaves behind
+    assert run_build(index, root).wait(timeout=300) == 0
+    assert run_statuses(index) == ["killed", "done"]
+
+
 def test_second_writer_is_refused(tmp_path):
     root = tmp_path / "pics"
     make_distinct_jpegs(root, 3)
