@@ -1,9 +1,10 @@
 """Duplicate tiers from strongest to weakest: exact → near-identical → near-duplicate → similar.
 
-A pair of pictures belongs to the strongest tier that links them. Each tier's groups are
-connected components over the previous tier's components ("units"), so a group never mixes
-tiers silently: a weaker group is reported only when it joins at least two stronger units, and
-`contains` names the stronger groups inside it (the tier just above; they name theirs).
+A pair of pictures belongs to the strongest tier that links them. Each tier's groups are built
+over the previous tier's groups ("units"), so a group never mixes tiers silently: a weaker group
+is reported only when it joins at least two stronger units, and `contains` names the stronger
+groups inside it (the tier just above; they name theirs). Groups do not chain: every unit's kept
+file is within the tier's threshold of the group's kept file (stars.py).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from indexer.dedup.graph import Pairs, UnionFind, cosine_pairs, hamming_pairs
+from indexer.dedup.graph import Pairs, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, in_folders
+from indexer.dedup.stars import popcount64, split_stars
 from indexer.devices import check_device
-from indexer.imaging import hamming
+from indexer.imaging import hamming, hash_informative
 
 TIERS = ("exact", "near-identical", "near-duplicate", "similar")
 MEASURES = {
@@ -129,7 +131,7 @@ def find_groups(
             builder.exact(cid)
     stats["exact"] = {"contents": len(by_content), "files": len(records)}
 
-    hashed = [(c, r[0]["phash"]) for c, r in by_content.items() if r[0]["phash"] is not None]
+    hashed = [(c, r[0]["phash"]) for c, r in by_content.items() if hash_informative(r[0]["phash"])]
     h_ids = np.array([c for c, _ in hashed], np.int64)
     h_vals = np.array([h for _, h in hashed], np.int64)
     pairs = hamming_pairs(h_ids, h_vals, options.hamming)
@@ -157,7 +159,8 @@ def find_groups(
 
 
 class _Builder:
-    """Union-find over content ids, one tier at a time, turning new components into groups."""
+    """Stars over units, one tier at a time (stars.py): a unit is a stronger group, or a
+    single content, named by its kept content; a weaker group is built over whole units."""
 
     def __init__(
         self,
@@ -171,51 +174,77 @@ class _Builder:
         self.row_of = row_of
         self.options = options
         self.groups: list[Group] = []
-        self.uf = UnionFind()
-        self.members_of: dict[int, list[int]] = {}  # root → contents (components of ≥ 2)
+        self.unit_of: dict[int, int] = {}  # content → its unit's kept content (absent: itself)
+        self.members_of: dict[int, list[int]] = {}  # unit → contents (units of ≥ 2 contents)
         self.group_of: dict[int, int] = {}  # content → id of the latest group holding it
+        self._picks: dict[int, tuple[dict[str, Any], str]] = {}  # center → (record, reason)
 
     def exact(self, cid: int) -> None:
         group = self._add("exact", [cid], [], 1.0, [])
         self.group_of[cid] = group.id
 
     def tier(self, tier: str, pairs: Pairs, threshold: float | int) -> None:
-        """Merge the stronger components along `pairs`; report those that joined ≥ 2 units."""
-        uf = self.uf
-        known = [
-            (x, y, s)
-            for x, y, s in zip(
-                pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True
-            )
-            if x in self.by_content and y in self.by_content
+        """Join units along `pairs` into stars around kept files; report each star as a group."""
+        edges: dict[int, set[int]] = defaultdict(set)
+        for x, y in zip(pairs.a.tolist(), pairs.b.tolist(), strict=True):
+            if x in self.by_content and y in self.by_content:
+                ux, uy = self.unit_of.get(x, x), self.unit_of.get(y, y)
+                if ux != uy:
+                    edges[ux].add(uy)
+                    edges[uy].add(ux)
+
+        def similar(center: int, units: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            return self._similar(tier, threshold, center, units)
+
+        stars = split_stars(edges, self._center, similar)
+        found = [
+            (star, sorted(c for u in star.units for c in self.members_of.get(u, [u])))
+            for star in stars
         ]
-        before = {c: uf.find(c) for x, y, _ in known for c in (x, y)}
-        links: list[tuple[int, float]] = []
-        for x, y, s in known:
-            if before[x] != before[y]:
-                uf.union(x, y)
-                links.append((x, s))
-        units: dict[int, set[int]] = defaultdict(set)
-        for c, unit in before.items():
-            units[uf.find(c)].add(unit)
-        scores: dict[int, list[float]] = defaultdict(list)
-        for x, s in links:
-            scores[uf.find(x)].append(s)
-        comps = []
-        for root, merged in units.items():
-            if len(merged) < 2:
-                continue
-            contents = sorted(c for u in merged for c in self.members_of.get(u, [u]))
-            comps.append((root, merged, contents))
-        comps.sort(key=lambda item: min(r["path"] for c in item[2] for r in self.by_content[c]))
-        for root, merged, contents in comps:
+        found.sort(key=lambda item: min(r["path"] for c in item[1] for r in self.by_content[c]))
+        for star, contents in found:
             contains = sorted({self.group_of[c] for c in contents if c in self.group_of})
-            group = self._add(tier, contents, scores[root], threshold, contains)
-            for u in merged:
+            group = self._add(tier, contents, star.scores, threshold, contains, star.center)
+            for u in star.units:
                 self.members_of.pop(u, None)
-            self.members_of[root] = contents
+            self.members_of[star.center] = contents
             for c in contents:
+                self.unit_of[c] = star.center
                 self.group_of[c] = group.id
+
+    def _records(self, units: list[int]) -> list[dict[str, Any]]:
+        return [r for u in units for c in self.members_of.get(u, [u]) for r in self.by_content[c]]
+
+    def _center(self, units: list[int]) -> tuple[int, int]:
+        """The kept content of a piece of units (the keep rule over all their files)."""
+        kept, reason = choose_keep(self._records(units), self.options.keep, self.options.prefer)
+        cid = int(kept["content_id"])
+        self._picks[cid] = (kept, reason)
+        return cid, self.unit_of.get(cid, cid)
+
+    def _similar(
+        self, tier: str, threshold: float | int, center: int, units: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity of each unit's kept content to `center` in the tier's measure, and
+        whether it is within the threshold (pHash: bits; CLIP: cosine). Exact, per pair."""
+        if tier == "near-identical":
+            hc = self.by_content[center][0]["phash"]
+            hashes = [self.by_content[u][0]["phash"] for u in units]
+            usable = np.array([h is not None and hash_informative(h) for h in hashes], bool)
+            if hc is None or not hash_informative(hc):
+                usable[:] = False
+            codes = np.array([h if ok else 0 for h, ok in zip(hashes, usable, strict=True)])
+            bits = popcount64(np.bitwise_xor(codes.astype(np.int64), np.int64(hc or 0)))
+            return 1.0 - bits / 64.0, usable & (bits <= threshold)
+        rows = [self.row_of.get(u) for u in units]
+        usable = np.array([r is not None for r in rows], bool)
+        home = self.row_of.get(center)
+        if home is None:
+            return np.zeros(len(units)), np.zeros(len(units), bool)
+        picked = self.vecs[[r for r in rows if r is not None]] @ self.vecs[home]
+        scores = np.zeros(len(units), np.float64)
+        scores[usable] = picked
+        return scores, usable & (scores >= threshold)
 
     def _add(
         self,
@@ -224,9 +253,12 @@ class _Builder:
         links: list[float],
         threshold: float | int,
         contains: list[int],
+        center: int | None = None,
     ) -> Group:
         members = [dict(r) for c in contents for r in self.by_content[c]]
         kept, reason = choose_keep(members, self.options.keep, self.options.prefer)
+        if center is not None and int(kept["content_id"]) != center:
+            kept, reason = self._picks[center]  # a rule that is not a total order: the star's
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
