@@ -280,11 +280,19 @@ def perceptual_hash(img: Image.Image) -> int | None:
 def _hash_input(img: Image.Image) -> Image.Image:
     """The 32x32 grey picture the pHash is the DCT of: imagehash's steps (L, then Lanczos), with
     alpha composited over PHASH_BACKGROUND at 32x32 (Pillow resizes RGBA premultiplied)."""
-    if img.mode in _WIDE_GREYS or not (img.mode in _ALPHA_MODES or "transparency" in img.info):
+    if not has_alpha(img):
         return to_rgb(img).convert("L").resize((32, 32), Image.LANCZOS)
     small = img.convert("RGBA").resize((32, 32), Image.LANCZOS)
     ground = Image.new("RGBA", small.size, (*PHASH_BACKGROUND, 255))
     return Image.alpha_composite(ground, small).convert("L")
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """Does the picture carry transparency (an alpha channel or a transparent colour)? Known
+    from the header: Image.open has it before any pixel is decoded."""
+    if img.mode in _WIDE_GREYS:
+        return False
+    return img.mode in _ALPHA_MODES or "transparency" in img.info
 
 
 def hash_informative(value: int | None) -> bool:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imagehash
 import numpy as np
 from PIL import Image, ImageDraw
 from test_dedup import PHOTOS, fill_from_files, fill_planted, make_variants, names
 
 from indexer import imaging
 from indexer.build import build
-from indexer.catalog import Catalog
+from indexer.catalog import Catalog, Content, Meta
 from indexer.dedup import DedupOptions, dedup
 from indexer.dedup.graph import cosine_pairs
 
@@ -90,9 +91,11 @@ def test_real_crops_that_chain_by_phash(tmp_path):
     assert near[0].min_score == near[0].max_score == 1 - d[0, 1] / 64
 
 
-def logo(shape: str, size: int = 240) -> Image.Image:
-    """A one-colour logo whose shape lives only in its alpha channel (as icon exports are)."""
-    img = Image.new("RGBA", (size, size), (20, 20, 20, 0))
+def logo(shape: str, under: Image.Image | None = None, size: int = 240) -> Image.Image:
+    """A logo whose shape lives only in its alpha channel (as icon exports are), over one
+    colour or over the pixels of `under` (a template: the same pixels under another mask)."""
+    img = under.resize((size, size)).convert("RGBA") if under else None
+    img = img or Image.new("RGBA", (size, size), (20, 20, 20, 0))
     mask = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(mask)
     if shape == "ring":
@@ -102,6 +105,13 @@ def logo(shape: str, size: int = 240) -> Image.Image:
         draw.polygon([(size // 2, 20), (size - 20, size - 20), (20, size - 20)], fill=255)
     img.putalpha(mask)
     return img
+
+
+def old_phash(path: Path) -> int:
+    """The hash version 1 stored: imagehash.phash of the picture with its alpha dropped."""
+    bits = imagehash.phash(imaging.to_rgb(imaging.open_image(path)[0])).hash.flatten()
+    value = int("".join("1" if b else "0" for b in bits), 2)
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def test_flat_and_transparent_pictures_are_not_near_identical(settings, tiny_encoder, tmp_path):
@@ -137,3 +147,38 @@ def test_flat_and_transparent_pictures_are_not_near_identical(settings, tiny_enc
         assert name not in grouped, near
     # the tiers still find every copy of a real photo
     assert {"books.jpg", *(p.name for p in copies)} in near
+
+
+def test_an_older_index_gets_the_new_phashes_without_re_embedding(settings, tiny_encoder, tmp_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    template = Image.open(PHOTOS / "flat" / "cake.jpg")
+    for shape in ("ring", "triangle"):  # one template's pixels under two different masks
+        logo(shape, template).save(lib / f"{shape}.png")
+    (lib / "books.jpg").write_bytes((PHOTOS / "flat" / "books.jpg").read_bytes())
+    build([lib], settings, encoder=tiny_encoder)
+    # what an older version stored: hashes of the pictures with alpha dropped, no version
+    cat = Catalog(settings.index)
+    paths = {r["content_id"]: Path(r["path"]) for r in cat.records()}
+    with cat.session() as s:
+        for content in s.query(Content):
+            content.phash = old_phash(paths[content.id])
+        s.query(Meta).filter(Meta.key == "phash_version").delete()
+    with cat.session() as s:
+        embedded = dict(s.query(Content.id, Content.embedded_at))
+    cat.close()
+    old = dedup(settings.index)
+    assert names(old, "near-identical") == [{"ring.png", "triangle.png"}]  # the old mistake
+    assert old.search["near-identical"]["phash_version"] == 1
+
+    summary = build([lib], settings, encoder=tiny_encoder)  # nothing changed on disk
+    assert summary.embedded == 0 and "phash_refresh" in summary.stages
+    new = dedup(settings.index)
+    assert names(new, "near-identical") == [] and new.search["near-identical"]["phash_version"] == 2
+    cat = Catalog(settings.index, readonly=True)
+    with cat.session() as s:
+        assert dict(s.query(Content.id, Content.embedded_at)) == embedded  # not re-embedded
+        stored = dict(s.query(Content.id, Content.phash))
+    cat.close()
+    for cid, path in paths.items():
+        assert stored[cid] == imaging.perceptual_hash(imaging.open_image(path)[0]), path.name
