@@ -13,39 +13,37 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# (center content, [content of each candidate unit's kept file]) -> (scores, linked)
+# (center unit, [other units]) -> (similarity of their kept files to its kept file, linked)
 Similar = Callable[[int, list[int]], tuple[np.ndarray, np.ndarray]]
-# units of a piece -> (kept content, the unit that holds it)
-Center = Callable[[list[int]], tuple[int, int]]
+# the units of a piece (sorted) -> the one whose kept file the keep rule keeps
+Center = Callable[[list[int]], int]
 
 
 @dataclass
 class Star:
     """One group of a tier: its kept content, its units (the kept one first) and link scores."""
 
-    center: int
+    center: int  # the kept unit (a unit is named by its kept content)
     units: list[int]
     scores: list[float]  # similarity of each other unit's kept file to the center
 
 
 def split_stars(edges: dict[int, set[int]], center_of: Center, similar: Similar) -> list[Star]:
-    """Stars over the components of `edges` (unit → linked units; a unit id is its kept content).
-
-    Each round costs O(piece) similarities and O(piece links): a chain of m units takes about
-    m/2 rounds only when every round's kept file sits at an end of what is left.
-    """
+    """Stars over the components of `edges` (unit → linked units). Each round costs O(piece)
+    similarities and O(piece links); a chain of m units takes ~m/2 rounds only when every
+    round's kept unit sits at an end of what is left."""
     pending = components(sorted(edges), edges)
     stars: list[Star] = []
     while pending:
         piece = pending.pop()
         if len(piece) < 2:
             continue
-        center, home = center_of(piece)
-        others = [u for u in piece if u != home]
+        center = center_of(piece)
+        others = [u for u in piece if u != center]
         scores, linked = similar(center, others)
         joined = [u for u, ok in zip(others, linked.tolist(), strict=True) if ok]
         if joined:
-            stars.append(Star(center, [home, *joined], [float(s) for s in scores[linked]]))
+            stars.append(Star(center, [center, *joined], [float(s) for s in scores[linked]]))
         rest = set(others) - set(joined)
         pending.extend(components(sorted(rest), edges, rest))
     return stars

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import cmp_to_key
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ MEASURES = {
     "near-duplicate": "CLIP cosine; threshold = least cosine",
     "similar": "CLIP cosine; threshold = least cosine",
 }
+RANK_ABOVE = 32  # pieces of more units are ranked once instead of choosing at every round
 MEMBER_FIELDS = (
     "path",
     "size",
@@ -177,7 +179,9 @@ class _Builder:
         self.unit_of: dict[int, int] = {}  # content → its unit's kept content (absent: itself)
         self.members_of: dict[int, list[int]] = {}  # unit → contents (units of ≥ 2 contents)
         self.group_of: dict[int, int] = {}  # content → id of the latest group holding it
-        self._picks: dict[int, tuple[dict[str, Any], str]] = {}  # center → (record, reason)
+        self.kept: dict[int, dict[str, Any]] = {}  # unit → its kept file's record
+        self._order: dict[int, int] = {}  # unit → place by the keep rule, for large pieces
+        self._rule = (options.keep, options.prefer)
 
     def exact(self, cid: int) -> None:
         group = self._add("exact", [cid], [], 1.0, [])
@@ -196,6 +200,7 @@ class _Builder:
         def similar(center: int, units: list[int]) -> tuple[np.ndarray, np.ndarray]:
             return self._similar(tier, threshold, center, units)
 
+        self._order = {}
         stars = split_stars(edges, self._center, similar)
         found = [
             (star, sorted(c for u in star.units for c in self.members_of.get(u, [u])))
@@ -212,15 +217,23 @@ class _Builder:
                 self.unit_of[c] = star.center
                 self.group_of[c] = group.id
 
-    def _records(self, units: list[int]) -> list[dict[str, Any]]:
-        return [r for u in units for c in self.members_of.get(u, [u]) for r in self.by_content[c]]
+    def _kept(self, unit: int) -> dict[str, Any]:
+        return self.kept.get(unit) or self.by_content[unit][0]
 
-    def _center(self, units: list[int]) -> tuple[int, int]:
-        """The kept content of a piece of units (the keep rule over all their files)."""
-        kept, reason = choose_keep(self._records(units), self.options.keep, self.options.prefer)
-        cid = int(kept["content_id"])
-        self._picks[cid] = (kept, reason)
-        return cid, self.unit_of.get(cid, cid)
+    def _center(self, piece: list[int]) -> int:
+        """The unit whose kept file the keep rule keeps among the piece's kept files. A large
+        piece is ranked once (pairwise); the pieces split from it are then read off the rank."""
+        if len(piece) <= RANK_ABOVE:
+            kept, _ = choose_keep([self._kept(u) for u in piece], *self._rule)
+            return int(kept["content_id"])
+        if piece[0] not in self._order:  # pieces split from a ranked one are ranked with it
+
+            def compare(a: int, b: int) -> int:
+                ka, kb = self._kept(a), self._kept(b)
+                return -1 if choose_keep([ka, kb], *self._rule)[0] is ka else 1
+
+            self._order.update((u, i) for i, u in enumerate(sorted(piece, key=cmp_to_key(compare))))
+        return min(piece, key=self._order.__getitem__)
 
     def _similar(
         self, tier: str, threshold: float | int, center: int, units: list[int]
@@ -257,8 +270,9 @@ class _Builder:
     ) -> Group:
         members = [dict(r) for c in contents for r in self.by_content[c]]
         kept, reason = choose_keep(members, self.options.keep, self.options.prefer)
-        if center is not None and int(kept["content_id"]) != center:
-            kept, reason = self._picks[center]  # a rule that is not a total order: the star's
+        if center is not None and int(kept["content_id"]) != center:  # a rule that is not an
+            kept, reason = self._kept(center), "ranked first among the kept files it joined"
+        self.kept[center if center is not None else contents[0]] = kept
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
