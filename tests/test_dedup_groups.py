@@ -182,3 +182,31 @@ def test_an_older_index_gets_the_new_phashes_without_re_embedding(settings, tiny
     cat.close()
     for cid, path in paths.items():
         assert stored[cid] == imaging.perceptual_hash(imaging.open_image(path)[0]), path.name
+
+
+def test_a_long_chain_keeps_every_member_near_its_kept_file(tmp_path):
+    """60 pictures, each 0.96-ish from the next (more than a piece that is chosen from directly:
+    the keep rule ranks it once); the widest first, so every round's kept file is at an end."""
+    rng = np.random.default_rng(7)
+    x = [rng.standard_normal(64)]
+    for _ in range(59):
+        step = x[-1] / np.linalg.norm(x[-1]) + 0.25 * rng.standard_normal(64) / 8
+        x.append(step)
+    x = np.array([v / np.linalg.norm(v) for v in x], np.float32)
+    pairs = cosine_pairs(np.arange(60), x, 0.95)
+    assert {(i, i + 1) for i in range(59)} <= pairs.as_set()  # one chain end to end
+    pictures = {f"p{i:02d}.jpg": {"vector": v, "width": 10_000 - i} for i, v in enumerate(x)}
+    fill_planted(tmp_path / "index", pictures, tmp_path)
+    report = dedup(tmp_path / "index")
+    groups = [g for g in report.groups if g.tier == "near-duplicate"]
+    assert len(groups) > 1
+    for g in groups:
+        kept = int(Path(g.keep).stem[1:])
+        assert kept == min(int(Path(m["path"]).stem[1:]) for m in g.members)  # the widest
+        for m in g.members:
+            assert float(x[int(Path(m["path"]).stem[1:])] @ x[kept]) >= 0.95 - 1e-6
+            assert m["score"] >= 0.95 - 1e-6
+    # the first group is every picture within the threshold of p00, and nothing else
+    near_first = {i for i in range(60) if float(x[i] @ x[0]) >= 0.95}
+    first = next(g for g in groups if g.keep.endswith("p00.jpg"))
+    assert {int(Path(m["path"]).stem[1:]) for m in first.members} == near_first

@@ -225,7 +225,8 @@ class _Builder:
         piece is ranked once (pairwise); the pieces split from it are then read off the rank."""
         if len(piece) <= RANK_ABOVE:
             kept, _ = choose_keep([self._kept(u) for u in piece], *self._rule)
-            return int(kept["content_id"])
+            cid = int(kept["content_id"])
+            return self.unit_of.get(cid, cid)
         if piece[0] not in self._order:  # pieces split from a ranked one are ranked with it
 
             def compare(a: int, b: int) -> int:
@@ -270,7 +271,8 @@ class _Builder:
     ) -> Group:
         members = [dict(r) for c in contents for r in self.by_content[c]]
         kept, reason = choose_keep(members, self.options.keep, self.options.prefer)
-        if center is not None and int(kept["content_id"]) != center:  # a rule that is not an
+        if center is not None and int(kept["content_id"]) != center:
+            # only a keep rule that is not a total order gets here: the star's centre stays kept
             kept, reason = self._kept(center), "ranked first among the kept files it joined"
         self.kept[center if center is not None else contents[0]] = kept
         for m in members:
