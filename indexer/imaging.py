@@ -44,7 +44,7 @@ PHASH_VERSION = 2  # 1: alpha dropped, flat pictures hashed; recorded in the cat
 PHASH_BACKGROUND = (255, 255, 255)
 FLAT_STD = 2.0
 MIN_HASH_BITS = 8
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
 
 
 class ImageError(Exception):
