@@ -26,6 +26,7 @@ from indexer.home import open_for_build
 from indexer.ingest import CatalogWrites
 from indexer.interrupts import Interrupted, deferred, signum_of
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
+from indexer.rehash import refresh_phashes
 from indexer.settings import Settings
 from indexer.summary import BuildSummary
 from indexer.vanished import VanishGuard, unknown_root
@@ -122,6 +123,8 @@ class _Build:
         """Scan, plan, embed, sync FAISS, record the run; Ctrl-C/SIGTERM stop it cleanly."""
         gen_at_start = self.cat.generation()
         try:  # scan, plan, embed: each step commits as it goes
+            if refresh_phashes(self.cat, self.settings):  # an index made by an older version
+                clock.lap("phash_refresh")
             scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
             self.report("scan", found=len(scan.images))
             self.summary.skipped = scan.skipped

@@ -38,6 +38,13 @@ DEFAULT_MAX_DECODE_MB = 768.0
 _WIDE_GREYS = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _STRIP_ROWS = 256  # rows converted at a time from 16-bit/float grey (float64 temporaries)
 EXTREME_ASPECT = 8  # beyond 8:1 the centre crop is resampled directly (not bit-exact)
+# pHash (dedup's near-identical tier), not the encoder's pixels: transparent pixels are seen
+# over white; a 32x32 input whose grey levels vary less than FLAT_STD (of 255) gets no hash.
+PHASH_VERSION = 2  # 1: alpha dropped, flat pictures hashed; recorded in the catalog's meta
+PHASH_BACKGROUND = (255, 255, 255)
+FLAT_STD = 2.0
+MIN_HASH_BITS = 8
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
 
 
 class ImageError(Exception):
@@ -250,15 +257,51 @@ def preload() -> None:
     import scipy.fftpack  # noqa: F401
 
 
-def perceptual_hash(img: Image.Image) -> int:
-    """64-bit DCT perceptual hash (imagehash.phash) as a signed int for SQLite."""
-    import imagehash
+def perceptual_hash(img: Image.Image) -> int | None:
+    """64-bit DCT perceptual hash (imagehash.phash's bits) as a signed int for SQLite, or None
+    for a picture whose hash would carry no information (near-uniform: see hash_informative).
 
-    bits = imagehash.phash(to_rgb(img)).hash.flatten()
+    Transparent pixels are composited over white first (PHASH_BACKGROUND): dropping alpha
+    made different logos drawn in one colour hash alike. Opaque pictures hash as before.
+    """
+    import scipy.fftpack
+
+    grey = np.asarray(_hash_input(img), dtype=np.uint8)
+    if grey.std() < FLAT_STD:
+        return None
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(grey, axis=0), axis=1)[:8, :8]
     value = 0
-    for b in bits:
+    for b in (dct > np.median(dct)).flatten():
         value = (value << 1) | int(b)
-    return value - (1 << 64) if value >= (1 << 63) else value
+    value = value - (1 << 64) if value >= (1 << 63) else value
+    return value if hash_informative(value) else None
+
+
+def _hash_input(img: Image.Image) -> Image.Image:
+    """The 32x32 grey picture the pHash is the DCT of: imagehash's steps (L, then Lanczos), with
+    alpha composited over PHASH_BACKGROUND at 32x32 (Pillow resizes RGBA premultiplied)."""
+    if not has_alpha(img):
+        return to_rgb(img).convert("L").resize((32, 32), Image.LANCZOS)
+    small = img.convert("RGBA").resize((32, 32), Image.LANCZOS)
+    ground = Image.new("RGBA", small.size, (*PHASH_BACKGROUND, 255))
+    return Image.alpha_composite(ground, small).convert("L")
+
+
+def has_alpha(img: Image.Image) -> bool:
+    """Does the picture carry transparency (an alpha channel or a transparent colour)? Known
+    from the header: Image.open has it before any pixel is decoded."""
+    if img.mode in _WIDE_GREYS:
+        return False
+    return img.mode in _ALPHA_MODES or "transparency" in img.info
+
+
+def hash_informative(value: int | None) -> bool:
+    """False for no hash or one with fewer than MIN_HASH_BITS bits set (or unset): such hashes
+    come from flat pictures (ties at the median) and sit within a few bits of each other."""
+    if value is None:
+        return False
+    ones = bin(value & 0xFFFFFFFFFFFFFFFF).count("1")
+    return MIN_HASH_BITS <= ones <= 64 - MIN_HASH_BITS
 
 
 def hamming(a: int, b: int) -> int:

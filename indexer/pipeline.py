@@ -48,7 +48,7 @@ class DecodedBatch:
     keys: list[str] = field(default_factory=list)
     pixels: torch.Tensor | None = None  # uint8 [n, 224, 224, 3]
     metas: list[imaging.ImageMeta] = field(default_factory=list)
-    phashes: list[int] = field(default_factory=list)
+    phashes: list[int | None] = field(default_factory=list)  # None: a flat picture, no pHash
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (key, stage, reason)
     digests: list[str | None] = field(default_factory=list)  # content hashes of `hash` jobs
 

@@ -46,7 +46,7 @@ def _decode_batch(
             if ok
             else [0, 0, "", "", ""]
         )
-        out["phash"].append(res.get("phash", 0))
+        out["phash"].append(res.get("phash") or 0)  # 0: no hash (never an informative one)
         out["error"].append("\t".join(res["error"]) if not ok else "")
         out["digest"].append(res.get("digest") or "")
     return {
@@ -166,7 +166,7 @@ def _to_encoded(batch: dict[str, Any]) -> EncodedBatch:
             decoded.metas.append(
                 imaging.ImageMeta(int(w), int(h), str(fmt), taken or None, camera or None)
             )
-            decoded.phashes.append(int(batch["phash"][i]))
+            decoded.phashes.append(int(batch["phash"][i]) or None)
             decoded.digests.append(str(batch["digest"][i]) or None)
             rows.append(i)
         else:

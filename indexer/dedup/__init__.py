@@ -19,6 +19,7 @@ from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
 from indexer.files import write_atomic
 from indexer.home import require_content
+from indexer.rehash import META_KEY as PHASH_META
 from indexer.thumbs import thumbnail_bytes
 
 __all__ = ["DEFAULT_KEEP", "TIERS", "DedupOptions", "Group", "KeepRuleError", "Report", "dedup"]
@@ -107,11 +108,13 @@ def dedup(index_dir: str | Path, options: DedupOptions | None = None) -> Report:
         records = cat.records()
         ids, vecs = cat.all_vectors()
         decisions = load_decisions(cat)
+        phash_version = cat.get_meta(PHASH_META, 1)
     finally:
         cat.close()
     search: dict[str, Any] = {}
     cid_of = {r["path"]: int(r["content_id"]) for r in records}
     groups = find_groups(records, ids, vecs, options, search, decisions)
+    search["near-identical"]["phash_version"] = phash_version  # 1: made before alpha/flat rules
     return Report(
         groups=groups,
         thresholds=options.thresholds(),

@@ -1,9 +1,10 @@
 """Duplicate tiers from strongest to weakest: exact → near-identical → near-duplicate → similar.
 
-A pair of pictures belongs to the strongest tier that links them. Each tier's groups are
-connected components over the previous tier's components ("units"), so a group never mixes
-tiers silently: a weaker group is reported only when it joins at least two stronger units, and
-`contains` names the stronger groups inside it (the tier just above; they name theirs).
+A pair of pictures belongs to the strongest tier that links them. Each tier's groups are built
+over the previous tier's groups ("units"), so a group never mixes tiers silently: a weaker group
+is reported only when it joins at least two stronger units, and `contains` names the stronger
+groups inside it (the tier just above; they name theirs). Groups do not chain: every unit's kept
+file is within the tier's threshold of the group's kept file (stars.py).
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import cmp_to_key
 from typing import Any
 
 import numpy as np
 
 from indexer.dedup.decisions import Decision, Rules
-from indexer.dedup.graph import Pairs, UnionFind, cosine_pairs, hamming_pairs
-from indexer.dedup.keep import DEFAULT_KEEP, decide_keep, in_folders
+from indexer.dedup.graph import Pairs, cosine_pairs, hamming_pairs
+from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, decide_keep, in_folders
+from indexer.dedup.stars import popcount64, split_stars
 from indexer.devices import check_device
-from indexer.imaging import hamming
+from indexer.imaging import hamming, hash_informative
 
 TIERS = ("exact", "near-identical", "near-duplicate", "similar")
 MEASURES = {
@@ -28,6 +31,7 @@ MEASURES = {
     "near-duplicate": "CLIP cosine; threshold = least cosine",
     "similar": "CLIP cosine; threshold = least cosine",
 }
+RANK_ABOVE = 32  # pieces of more units are ranked once instead of choosing at every round
 MEMBER_FIELDS = (
     "path",
     "size",
@@ -139,7 +143,7 @@ def find_groups(
             builder.exact(cid)
     stats["exact"] = {"contents": len(by_content), "files": len(records)}
 
-    hashed = [(c, r[0]["phash"]) for c, r in by_content.items() if r[0]["phash"] is not None]
+    hashed = [(c, r[0]["phash"]) for c, r in by_content.items() if hash_informative(r[0]["phash"])]
     h_ids = np.array([c for c, _ in hashed], np.int64)
     h_vals = np.array([h for _, h in hashed], np.int64)
     pairs = hamming_pairs(h_ids, h_vals, options.hamming)
@@ -167,7 +171,8 @@ def find_groups(
 
 
 class _Builder:
-    """Union-find over content ids, one tier at a time, turning new components into groups."""
+    """Stars over units, one tier at a time (stars.py): a unit is a stronger group, or a
+    single content, named by its kept content; a weaker group is built over whole units."""
 
     def __init__(
         self,
@@ -178,14 +183,17 @@ class _Builder:
         rules: Rules | None = None,
     ) -> None:
         self.by_content = by_content
-        self.rules = rules or Rules()
         self.vecs = vecs
         self.row_of = row_of
         self.options = options
         self.groups: list[Group] = []
-        self.uf = UnionFind()
-        self.members_of: dict[int, list[int]] = {}  # root → contents (components of ≥ 2)
+        self.unit_of: dict[int, int] = {}  # content → its unit's kept content (absent: itself)
+        self.members_of: dict[int, list[int]] = {}  # unit → contents (units of ≥ 2 contents)
         self.group_of: dict[int, int] = {}  # content → id of the latest group holding it
+        self.kept: dict[int, dict[str, Any]] = {}  # unit → its kept file's record
+        self._order: dict[int, int] = {}  # unit → place by the keep rule, for large pieces
+        self._rule = (options.keep, options.prefer)
+        self.rules = rules or Rules()
 
     def exact(self, cid: int) -> None:
         if cid in self.rules.copies:  # `index decide distinct` on copies: all of them wanted
@@ -194,44 +202,107 @@ class _Builder:
         self.group_of[cid] = group.id
 
     def tier(self, tier: str, pairs: Pairs, threshold: float | int) -> None:
-        """Merge the stronger components along `pairs`; report those that joined ≥ 2 units."""
-        uf = self.uf
-        known = [
-            (x, y, s)
-            for x, y, s in zip(
-                pairs.a.tolist(), pairs.b.tolist(), pairs.score.tolist(), strict=True
-            )
-            if x in self.by_content and y in self.by_content
-        ]
-        before = {c: uf.find(c) for x, y, _ in known for c in (x, y)}
-        links: list[tuple[int, float]] = []
+        """Join units along `pairs` into stars around kept files; report each star as a group."""
+        edges: dict[int, set[int]] = defaultdict(set)
+        for x, y in zip(pairs.a.tolist(), pairs.b.tolist(), strict=True):
+            if x in self.by_content and y in self.by_content:
+                ux, uy = self.unit_of.get(x, x), self.unit_of.get(y, y)
+                if ux != uy:
+                    edges[ux].add(uy)
+                    edges[uy].add(ux)
+
+        def similar(center: int, units: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            scores, linked = self._similar(tier, threshold, center, units)
+            return scores, self._apart(center, units, scores, linked)
+
+        self._order = {}
         self.rules.blocked.clear()
-        if self.rules.apart:  # strongest links first: a decision refuses the weaker one
-            known.sort(key=lambda link: -link[2])
-        for x, y, s in known:
-            if before[x] != before[y] and self.rules.join(uf, x, y):
-                links.append((x, s))
-        units: dict[int, set[int]] = defaultdict(set)
-        for c, unit in before.items():
-            units[uf.find(c)].add(unit)
-        scores: dict[int, list[float]] = defaultdict(list)
-        for x, s in links:
-            scores[uf.find(x)].append(s)
-        comps = []
-        for root, merged in units.items():
-            if len(merged) < 2:
-                continue
-            contents = sorted(c for u in merged for c in self.members_of.get(u, [u]))
-            comps.append((root, merged, contents))
-        comps.sort(key=lambda item: min(r["path"] for c in item[2] for r in self.by_content[c]))
-        for root, merged, contents in comps:
+        stars = split_stars(edges, self._center, similar)
+        found = [
+            (star, sorted(c for u in star.units for c in self.members_of.get(u, [u])))
+            for star in stars
+        ]
+        found.sort(key=lambda item: min(r["path"] for c in item[1] for r in self.by_content[c]))
+        for star, contents in found:
             contains = sorted({self.group_of[c] for c in contents if c in self.group_of})
-            group = self._add(tier, contents, scores[root], threshold, contains)
-            for u in merged:
+            group = self._add(tier, contents, star.scores, threshold, contains, star.center)
+            for u in star.units:
                 self.members_of.pop(u, None)
-            self.members_of[root] = contents
+            self.members_of[star.center] = contents
             for c in contents:
+                self.unit_of[c] = star.center
                 self.group_of[c] = group.id
+
+    def _kept(self, unit: int) -> dict[str, Any]:
+        return self.kept.get(unit) or self.by_content[unit][0]
+
+    def _contents(self, unit: int) -> list[int]:
+        return self.members_of.get(unit, [unit])
+
+    def _apart(
+        self, center: int, units: list[int], scores: np.ndarray, linked: np.ndarray
+    ) -> np.ndarray:
+        """`linked` less the units that would put two pictures of one `index decide distinct`
+        decision in the star (strongest first: the weaker link gives way)."""
+        if not self.rules.apart:
+            return linked
+        decided = self.rules.apart
+        taken = {d for c in self._contents(center) for d in decided.get(c, ())}
+        linked = linked.copy()
+        for i in np.argsort(-np.asarray(scores), kind="stable").tolist():
+            if not linked[i]:
+                continue
+            ids = {d for c in self._contents(units[i]) for d in decided.get(c, ())}
+            if ids & taken:
+                linked[i] = False
+                self.rules.blocked.update(self._contents(units[i]))
+                self.rules.blocked.update(self._contents(center))
+            taken |= ids
+        return linked
+
+    def _center(self, piece: list[int]) -> int:
+        """The unit whose kept file the keep rule keeps among the piece's kept files (a unit
+        holding a picture you decided to keep first). A large piece is ranked once (pairwise);
+        the pieces split from it are then read off the rank."""
+        decided = [u for u in piece if any(c in self.rules.keep for c in self._contents(u))]
+        if decided and len(decided) < len(piece):
+            return self._center(decided)
+        if len(piece) <= RANK_ABOVE:
+            kept, _ = choose_keep([self._kept(u) for u in piece], *self._rule)
+            cid = int(kept["content_id"])
+            return self.unit_of.get(cid, cid)
+        if piece[0] not in self._order:  # pieces split from a ranked one are ranked with it
+
+            def compare(a: int, b: int) -> int:
+                ka, kb = self._kept(a), self._kept(b)
+                return -1 if choose_keep([ka, kb], *self._rule)[0] is ka else 1
+
+            self._order.update((u, i) for i, u in enumerate(sorted(piece, key=cmp_to_key(compare))))
+        return min(piece, key=self._order.__getitem__)
+
+    def _similar(
+        self, tier: str, threshold: float | int, center: int, units: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity of each unit's kept content to `center` in the tier's measure, and
+        whether it is within the threshold (pHash: bits; CLIP: cosine). Exact, per pair."""
+        if tier == "near-identical":
+            hc = self.by_content[center][0]["phash"]
+            hashes = [self.by_content[u][0]["phash"] for u in units]
+            usable = np.array([h is not None and hash_informative(h) for h in hashes], bool)
+            if hc is None or not hash_informative(hc):
+                usable[:] = False
+            codes = np.array([h if ok else 0 for h, ok in zip(hashes, usable, strict=True)])
+            bits = popcount64(np.bitwise_xor(codes.astype(np.int64), np.int64(hc or 0)))
+            return 1.0 - bits / 64.0, usable & (bits <= threshold)
+        rows = [self.row_of.get(u) for u in units]
+        usable = np.array([r is not None for r in rows], bool)
+        home = self.row_of.get(center)
+        if home is None:
+            return np.zeros(len(units)), np.zeros(len(units), bool)
+        picked = self.vecs[[r for r in rows if r is not None]] @ self.vecs[home]
+        scores = np.zeros(len(units), np.float64)
+        scores[usable] = picked
+        return scores, usable & (scores >= threshold)
 
     def _add(
         self,
@@ -240,13 +311,17 @@ class _Builder:
         links: list[float],
         threshold: float | int,
         contains: list[int],
+        center: int | None = None,
     ) -> Group:
         members = [dict(r) for c in contents for r in self.by_content[c]]
         choice = decide_keep(members, self.options.keep, self.options.prefer)
-        kept, reason, decision = self.rules.keeper(
-            members, choice.member, choice.reason, self.options.keep, self.options.prefer
-        )
-        keep_signal = "decision" if decision == "keep" else choice.signal
+        kept, reason, signal = choice.member, choice.reason, choice.signal
+        kept, reason, decision = self.rules.keeper(members, kept, reason, *self._rule)
+        if center is not None and int(kept["content_id"]) != center:
+            # a keep rule that is not a total order: the star's centre stays kept
+            kept, reason = self._kept(center), "ranked first among the kept files it joined"
+        signal = "decision" if decision == "keep" else signal
+        self.kept[center if center is not None else contents[0]] = kept
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
@@ -262,7 +337,7 @@ class _Builder:
             threshold=threshold,
             contains=contains,
             measure=MEASURES[tier],
-            keep_signal=keep_signal,
+            keep_signal=signal,
             resolved=decision is not None,
             decision=decision,
         )
