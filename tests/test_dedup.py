@@ -28,7 +28,7 @@ from indexer.catalog import Catalog, Content, File
 from indexer.dedup import DedupOptions, KeepRuleError, dedup
 from indexer.dedup.graph import EXACT_MAX, UnionFind, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import choose_keep
-from indexer.files import content_hash
+from indexer.files import content_hash, human_size
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 
@@ -390,25 +390,32 @@ def test_bad_options_are_refused(tmp_path):
 
 # --- reports and the quarantine script on real files ----------------------------------------
 class Gallery(HTMLParser):
-    """What a browser would show: images, their sources, members marked kept."""
+    """What a browser would load: the report's JSON data block, and any external asset."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.images: list[str] = []
-        self.kept: list[str] = []
-        self.groups = 0
         self.external: list[str] = []
+        self.summary: list[list[str]] = []
+        self._in_data = False
+        self._text = ""
+        self.data: dict = {}
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag == "img":
-            self.images.append(a.get("src", ""))
-        if tag in ("link", "script") or (tag == "img" and not a["src"].startswith("data:")):
-            self.external.append(tag)
-        if tag == "section" and "group" in a.get("class", ""):
-            self.groups += 1
-        if tag == "div" and "kept" in (a.get("class") or "").split():
-            self.kept.append(a.get("data-kept", ""))
+        if tag == "link" or (tag == "script" and a.get("src")) or tag == "img":
+            self.external.append(tag)  # nothing outside the file, no eager <img> in the DOM
+        self._in_data = tag == "script" and a.get("id") == "report-data"
+        if tag == "tr":
+            self.summary.append([])
+
+    def handle_data(self, data):
+        if self._in_data:
+            self.data = json.loads(data)
+        elif self.lasttag in ("th", "td") and self.summary:
+            self.summary[-1].append(data)
+
+    def handle_endtag(self, tag):
+        self._in_data = False
 
 
 @pytest.fixture
@@ -461,13 +468,21 @@ def test_reports(library, tmp_path):
     assert awkward in {r["path"] for r in rows}
     gallery = Gallery()
     gallery.feed((out / "r.html").read_text(encoding="utf-8"))
-    members = sum(len(g["members"]) for g in data["groups"])
-    assert gallery.groups == len(data["groups"]) and len(gallery.kept) == len(data["groups"])
-    assert len(gallery.images) == members and not gallery.external
-    for src in gallery.images:
+    assert not gallery.external and len(gallery.data["groups"]) == len(data["groups"])
+    at = gallery.data["fields"].index("thumb")
+    shown = [m[at] for g in gallery.data["groups"] for m in g[-1]]
+    assert len(shown) == sum(len(g["members"]) for g in data["groups"]) and None not in shown
+    assert len(gallery.data["thumbs"]) == 3  # bee, cake, cake-small: byte copies share theirs
+    for src in gallery.data["thumbs"]:
         assert src.startswith("data:image/jpeg;base64,")
         thumb = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
         assert thumb.format == "JPEG" and max(thumb.size) <= 200
+    rows = {r[0]: r[1:] for r in gallery.summary[1:]}  # tier: link, groups, files, non-kept, bytes
+    bee_size = (library / "best" / "bee.jpg").stat().st_size
+    cake_size = (library / "camera roll" / "cake.jpg").stat().st_size
+    assert rows["exact"] == ["identical bytes", "2", "5", "3", human_size(2 * bee_size + cake_size)]
+    assert rows["near-identical"][0] == "pHash ≤ 10 bits apart (score ≥ 0.844)"
+    assert rows["near-duplicate"][0] == "CLIP cosine ≥ 0.95" and rows["similar"][0] == "off"
     with pytest.raises(ValueError, match="unknown report type"):
         report.write(out / "r.txt")
 
