@@ -134,7 +134,7 @@ def show_summary(report: Report, summary: dict[str, TierSummary], tiers: list[st
     for t in tiers:
         line = summary[t]
         rows.append(
-            f"| {t} | {md(words[t])} | {line.groups:,} | {line.files:,} | "
+            f"| {t} | {words[t]} | {line.groups:,} | {line.files:,} | "
             f"{line.duplicates:,} | {human_size(line.reclaim)} |"
         )
     st.markdown("\n".join(rows))
