@@ -168,7 +168,8 @@ def measure(groups: int, tmp: Path, browser: bool) -> dict[str, float]:
     start = time.perf_counter()
     report = dedup(index)
     row["dedup_ms"] = (time.perf_counter() - start) * 1000
-    assert len(report.groups) == groups, len(report.groups)
+    # random pHashes: at 100k, a couple of pairs land within 10 bits of another and merge
+    assert len(report.groups) >= groups * 0.999, len(report.groups)
     warm_thumbnails(index, report, pages=3)
     report_thumbnails(index, report, THUMB_GROUPS)
     row.update(time_page(index))
