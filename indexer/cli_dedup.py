@@ -45,7 +45,10 @@ def dedup_command(
     ] = None,
     quarantine_script: Annotated[
         Path | None,
-        typer.Option(help="Write a Python script that moves the non-kept files away."),
+        typer.Option(
+            help="Write a Python script that moves the non-kept files away (exact and "
+            "near-identical; near-duplicate only with the script's --tiers)."
+        ),
     ] = None,
     device: Annotated[
         str | None,

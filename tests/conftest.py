@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,32 @@ def settings(tmp_path: Path):
     return Settings.from_env(
         env={}, index=tmp_path / "index", weights=str(TINY_BIRDER), workers=1, batch_size=8
     )
+
+
+class Gallery(HTMLParser):
+    """What a browser would load: the report's JSON data block, and any external asset."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.external: list[str] = []
+        self.summary: list[list[str]] = []
+        self._in_data = False
+        self._text = ""
+        self.data: dict = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "link" or (tag == "script" and a.get("src")) or tag == "img":
+            self.external.append(tag)  # nothing outside the file, no eager <img> in the DOM
+        self._in_data = tag == "script" and a.get("id") == "report-data"
+        if tag == "tr":
+            self.summary.append([])
+
+    def handle_data(self, data):
+        if self._in_data:
+            self.data = json.loads(data)
+        elif self.lasttag in ("th", "td") and self.summary:
+            self.summary[-1].append(data)
+
+    def handle_endtag(self, tag):
+        self._in_data = False

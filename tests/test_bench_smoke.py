@@ -58,3 +58,20 @@ def test_library_bench_compares_two_checkouts(tmp_path):
     for step in ("no-op build", "search", "verify"):
         line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(step))
         assert "baseline" in line and "ratio" in line
+
+
+def test_dedup_ui_bench_runs(tmp_path):
+    """bench/dedup_ui.py at 50 groups: every column measured (page, tier filter, HTML)."""
+    out = tmp_path / "dedup_ui.md"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "dedup_ui.py"), "--sizes", "50", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| 50 |"))
+    cells = [c.strip().replace(",", "") for c in row.strip("|").split("|")]
+    assert len(cells) == 8 and cells[1] == "122"  # 45 exact groups of 2–3 files, 5 pairs
+    assert all(float(c) > 0 for c in cells)

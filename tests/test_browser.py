@@ -20,6 +20,7 @@ import pytest
 from conftest import PHOTOS, TINY_BIRDER
 
 from indexer.build import build
+from indexer.files import human_size
 from indexer.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -143,5 +144,87 @@ def test_upload_and_duplicates_in_a_real_browser(server):
             expect(page.get_by_test_id("stDataFrame")).to_be_visible()
             page.wait_for_timeout(500)
             page.screenshot(path=str(OUTPUT / "index.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def big_report(lib: Path):
+    """500 groups (450 exact pairs, 50 near-identical) over symlinks to real photos, 5 folders;
+    one member's name is HTML that would run if the page parsed names as markup."""
+    from indexer.dedup import Group, Report
+
+    pictures = ["cat.jpg", "cake.jpg", "bee.jpg", "books.jpg", "camera.jpg", "tree.webp"]
+    groups = []
+    for g in range(500):
+        folder = lib / f"f{g % 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        names = [f"IMG_{g}.jpg", f"IMG_{g} (1).jpg" if g else "<img src=x onerror=alert(1)>.jpg"]
+        members = []
+        for n, name in enumerate(names):
+            (folder / name).symlink_to(PHOTOS / "flat" / pictures[g % len(pictures)])
+            members.append({"path": str(folder / name), "size": 1000 + n, "width": 384,
+                            "height": 256, "format": "JPEG", "taken_at": None,
+                            "score": 1.0, "protected": False})  # fmt: skip
+        tier = "exact" if g < 450 else "near-identical"
+        groups.append(Group(g + 1, tier, members, members[0]["path"], "largest file", 1.0, 1.0, 1))
+    return Report(groups, {"hamming": 10, "near_duplicate": 0.95, "similar": None}, "/i", "now")
+
+
+def test_html_report_of_500_groups_pages_filters_and_opens_from_disk(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from playwright.sync_api import expect, sync_playwright
+
+    from indexer.dedup.gallery import to_html
+
+    report = big_report(tmp_path / "lib")
+    html = tmp_path / "report.html"
+    html.write_text(to_html(report.as_dict(), report.thumbnails(100), thumb_groups=100))
+    text = html.read_text()
+    assert "<script type='application/json' id='report-data'>" in text and "<img" not in text
+    OUTPUT.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            seen, problems = [], []
+            page.on("request", lambda r: seen.append(r.url))
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("dialog", lambda d: problems.append(d.message))
+            page.goto(html.as_uri())
+            groups = page.locator("section.group")
+            expect(groups).to_have_count(20)
+            expect(page.locator("#pages")).to_have_text("of 25 (500 groups)")
+            summary = page.locator("table.summary tr[data-tier='exact']")
+            reclaim = human_size(450 * 1001)  # the non-kept copy of each exact pair
+            expect(summary).to_have_text(f"exactidentical bytes450900450{reclaim}")
+            page.wait_for_function(  # every thumbnail of the page has painted
+                "[...document.querySelectorAll('section.group img')]"
+                ".every(i => i.complete && i.naturalWidth > 0)"
+            )
+            expect(groups.locator("img")).to_have_count(40)
+            expect(groups.first).to_contain_text("<img src=x onerror=alert(1)>.jpg")
+            expect(groups.first.locator(".member.kept")).to_contain_text("KEEP")
+            page.screenshot(path=str(OUTPUT / "report-500.png"))
+            page.click("#next")
+            expect(groups.first).to_have_attribute("id", "g21")
+            page.fill("#page", "25")
+            page.press("#page", "Enter")
+            expect(groups.last).to_have_attribute("id", "g500")
+            expect(groups.locator("img")).to_have_count(0)  # beyond the first 100 groups
+            expect(groups.first).to_contain_text("no preview (see note)")
+            expect(page.locator("p.note")).to_contain_text("first 100 groups")
+            page.select_option("#tier", "near-identical")
+            expect(page.locator("#pages")).to_have_text("of 3 (50 groups)")
+            page.fill("#folder", str(tmp_path / "lib" / "f3"))
+            page.press("#folder", "Enter")
+            expect(page.locator("#pages")).to_have_text("of 1 (10 groups)")
+            expect(groups.locator("code", has_text="/f3/")).to_have_count(30)  # keep line + 2
+            page.select_option("#size", "50")
+            page.select_option("#tier", "")
+            expect(groups).to_have_count(50)
+            assert not problems
+            assert all(u.startswith(("file:", "data:")) for u in seen), seen
         finally:
             browser.close()

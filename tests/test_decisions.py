@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, Gallery
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
@@ -80,7 +80,12 @@ def test_keep_changes_the_keeper_and_survives_a_move(lib, tiny_encoder):
     assert near["resolved"] is True and near["decision"] == "keep"
     (exact,) = groups(settings, "exact")
     assert "resolved" not in exact  # the decided picture is not in it
-    assert "resolved: your decision (keep)" in dedup(settings.index).render("html")
+    html = dedup(settings.index).render("html")
+    page = Gallery()  # the HTML report's data block: the group is marked resolved (keep)
+    page.feed(html)
+    marks = {row[0]: row[8] for row in page.data["groups"]}
+    assert marks[near["id"]] == "keep" and marks[exact["id"]] is None
+    assert "resolved: your decision (" in html  # what its page script shows for such a group
     shown = CliRunner().invoke(cli, ["dedup", "--index", str(settings.index)]).output
     assert "resolved (keep)" in shown and "your decision (index decide keep" in shown
 

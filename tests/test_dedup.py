@@ -15,11 +15,11 @@ import shutil
 import subprocess
 import sys
 import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Gallery
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -28,7 +28,7 @@ from indexer.catalog import Catalog, Content, File
 from indexer.dedup import DedupOptions, KeepRuleError, dedup
 from indexer.dedup.graph import EXACT_MAX, UnionFind, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import choose_keep
-from indexer.files import content_hash
+from indexer.files import content_hash, human_size
 
 PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
 
@@ -392,28 +392,6 @@ def test_bad_options_are_refused(tmp_path):
 
 
 # --- reports and the quarantine script on real files ----------------------------------------
-class Gallery(HTMLParser):
-    """What a browser would show: images, their sources, members marked kept."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.kept: list[str] = []
-        self.groups = 0
-        self.external: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.images.append(a.get("src", ""))
-        if tag in ("link", "script") or (tag == "img" and not a["src"].startswith("data:")):
-            self.external.append(tag)
-        if tag == "section" and "group" in a.get("class", ""):
-            self.groups += 1
-        if tag == "div" and "kept" in (a.get("class") or "").split():
-            self.kept.append(a.get("data-kept", ""))
-
-
 @pytest.fixture
 def library(tmp_path: Path) -> Path:
     """A small photo library: real photos, byte copies, edits, awkward names."""
@@ -464,13 +442,21 @@ def test_reports(library, tmp_path):
     assert awkward in {r["path"] for r in rows}
     gallery = Gallery()
     gallery.feed((out / "r.html").read_text(encoding="utf-8"))
-    members = sum(len(g["members"]) for g in data["groups"])
-    assert gallery.groups == len(data["groups"]) and len(gallery.kept) == len(data["groups"])
-    assert len(gallery.images) == members and not gallery.external
-    for src in gallery.images:
+    assert not gallery.external and len(gallery.data["groups"]) == len(data["groups"])
+    at = gallery.data["fields"].index("thumb")
+    shown = [m[at] for g in gallery.data["groups"] for m in g[7]]
+    assert len(shown) == sum(len(g["members"]) for g in data["groups"]) and None not in shown
+    assert len(gallery.data["thumbs"]) == 3  # bee, cake, cake-small: byte copies share theirs
+    for src in gallery.data["thumbs"]:
         assert src.startswith("data:image/jpeg;base64,")
         thumb = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
         assert thumb.format == "JPEG" and max(thumb.size) <= 200
+    rows = {r[0]: r[1:] for r in gallery.summary[1:]}  # tier: link, groups, files, non-kept, bytes
+    bee_size = (library / "best" / "bee.jpg").stat().st_size
+    cake_size = (library / "camera roll" / "cake.jpg").stat().st_size
+    assert rows["exact"] == ["identical bytes", "2", "5", "3", human_size(2 * bee_size + cake_size)]
+    assert rows["near-identical"][0] == "pHash ≤ 10 bits apart (score ≥ 0.844)"
+    assert rows["near-duplicate"][0] == "CLIP cosine ≥ 0.95" and rows["similar"][0] == "off"
     with pytest.raises(ValueError, match="unknown report type"):
         report.write(out / "r.txt")
 

@@ -176,3 +176,83 @@ def test_the_code_is_a_constant_and_the_plan_is_plain_base64(tmp_path):
     plan = json.loads(base64.b64decode(b.split('PLAN = """')[1].split('"""')[0]))
     assert base64.b64decode(plan["groups"][0]["members"][1][0]) == b"/p/\\\"'"
     assert plan["name"] == 'x"""y.py' and base64.b64decode(plan["root"]) == b"/p"
+
+
+@pytest.fixture
+def tiered(tmp_path):
+    """Real files in one group of each quarantined tier; the report made as `index dedup` would."""
+    lib = tmp_path / "lib"
+    (lib / "a").mkdir(parents=True)
+    for name, picture in (("a/IMG_1.jpg", "cat.jpg"), ("a/IMG_1 (2).jpg", "cat.jpg"),
+                          ("b.jpg", "bee.jpg"), ("b-small.jpg", "bee.jpg"),
+                          ("c.jpg", "cake.jpg"), ("c-edit.jpg", "cake.jpg")):  # fmt: skip
+        shutil.copyfile(PHOTOS / "flat" / picture, lib / name)
+    (lib / "b-small.jpg").write_bytes((lib / "b-small.jpg").read_bytes() + b"\0")  # not exact
+    (lib / "c-edit.jpg").write_bytes((lib / "c-edit.jpg").read_bytes() + b"\0\0")
+
+    def member(name: str) -> dict:
+        st = (lib / name).stat()
+        return {"path": str(lib / name), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+    groups = [(1, "exact", "a/IMG_1.jpg", "a/IMG_1 (2).jpg"),
+              (2, "near-identical", "b.jpg", "b-small.jpg"),
+              (3, "near-duplicate", "c.jpg", "c-edit.jpg")]  # fmt: skip
+    report = {"generated_at": "now", "groups": [
+        {"id": i, "tier": tier, "keep": str(lib / keep), "members": [member(keep), member(dup)]}
+        for i, tier, keep, dup in groups]}  # fmt: skip
+    script = tmp_path / "q.py"
+    script.write_text(quarantine_script(report, "q.py"), encoding="ascii")
+    return tmp_path, lib, script
+
+
+def test_near_duplicates_move_only_when_named_and_lines_name_tier_and_keeper(tiered):
+    tmp, lib, script = tiered
+    dest = tmp / "Q"
+    dry = run(script, str(dest), cwd=tmp)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.decode().splitlines()
+    assert lines == [
+        f"would move [exact] {lib}/a/IMG_1 (2).jpg -> {dest}/a/IMG_1 (2).jpg  "
+        f"(keeping {lib}/a/IMG_1.jpg)",
+        f"would move [near-identical] {lib}/b-small.jpg -> {dest}/b-small.jpg  "
+        f"(keeping {lib}/b.jpg)",
+        "would move 2 files; 0 skipped; 0 failed (dry run: add --apply to move)",
+    ]
+    helped = " ".join(run(script, "--help", cwd=tmp).stdout.decode().split()).replace("- ", "-")
+    assert "(default exact,near-identical; near-duplicate only when named)" in helped
+    every = "exact,near-identical,near-duplicate"
+    moved = run(script, "--apply", "--tiers", every, str(dest), cwd=tmp)
+    assert moved.returncode == 0, moved.stderr
+    assert (
+        f"move [near-duplicate] {lib}/c-edit.jpg -> {dest}/c-edit.jpg  (keeping {lib}/c.jpg)"
+        in (moved.stdout.decode().splitlines())
+    )
+    assert sorted(files_of(dest)) == [b"a/IMG_1 (2).jpg", b"b-small.jpg", b"c-edit.jpg"]
+    assert sorted(files_of(lib)) == [b"a/IMG_1.jpg", b"b.jpg", b"c.jpg"]
+
+
+def test_a_destination_inside_the_indexed_folder_is_refused(tiered):
+    tmp, lib, script = tiered
+    before = files_of(lib)
+    (tmp / "link").symlink_to(lib)  # the same folder under another name
+    for dest in (lib / "quarantine", lib, tmp / "link" / "q"):
+        out = run(script, "--apply", str(dest), cwd=tmp)
+        assert out.returncode == 2 and not out.stdout
+        assert out.stderr.decode().splitlines() == [
+            f"refused: {dest} is inside the indexed folder {lib}; choose a folder outside it"
+        ]
+        assert files_of(lib) == before and not (lib / "quarantine").exists()
+    beside = run(script, "--apply", cwd=tmp)  # the default: a folder beside the photos
+    assert beside.returncode == 0 and b"moved 2 files" in beside.stdout
+    assert sorted(files_of(tmp / "lib-quarantine")) == [b"a/IMG_1 (2).jpg", b"b-small.jpg"]
+
+
+def test_roots_of_files_on_two_top_folders_each_refused():
+    """When the common root is `/`, the top folders holding the files are the ones refused."""
+    report = {"groups": [{"id": 1, "tier": "exact", "keep": "/mnt/a/x/1.jpg",
+                          "members": [{"path": "/mnt/a/x/1.jpg"}, {"path": "/srv/b/1.jpg"},
+                                      {"path": "/mnt/a/x/y/2.jpg"}]}]}  # fmt: skip
+    text = quarantine_script(report, "q.py")
+    plan = json.loads(base64.b64decode(text.split('PLAN = """')[1].split('"""')[0]))
+    assert [base64.b64decode(r) for r in plan["roots"]] == [b"/mnt/a/x", b"/srv/b"]
+    assert plan["tiers"] == ["exact", "near-identical"]

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import PHOTOS, TINY_BIRDER
 from PIL import Image
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 from indexer.build import build
 from indexer.catalog import Catalog
+from indexer.files import human_size
 from indexer.settings import Settings
 from indexer.thumbs import thumbnail_bytes, thumbnail_path
 from search_ui import state
@@ -181,6 +183,9 @@ def test_duplicates_page(env):
     assert not at.exception
     summary = next(m.value for m in at.markdown if " groups: " in m.value)
     assert summary.startswith("14 groups: 13 exact · 1 near-identical · 0 near-duplicate")
+    table = next(m.value for m in at.markdown if m.value.startswith("| tier |"))
+    assert "| near-duplicate | CLIP cosine ≥ 0.95 | 0 | 0 | 0 | 0 bytes |" in table
+    assert "| near-identical | pHash ≤ 10 bits apart (score ≥ 0.844) | 1 |" in table
     bee = next(m.value for m in at.markdown if m.value.startswith("**exact group 1**"))
     assert "3 files" in bee and "keep `bee.jpg`" in bee
     texts = [m.value for m in at.markdown]
@@ -197,10 +202,58 @@ def test_duplicates_page(env):
     at.sidebar.slider(key="near").set_value(0.9).run()  # thresholds reach the library
     summary = next(m.value for m in at.markdown if " groups: " in m.value)
     assert "1 near-identical · 3 near-duplicate" in summary
+    assert "CLIP cosine ≥ 0.9 |" in next(m.value for m in at.markdown if "| tier |" in m.value)
     at.sidebar.checkbox(key="use_similar").check().run()
-    assert any("similar (" in t.label for t in at.tabs)
+    assert "similar" in at.selectbox(key="dup_tier").options[-1]
     at.sidebar.text_input(key="keep").input("no-such-rule").run()
     assert "keep rule" in at.error[0].value and not at.exception
+
+
+@pytest.fixture(scope="module")
+def many_groups(tmp_path_factory) -> Path:
+    """45 exact pairs of generated pictures (random pixels: no two alike), 30 in a/, 15 in b/."""
+    from test_dedup import fill_from_files
+
+    root = tmp_path_factory.mktemp("many")
+    rng = np.random.default_rng(14)
+    for i in range(45):
+        folder = root / "photos" / ("a" if i < 30 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        shutil.copy(folder / f"{i}.png", folder / f"{i} copy.png")
+    fill_from_files(root / "index", sorted((root / "photos").rglob("*.png")))
+    return root / "index"
+
+
+def groups_shown(at: AppTest) -> list[str]:
+    return [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**exact group")]
+
+
+def test_duplicates_page_at_scale_pages_filters_and_lazy_thumbnails(monkeypatch, many_groups):
+    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(many_groups))
+    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+    photos = many_groups.parent / "photos"
+    at = app()
+    at.switch_page(DUPLICATES).run()
+    assert not at.exception
+    copies = sum(p.stat().st_size for p in photos.rglob("* copy.png"))
+    table = next(m.value for m in at.markdown if m.value.startswith("| tier |"))
+    assert f"| exact | identical bytes | 45 | 90 | 45 | {human_size(copies)} |" in table
+    assert groups_shown(at) == [f"exact group {i}" for i in range(1, 21)]
+    assert at.number_input(key="page").label == "Page (of 3)"
+    cached = many_groups / "thumbs" / "256"
+    assert len(list(cached.rglob("*.jpg"))) == 20  # one picture per group, this page only
+    at.number_input(key="page").set_value(3).run()
+    assert groups_shown(at) == [f"exact group {i}" for i in range(41, 46)]
+    assert len(list(cached.rglob("*.jpg"))) == 25
+    at.selectbox(key="page_size").select(50).run()  # back to page 1, all on it
+    assert len(groups_shown(at)) == 45 and at.number_input(key="page").value == 1
+    at.selectbox(key="dup_folder").select(str(photos / "b")).run()
+    assert len(groups_shown(at)) == 15
+    assert "groups 1–15 of 15" in [c.value for c in at.caption]
+    at.selectbox(key="dup_tier").select("near-identical").run()
+    assert not groups_shown(at) and any("No groups match" in m.value for m in at.markdown)
+    assert not at.exception
 
 
 def test_index_page(env):

@@ -58,7 +58,7 @@ class Report:
         if fmt == "csv":
             return _report.to_csv(data)
         if fmt == "html":
-            return _report.to_html(data, self.thumbnails())
+            return _report.to_html(data, self.thumbnails(_report.THUMB_GROUPS))
         raise ValueError(f"unknown report format {fmt!r}: use html, json or csv")
 
     def write(self, path: str | Path) -> None:
@@ -68,9 +68,10 @@ class Report:
             raise ValueError(f"{path}: unknown report type; name it .html, .json or .csv")
         write_atomic(path, self.render(fmt))
 
-    def thumbnails(self) -> dict[str, bytes | None]:
-        """JPEG thumbnails of every member, from the index's thumbnail cache when it is there."""
-        paths = [m["path"] for g in self.groups for m in g.members]
+    def thumbnails(self, groups: int | None = None) -> dict[str, bytes | None]:
+        """JPEG thumbnails of the members of the first `groups` groups (None: all), from the
+        index's thumbnail cache when it is there (the HTML report inlines only those)."""
+        paths = [m["path"] for g in self.groups[:groups] for m in g.members]
         if not self.index or not self.content_ids:
             return _report.thumbnails(paths)
         try:

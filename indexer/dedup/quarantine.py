@@ -18,13 +18,26 @@ from typing import Any
 
 from indexer.text import printable
 
-QUARANTINE_TIERS = ("exact", "near-identical", "near-duplicate")
+QUARANTINE_TIERS = ("exact", "near-identical")  # near-duplicate only when named in --tiers
 _BLOB = re.compile(r"[A-Za-z0-9+/=\n]*")
 
 
 def _b64(path: str) -> str:
     """A path as the base64 of its bytes (surrogate-escaped names become their raw bytes)."""
     return base64.b64encode(os.fsencode(path)).decode("ascii")
+
+
+def _roots(paths: list[str], root: str) -> list[str]:
+    """The folders a destination must stay out of: the common root, or, when that is `/`,
+    the top folders holding the report's files (a quarantine there would be indexed again)."""
+    if root != os.sep:
+        return [root]
+    tops = sorted({os.path.dirname(p) for p in paths})
+    return [d for i, d in enumerate(tops) if not any(_inside(d, t) for t in tops[:i])]
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def plan(report: dict[str, Any], name: str, tiers: Iterable[str]) -> dict[str, Any]:
@@ -38,6 +51,7 @@ def plan(report: dict[str, Any], name: str, tiers: Iterable[str]) -> dict[str, A
         "name": str(name),
         "generated": str(report.get("generated_at")),
         "root": _b64(root),
+        "roots": [_b64(r) for r in _roots(paths, root)],
         "dest": _b64(dest),
         "tiers": list(tiers),
         "groups": [
@@ -78,12 +92,14 @@ def quarantine_script(
 _HEAD = r'''#!/usr/bin/env python3
 """Quarantine the duplicates found by `index dedup` (written by photo-index).
 
-Moves each non-kept file of the chosen tiers' groups into DEST/<its path relative to ROOT>.
-It never deletes and never overwrites. Without --apply it only prints what it would do.
+Moves each non-kept file of the chosen tiers' groups into DEST/<its path relative to ROOT>:
+exact and near-identical by default; near-duplicate only when --tiers names it. It never
+deletes and never overwrites, and refuses a DEST inside the indexed folders. Without --apply
+it only prints what it would do, one line per file naming its tier and the kept copy.
 A file is skipped when it vanished or changed (size or modification time) since the report,
 when it lies in a protected (--prefer) folder, or when its group's kept copy is missing.
 
-    python3 THIS_SCRIPT [--apply] [--tiers exact,near-identical,near-duplicate] [DEST]
+    python3 THIS_SCRIPT [--apply] [--tiers exact,near-identical[,near-duplicate]] [DEST]
     python3 THIS_SCRIPT --restore [--apply] [DEST]     (moves quarantined files back)
 
 DEST defaults to a folder beside ROOT; --help prints ROOT and DEST. The plan is the base64
@@ -112,6 +128,7 @@ def load_plan():
         g["keep"] = raw(g["keep"])
         g["members"] = [(raw(p), size, mtime_ns) for p, size, mtime_ns in g["members"]]
     data["root"], data["dest"] = raw(data["root"]), raw(data["dest"])
+    data["roots"] = [raw(r) for r in data.get("roots", [])]
     data["protected"] = {raw(p) for p in data["protected"]}
     return data
 
@@ -185,7 +202,11 @@ def parse(argv, data):
     )
     parser.add_argument("dest", nargs="?", default=None, help="quarantine folder")
     parser.add_argument("--apply", action="store_true", help="move (default: only print)")
-    parser.add_argument("--tiers", default=",".join(data["tiers"]), help="groups to act on")
+    parser.add_argument(
+        "--tiers",
+        default=",".join(data["tiers"]),
+        help="groups to act on (default %(default)s; near-duplicate only when named)",
+    )
     parser.add_argument("--restore", action="store_true", help="move quarantined files back")
     args = parser.parse_args(argv)
     args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
@@ -213,9 +234,26 @@ def check(member, g, data, dst, kept_ok):
     return None
 
 
+def inside_roots(dest, roots):
+    """The indexed folder that holds `dest` (a quarantine there would be indexed again)."""
+    for root in roots:
+        for a, b in ((dest, root), (os.path.realpath(dest), os.path.realpath(root))):
+            if a == b or a.startswith(b.rstrip(b"/") + b"/"):
+                return root
+    return None
+
+
 def main(argv):
     data = load_plan()
     args = parse(argv, data)
+    inside = None if args.restore else inside_roots(args.dest, data["roots"])
+    if inside is not None:
+        print(
+            "refused: %s is inside the indexed folder %s; choose a folder outside it"
+            % (show(args.dest), show(inside)),
+            file=sys.stderr,
+        )
+        return 2
     verb = "move" if args.apply else "would move"
     done = skipped = failed = 0
     kept_ok = {}
@@ -234,7 +272,10 @@ def main(argv):
             print(why[0], show(why[1]))
             skipped += 1
             continue
-        print("%s %s -> %s" % (verb, show(src), show(dst)))
+        print(
+            "%s [%s] %s -> %s  (keeping %s)"
+            % (verb, g["tier"], show(src), show(dst), show(g["keep"]))
+        )
         if args.apply:
             try:
                 move(src, dst)

@@ -1,7 +1,9 @@
 """Duplicates page: the tiers and groups of `indexer.dedup`, side by side, kept file marked.
 
 Thresholds and the keep rule go straight into `DedupOptions`; the reports and the quarantine
-script are the library's own writers, offered as downloads.
+script are the library's own writers, offered as downloads. Built for 100,000 groups: the report
+is computed once per catalog state and options, and only one page of groups (and thumbnails)
+is rendered per run, after a per-tier summary and tier/folder filters.
 """
 
 from __future__ import annotations
@@ -13,16 +15,22 @@ from typing import Any
 import streamlit as st
 
 from indexer.dedup import DEFAULT_KEEP, TIERS, DedupOptions, Group, KeepRuleError, Report, dedup
+from indexer.dedup.review import TierSummary, page_count, select, summarize, threshold_words
+from indexer.files import human_size
 from search_ui.common import CatalogView, Loaded, catalog_stamp, open_index, thumb
 from search_ui.text import code, describe, md
 
 PER_ROW = 6
-PAGE_SIZE = 20
+PAGE_SIZES = (20, 50)
+ALL = "(all)"
 
 
-@st.cache_data(show_spinner="Finding duplicates…", max_entries=8)
+@st.cache_resource(show_spinner="Finding duplicates…", max_entries=4)
 def _report(index: str, stamp: tuple[Any, ...], options: tuple[Any, ...]) -> Report:
-    """The dedup report for these options, recomputed when the catalog changes."""
+    """The dedup report for these options, recomputed only when the catalog changes.
+
+    A resource, not data: 100k groups are not pickled and copied on every rerun (read only).
+    """
     hamming, near, similar, keep, prefer = options
     return dedup(
         index,
@@ -50,7 +58,7 @@ def sidebar_options(view: CatalogView) -> tuple[Any, ...]:
 def downloads(report: Report) -> None:
     """The report in every format and the quarantine script, from the library's writers.
 
-    Each is made when its button is clicked (the HTML report embeds every thumbnail).
+    Each is made when its button is clicked (the HTML report embeds thumbnails).
     """
     cols = st.columns(4)
     files = (
@@ -68,7 +76,8 @@ def downloads(report: Report) -> None:
         "quarantine.py",
         "text/x-python",
         key="dl-script",
-        help="Moves every non-kept copy into a quarantine folder; a dry run unless --apply.",
+        help="Moves the non-kept copies of exact and near-identical groups into a quarantine "
+        "folder (near-duplicate ones only with --tiers); a dry run unless --apply.",
         on_click="ignore",
     )
 
@@ -159,23 +168,81 @@ def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
                     member_actions(loaded, view, group, m, members.index(m))
 
 
-def show_tier(loaded: Loaded, view: CatalogView, tier: str, groups: list[Group]) -> None:
-    """A tier's groups, a page at a time (a big library has thousands)."""
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _summary(index: str, stamp: tuple[Any, ...], options: tuple[Any, ...]) -> dict:
+    return summarize(_report(index, stamp, options).groups)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _selected(
+    index: str, stamp: tuple[Any, ...], options: tuple[Any, ...], tier: str, folder: str
+) -> list[Group]:
+    """The groups shown for these filters (cached: a page change does not refilter)."""
+    groups = _report(index, stamp, options).groups
+    return select(groups, None if tier == ALL else tier, None if folder == ALL else folder)
+
+
+def show_summary(report: Report, summary: dict[str, TierSummary], tiers: list[str]) -> None:
+    """Groups, files and the space a quarantine would reclaim per tier; thresholds in words."""
+    st.write(
+        f"{len(report.groups)} groups: "
+        + " · ".join(f"{summary[t].groups} {t}" for t in tiers)
+        + f" ({report.seconds:.2f} s)"
+    )
+    words = threshold_words(report.thresholds)
+    rows = [
+        "| tier | linked by | groups | files | non-kept | quarantine reclaims |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for t in tiers:
+        line = summary[t]
+        rows.append(
+            f"| {t} | {words[t]} | {line.groups:,} | {line.files:,} | "
+            f"{line.duplicates:,} | {human_size(line.reclaim)} |"
+        )
+    st.markdown("\n".join(rows))
+    st.caption(
+        "The quarantine script moves the non-kept copies of exact and near-identical groups; "
+        "near-duplicate ones only with `--tiers exact,near-identical,near-duplicate`."
+    )
+
+
+def filters(view: CatalogView, summary: dict[str, TierSummary], tiers: list[str]) -> tuple:
+    """Tier, folder and page size, above the groups (a change goes back to page 1)."""
+    cols = st.columns([2, 4, 1])
+    tier = cols[0].selectbox(
+        "Tier",
+        [ALL, *tiers],
+        format_func=lambda t: t if t == ALL else f"{t} ({summary[t].groups:,})",
+        key="dup_tier",
+    )
+    folder = cols[1].selectbox("Folder", [ALL, *view.folders], key="dup_folder")
+    size = cols[2].selectbox("Groups a page", PAGE_SIZES, key="page_size")
+    if st.session_state.get("dup_filters") != (tier, folder, size):
+        st.session_state["dup_filters"] = (tier, folder, size)
+        st.session_state["page"] = 1
+    return tier, folder, size
+
+
+def show_page(loaded: Loaded, view: CatalogView, groups: list[Group], size: int) -> None:
+    """One page of groups; only these groups' thumbnails are read."""
     if not groups:
-        st.write(f"No {tier} groups at these thresholds.")
+        st.write("No groups match these filters at these thresholds.")
         return
-    pages = (len(groups) + PAGE_SIZE - 1) // PAGE_SIZE
-    page = 1
-    if pages > 1:
-        page = int(st.number_input(f"Page (of {pages})", 1, pages, 1, key=f"page-{tier}"))
-    for group in groups[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]:
+    pages = page_count(len(groups), size)
+    if st.session_state.get("page", 1) > pages:
+        st.session_state["page"] = pages
+    number = int(st.number_input(f"Page (of {pages:,})", 1, pages, key="page"))
+    st.caption(f"groups {(number - 1) * size + 1:,}–{min(number * size, len(groups)):,} "
+               f"of {len(groups):,}")  # fmt: skip
+    for group in groups[(number - 1) * size : number * size]:
         show_group(loaded, view, group)
 
 
 def main() -> None:
-    """The Duplicates page: options in the sidebar, downloads, then one tab per tier.
+    """The Duplicates page: options in the sidebar, summary, downloads, filters, one page.
 
-    The report is cached per catalog state and options, so reruns do not regroup.
+    The report is cached per catalog state and options, so reruns and page changes do not regroup.
     """
     st.title("Duplicates")
     opened = open_index()
@@ -183,27 +250,21 @@ def main() -> None:
         return
     loaded, view = opened
     options = sidebar_options(view)
-    index = loaded.settings.index
+    key = (str(loaded.settings.index.absolute()), catalog_stamp(loaded.settings.index), options)
     try:
-        report = _report(str(index.absolute()), catalog_stamp(index), options)
+        report = _report(*key)
     except KeepRuleError as exc:
         st.error(f"That keep rule does not parse: {md(exc)}")
         return
     except ValueError as exc:  # thresholds that contradict each other
         st.error(md(exc))
         return
-    counts = report.as_dict()["counts"]
     tiers = [t for t in TIERS if t != "similar" or options[2] is not None]
-    st.write(
-        f"{len(report.groups)} groups: "
-        + " · ".join(f"{counts[t]} {t}" for t in tiers)
-        + f" ({report.seconds:.2f} s)"
-    )
+    summary = _summary(*key)
+    show_summary(report, summary, tiers)
     downloads(report)
-    tabs = st.tabs([f"{t} ({counts[t]})" for t in tiers])
-    for tab, tier in zip(tabs, tiers, strict=True):
-        with tab:
-            show_tier(loaded, view, tier, [g for g in report.groups if g.tier == tier])
+    tier, folder, size = filters(view, summary, tiers)
+    show_page(loaded, view, _selected(*key, tier, folder), size)
 
 
 main()

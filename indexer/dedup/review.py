@@ -1,0 +1,93 @@
+"""Reviewing a big report: per-tier summary with the space a quarantine would reclaim, filters
+by tier and folder, pages, and thresholds in words. Shared by the Duplicates page and the HTML
+report, so both say the same thing about the same groups.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from indexer.dedup.tiers import TIERS, Group
+
+GroupLike = Group | dict[str, Any]
+
+
+@dataclass
+class TierSummary:
+    """One tier of a report: groups, files in them, and the bytes of the non-kept files."""
+
+    tier: str
+    groups: int = 0
+    files: int = 0
+    duplicates: int = 0  # non-kept members: what a quarantine of this tier would move
+    reclaim: int = 0  # their bytes
+
+
+def _get(group: GroupLike, key: str) -> Any:
+    return group[key] if isinstance(group, dict) else getattr(group, key)
+
+
+def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
+    """Per tier (strongest first): groups, files, non-kept files and their bytes.
+
+    A weaker group contains stronger ones, so tiers overlap: each line counts its own groups.
+    """
+    out = {t: TierSummary(t) for t in TIERS}
+    for g in groups:
+        line, keep = out[_get(g, "tier")], _get(g, "keep")
+        line.groups += 1
+        for m in _get(g, "members"):
+            line.files += 1
+            if m["path"] != keep:
+                line.duplicates += 1
+                line.reclaim += int(m.get("size") or 0)
+    return out
+
+
+def in_folder(path: str, folder: str) -> bool:
+    """Whether `path` lies in `folder` or below it (a path prefix on whole components)."""
+    folder = folder.rstrip(os.sep) or os.sep
+    return path.startswith(folder if folder == os.sep else folder + os.sep)
+
+
+def select(
+    groups: Sequence[GroupLike], tier: str | None = None, folder: str | None = None
+) -> list[GroupLike]:
+    """The groups of `tier` (None: all) with at least one member in `folder` (None: anywhere)."""
+    return [
+        g
+        for g in groups
+        if (tier is None or _get(g, "tier") == tier)
+        and (folder is None or any(in_folder(m["path"], folder) for m in _get(g, "members")))
+    ]
+
+
+def page_count(total: int, size: int) -> int:
+    """Pages of `size` items needed for `total` (at least one, so a page 1 always exists)."""
+    return max(1, -(-total // max(1, size)))
+
+
+def page(items: Sequence[Any], number: int, size: int) -> Sequence[Any]:
+    """Page `number` (1-based, clamped to the last page) of `items`."""
+    number = min(max(1, number), page_count(len(items), size))
+    return items[(number - 1) * size : number * size]
+
+
+def describe_threshold(tier: str, threshold: float | int | None) -> str:
+    """A tier's threshold in words, e.g. "pHash ≤ 10 bits apart" or "CLIP cosine ≥ 0.95"."""
+    if tier == "exact":
+        return "identical bytes"
+    if threshold is None:
+        return "off"
+    if tier == "near-identical":
+        return f"pHash ≤ {threshold} bits apart (score ≥ {1 - float(threshold or 0) / 64:.3f})"
+    return f"CLIP cosine ≥ {threshold}"
+
+
+def threshold_words(thresholds: dict[str, Any]) -> dict[str, str]:
+    """Each tier's link in words from a report's `thresholds`: {"similar": "off", ...}."""
+    keys = {"exact": "exact", "near-identical": "hamming", "near-duplicate": "near_duplicate"}
+    return {t: describe_threshold(t, thresholds.get(keys.get(t, t))) for t in TIERS}
