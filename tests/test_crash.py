@@ -92,8 +92,8 @@ def test_sigkill_at_random_moments_then_rerun(tmp_path):
     with sqlite3.connect(index / "catalog.sqlite") as db:  # no run left "running" forever
         statuses = [row[0] for row in db.execute("SELECT status FROM runs ORDER BY id")]
     # builds killed after recording their run are marked "killed" by the next one (kills
-    # during start-up leave no row)
-    assert statuses[-1] == "done" and set(statuses[:-1]) <= {"killed"}
+    # during start-up leave no row; a build may also finish before its kill)
+    assert statuses[-1] == "done" and "running" not in statuses
     again = run_build(index, root, "--json")
     out, _ = again.communicate(timeout=120)
     assert json.loads(out)["embedded"] == 0

@@ -7,6 +7,7 @@ one after the other; the one that set the kept file apart from the runner-up is 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,7 +115,13 @@ def _criterion(token: str) -> Criterion:
 
 def parse_rule(rule: str) -> list[Criterion]:
     """The criteria of a --keep rule, in order; KeepRuleError names a bad one."""
-    criteria = [_criterion(t) for t in rule.split(",") if t.strip()]
+    return list(_parsed(rule))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(rule: str) -> tuple[Criterion, ...]:
+    """Parsed once per rule (every group asks; the criteria hold no state)."""
+    criteria = tuple(_criterion(t) for t in rule.split(",") if t.strip())
     if not criteria:
         raise KeepRuleError(f"--keep {rule!r}: name at least one criterion ({CRITERIA})")
     return criteria
