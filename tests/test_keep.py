@@ -2,7 +2,8 @@
 
 A library of real corpus photos and the derived copies people make (an EXIF-less PNG export of a
 camera JPEG, a noisy PNG, a brightened PNG, a backup copy, a half-size copy, a 1-px larger
-re-save, two indistinguishable copies) is built with the tiny weights, then deduplicated.
+re-save, an upright export of a sideways (EXIF-rotated) camera JPEG, two indistinguishable
+copies) is built with the tiny weights, then deduplicated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageOps
 
 from indexer.build import build
 from indexer.dedup import DedupOptions, dedup
@@ -48,7 +49,7 @@ def salt_and_pepper(img: Image.Image, share: float = 0.05) -> Image.Image:
 
 def make_library(lib: Path) -> dict[str, int]:
     """The originals and their derived copies; returns file times (s) that differ from T."""
-    for folder in ("png", "backup", "bright", "web", "a", "b", "2019", "trip"):
+    for folder in ("png", "backup", "bright", "web", "a", "b", "2019", "trip", "upright"):
         (lib / folder).mkdir(parents=True)
     cat = Image.open(PHOTOS / "cat.jpg")
     exif = camera_exif("Canon", "Canon PowerShot S80", "2006:01:31 10:00:00")
@@ -68,10 +69,17 @@ def make_library(lib: Path) -> dict[str, int]:
     kitty = Image.open(PHOTOS / "black kitty.jpeg")
     kitty.save(lib / "a" / "kitty.jpg", quality=95)
     kitty.resize((kitty.width + 1, kitty.height)).save(lib / "b" / "kitty.jpg", quality=95)
+    # a camera JPEG stored sideways with EXIF orientation 6, and its upright EXIF-less export
+    tree = Image.open(PHOTOS / "tree.webp").convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    sideways = camera_exif("NIKON CORPORATION", "NIKON D70", "2004:06:01 09:30:00")
+    sideways[0x0112] = 6
+    tree.save(lib / "DSC_0042.jpg", quality=95, exif=sideways)
+    ImageOps.exif_transpose(Image.open(lib / "DSC_0042.jpg")).save(lib / "upright" / "tree.png")
     shutil.copy(PHOTOS / "black cat at night.jpg", lib / "2019" / "night.jpg")
     shutil.copy(PHOTOS / "black cat at night.jpg", lib / "trip" / "night.jpg")
     times = {
         "png/IMG_0001.png": T - DAY,  # the export is older and larger: camera metadata wins
+        "upright/tree.png": T - DAY,  # so is the upright export of a sideways camera JPEG
         "web/lens.jpg": T - DAY,  # the half-size copy is older: more pixels win
         "b/kitty.jpg": T + DAY,  # 1 px wider, but a day younger: the file time decides
     }
@@ -114,6 +122,12 @@ CASES = [
         "png/IMG_0001.png",
         "IMG_0001.jpg",
         "camera original (Canon PowerShot S80, 2006-01-31)",
+        "camera",
+    ),
+    (
+        "upright/tree.png",
+        "DSC_0042.jpg",
+        "camera original (NIKON D70, 2004-06-01)",
         "camera",
     ),
     (
