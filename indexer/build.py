@@ -22,9 +22,11 @@ from indexer import files as fs
 from indexer import plan, sync
 from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.clock import Laps
+from indexer.errors import BuildError
 from indexer.home import open_for_build
 from indexer.ingest import CatalogWrites
 from indexer.interrupts import Interrupted, deferred, signum_of
+from indexer.pins import encoder_identity_changed
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
 from indexer.summary import BuildSummary
@@ -32,18 +34,6 @@ from indexer.vanished import VanishGuard, unknown_root
 
 # progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
 ProgressFn = Callable[..., None]
-
-
-class BuildError(Exception):
-    """A build that cannot start (wrong encoder for this index, bad roots...)."""
-
-
-def encoder_identity_changed(pinned: dict | None, identity: dict) -> bool:
-    """Is `identity` a different encoder than the one the index was built with?"""
-    if not pinned:
-        return False
-    keys = ("weights_sha256", "architecture", "preprocess", "dim")
-    return any(pinned.get(k) != identity.get(k) for k in keys)
 
 
 def build(
@@ -140,6 +130,7 @@ class _Build:
             added=self.writes.added,
             removed=self.writes.removed,
             generation_at_start=gen_at_start,
+            build_ivf=self._ivf_builder(),
         )
         clock.lap("index")
         s = self.summary
@@ -157,6 +148,14 @@ class _Build:
         if s.interrupted:
             raise Interrupted(signal.Signals[s.interrupted], result=s)
         return s
+
+    def _ivf_builder(self) -> sync.BuildIvf | None:
+        """On Ray, a new IVF index is filled in shards over the cluster."""
+        if self.settings.engine != "ray":
+            return None
+        from indexer.ray_engine import build_ivf_on_ray
+
+        return build_ivf_on_ray
 
     def _load_encoder(self) -> Any:
         from indexer.encoder import load_encoder

@@ -15,11 +15,8 @@ import numpy as np
 import torch
 
 from indexer import imaging
+from indexer.errors import RayUnavailableError
 from indexer.pipeline import DecodedBatch, DecodeJob, EncodedBatch, decode_one
-
-
-class RayUnavailableError(RuntimeError):
-    """Ray is not installed or the cluster cannot be reached."""
 
 
 def _decode_batch(
@@ -154,6 +151,12 @@ def cluster_cpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
+
+
+def build_ivf_on_ray(index: Any, ids: np.ndarray, vecs: np.ndarray) -> None:
+    """Fill an IVF `index` in shards over the Ray cluster (the same index as one pass): what
+    the build hands `sync_index` when it runs on Ray."""
+    index.build_sharded(ids, vecs, min(16, max(2, cluster_cpus())), ray_map)
 
 
 def _to_encoded(batch: dict[str, Any]) -> EncodedBatch:

@@ -16,13 +16,11 @@ from PIL import Image
 
 from indexer import imaging, sync
 from indexer.catalog import Catalog
+from indexer.errors import SearchError
 from indexer.files import open_regular, printable_path
 from indexer.home import require_content
+from indexer.pins import encoder_identity_changed
 from indexer.settings import Settings
-
-
-class SearchError(Exception):
-    """A query that cannot be answered (no index, unreadable query image...)."""
 
 
 @dataclass
@@ -99,8 +97,6 @@ class Searcher:
                 cache_dir=self.settings.cache_dir,
             )
         pinned = self.catalog.get_meta("encoder")
-        from indexer.build import encoder_identity_changed
-
         if encoder_identity_changed(pinned, self._encoder.identity):
             raise SearchError(
                 f"{self.settings.index} was built with other weights "

@@ -13,6 +13,7 @@ from pathlib import Path
 import platformdirs
 
 from indexer.devices import check_device
+from indexer.errors import SettingsError
 
 ENV_PREFIX = "PHOTO_INDEX_"
 DEFAULT_EXCLUDES = (
@@ -30,10 +31,6 @@ DEFAULT_EXCLUDES = (
 )
 ENGINES = ("local", "ray")
 DTYPES = ("auto", "fp32", "bf16")
-
-
-class SettingsError(ValueError):
-    """An option outside what it accepts: one line naming the option and the allowed values."""
 
 
 def default_index_home() -> Path:

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from indexer import vectors
 from indexer.catalog import Catalog
 from indexer.settings import Settings
 
 INDEX_FILE = "vectors.faiss"
+# fills a new IVF index with (ids, vectors) in its own way, e.g. in shards on a cluster
+BuildIvf = Callable[[vectors.VectorIndex, np.ndarray, np.ndarray], None]
 TUNE_QUERIES = 500
 log = logging.getLogger(__name__)
 
@@ -33,11 +38,13 @@ def sync_index(
     removed: set[int] | None = None,
     generation_at_start: int | None = None,
     rebuild: bool = False,
+    build_ivf: BuildIvf | None = None,
 ) -> dict[str, Any]:
     """Bring the FAISS file up to the catalog's generation, tune nprobe, save atomically.
 
     Applies `removed`/`added` incrementally when the file on disk is exactly the state at the
-    start of the run; otherwise (missing, corrupt, lagging, outgrown) rebuilds from SQLite.
+    start of the run; otherwise (missing, corrupt, lagging, outgrown) rebuilds from SQLite,
+    an IVF index with `build_ivf` when given (the build on Ray passes its sharded fill).
     """
     path = index_path(settings.index)
     generation = cat.generation()
@@ -80,10 +87,8 @@ def sync_index(
             else vectors.choose_spec(0, max(dim, 1), settings.memory_budget_mb),
             dim=max(dim, 1),
         )
-        if len(ids) and settings.engine == "ray" and index.is_ivf:
-            from indexer.ray_engine import cluster_cpus, ray_map
-
-            index.build_sharded(ids, vecs, min(16, max(2, cluster_cpus())), ray_map)
+        if len(ids) and build_ivf is not None and index.is_ivf:
+            build_ivf(index, ids, vecs)
         elif len(ids):
             index.build(ids, vecs)
     build_seconds = time.perf_counter() - started

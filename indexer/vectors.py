@@ -21,6 +21,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 
 from indexer.atomic import atomic_path
 from indexer.devices import cuda_device
+from indexer.errors import IndexFileError
 from indexer.files import write_atomic
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
@@ -28,10 +29,6 @@ MIN_TRAIN_PER_LIST = 39
 MAX_TRAIN_PER_LIST = 50  # k-means cost grows with the sample; 39-50 per list is enough
 RETRAIN_GROWTH = 4.0
 KMEANS_ITERATIONS = 10
-
-
-class IndexFileError(Exception):
-    """The FAISS file is missing its state, truncated, corrupt or not the pair of its state."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from indexer.encoder.checkpoints import CheckpointError, build_model, identity, 
 from indexer.encoder.model import CLIPVisionTower, ViTConfig
 from indexer.encoder.weights import SHA256 as DEFAULT_SHA256
 from indexer.encoder.weights import WeightsError, default_weights
+from indexer.errors import DeviceError
 
 __all__ = [
     "CheckpointError",
@@ -31,10 +32,6 @@ __all__ = [
     "save_random_checkpoint",
 ]
 DTYPES = ("fp32", "bf16")
-
-
-class DeviceError(ValueError):
-    """An unknown or unavailable --device / --dtype."""
 
 
 def cpu_has_bf16() -> bool:
