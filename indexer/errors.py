@@ -41,6 +41,10 @@ class CatalogError(UserError):
     """The catalog cannot be opened: missing, empty, damaged, too old for a reader, or newer."""
 
 
+class DamagedCatalogError(CatalogError):
+    """The catalog file cannot be read as SQLite: `index verify --repair` salvages its rows."""
+
+
 class IndexBusyError(UserError):
     """Another process is writing to this index."""
 
@@ -65,6 +69,10 @@ class WeightsError(UserError, RuntimeError):
 
 class DeviceError(UserError, ValueError):
     """An unknown or unavailable --device / --dtype."""
+
+
+class EncoderError(UserError, RuntimeError):
+    """The model failed while it ran (a device lost, out of memory): not the input's fault."""
 
 
 class RayUnavailableError(UserError, RuntimeError):

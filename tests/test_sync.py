@@ -110,3 +110,26 @@ def test_a_build_with_nothing_new_leaves_the_faiss_file_alone(photos, settings, 
     assert more.new > 0 and path.stat().st_ino != before.st_ino
     assert vectors.load(path)[0].ntotal == more.vectors > first.vectors
 
+
+def test_a_state_file_from_a_newer_version_is_rebuilt_not_a_crash(photos, settings, tiny_encoder):
+    """vectors.json written by a newer photo-index (another layout): the build rebuilds the
+    FAISS file from the catalog and search still answers."""
+    import json
+
+    from indexer.build import build
+    from indexer.search import Searcher
+
+    first = build([photos / "flat"], settings, encoder=tiny_encoder)
+    state_path = sync.index_path(settings.index).with_suffix(".json")
+    state = json.loads(state_path.read_text())
+    state["state_version"] += 1
+    state["spec"]["layout"] = "something new"
+    state_path.write_text(json.dumps(state))
+    again = build([photos / "flat"], settings, encoder=tiny_encoder)
+    assert again.vectors == first.vectors and again.embedded == 0
+    assert json.loads(state_path.read_text())["state_version"] == vectors.STATE_VERSION
+    searcher = Searcher(settings, encoder=tiny_encoder)
+    try:
+        assert searcher.search_image(photos / "flat" / "cat.jpg", k=1)[0].score > 0.99
+    finally:
+        searcher.close()
