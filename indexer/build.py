@@ -26,7 +26,7 @@ from indexer.errors import BuildError
 from indexer.home import open_for_build
 from indexer.ingest import CatalogWrites
 from indexer.interrupts import Interrupted, deferred, signum_of
-from indexer.pins import encoder_identity_changed
+from indexer.pins import check_content_hash, encoder_identity_changed
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.settings import Settings
 from indexer.summary import BuildSummary
@@ -171,6 +171,7 @@ class _Build:
         )
 
     def _pin_encoder(self, encoder: Any) -> None:
+        check_content_hash(self.cat.get_meta("content_hash"), fs.HASH_NAME, self.settings.index)
         identity = dict(encoder.identity)
         pinned = self.cat.get_meta("encoder")
         if encoder_identity_changed(pinned, identity):
@@ -188,6 +189,7 @@ class _Build:
                 s.execute(update(Content).values(vector=None, embedded_at=None))
                 Catalog.bump_generation(s)
         with self.cat.session() as s:
+            Catalog.set_meta(s, "content_hash", fs.HASH_NAME)
             Catalog.set_meta(s, "encoder", identity)
             Catalog.set_meta(s, "dim", int(identity["dim"]))
             if self.settings.weights:
@@ -247,7 +249,9 @@ class _Build:
         entries = {job.key: files for job, files in build_plan.embed.items()}
         reembed = build_plan.reembed
         jobs = [  # no hash yet: the worker hashes the bytes it decodes
-            DecodeJob(job.key, job.path, e[0].size, e[0].mtime_ns, hash=job.hash is None)
+            DecodeJob(
+                job.key, job.path, e[0].size, e[0].mtime_ns, hash_while_decoding=job.hash is None
+            )
             for job, e in build_plan.embed.items()
         ]
         self.report("embed-start", total=len(jobs))

@@ -50,6 +50,7 @@ class CatalogWrites:
             ))  # fmt: skip
         content_of: dict[str, int] = {}
         new_rows: dict[str, dict] = {}
+        updates: dict[int, dict] = {}  # contents embedded again (after --reindex)
         for i, (key, digest) in enumerate(zip(decoded.keys, digests, strict=True)):
             meta = decoded.metas[i]
             fields = dict(
@@ -66,9 +67,11 @@ class CatalogWrites:
             )
             if digest in known:
                 content_of[digest] = known[digest]
-                session.execute(update(Content).where(Content.id == known[digest]).values(**fields))
+                updates[known[digest]] = {"id": known[digest], **fields}
             else:
                 new_rows[digest] = {"hash": digest, **fields}  # twins in a batch: one row
+        if updates:  # one executemany UPDATE by primary key
+            session.execute(update(Content), list(updates.values()))
         if new_rows:
             inserted = session.execute(
                 insert(Content).returning(Content.id, Content.hash), list(new_rows.values())

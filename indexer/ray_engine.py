@@ -31,7 +31,9 @@ def _decode_batch(
     for key, path, size, mtime, hashed in zip(
         batch["key"], batch["path"], batch["size"], batch["mtime_ns"], batch["hash"], strict=True
     ):
-        job = DecodeJob(str(key), str(path), int(size), int(mtime), hash=bool(hashed))
+        job = DecodeJob(
+            str(key), str(path), int(size), int(mtime), hash_while_decoding=bool(hashed)
+        )
         res = decode_one(job, max_megapixels, imaging.IMAGE_SIZE, timeout, max_decode_mb)
         ok = "pixels" in res
         out["key"].append(job.key)
@@ -112,7 +114,7 @@ def encode_batches_ray(
             "path": j.path,
             "size": j.size or 0,
             "mtime_ns": j.mtime_ns or 0,
-            "hash": j.hash,
+            "hash": j.hash_while_decoding,
         }
         for j in jobs
     ]
