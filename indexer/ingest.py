@@ -79,14 +79,8 @@ class CatalogWrites:
             content_of.update({digest: cid for cid, digest in inserted})
         self.added.update(content_of.values())
         self.summary.embedded += len(decoded.keys)
-        self.link(
-            session,
-            [
-                (e, content_of[d])
-                for k, d in zip(decoded.keys, digests, strict=True)
-                for e in entries[k]
-            ],
-        )
+        pairs = zip(decoded.keys, digests, strict=True)
+        self.link(session, [(e, content_of[d]) for k, d in pairs for e in entries[k]])
 
     def store_batch(
         self,
