@@ -11,20 +11,22 @@ import json
 import os
 import signal
 import time
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
 from indexer import files as fs
-from indexer import sync
+from indexer import plan, sync
 from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.clock import Laps
+from indexer.errors import BuildError
 from indexer.home import open_for_build
 from indexer.ingest import CatalogWrites
 from indexer.interrupts import Interrupted, deferred, signum_of
+from indexer.pins import check_content_hash, encoder_identity_changed
 from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
 from indexer.rehash import refresh_phashes
 from indexer.settings import Settings
@@ -33,18 +35,6 @@ from indexer.vanished import VanishGuard, unknown_root
 
 # progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
 ProgressFn = Callable[..., None]
-
-
-class BuildError(Exception):
-    """A build that cannot start (wrong encoder for this index, bad roots...)."""
-
-
-def encoder_identity_changed(pinned: dict | None, identity: dict) -> bool:
-    """Is `identity` a different encoder than the one the index was built with?"""
-    if not pinned:
-        return False
-    keys = ("weights_sha256", "architecture", "preprocess", "dim")
-    return any(pinned.get(k) != identity.get(k) for k in keys)
 
 
 def build(
@@ -94,8 +84,7 @@ class _Build:
         self.report = report
         self.summary = BuildSummary(index=str(settings.index.absolute()))
         self.guard = VanishGuard(roots, prune, self.summary.warnings)
-        self.writes = CatalogWrites(self.summary, retry_failed)
-        self._reembed_entries: dict[str, list[fs.FileEntry]] = {}
+        self.writes = CatalogWrites(self.summary)
         self._embed_clock: dict[str, float] = {}
 
     # ------------------------------------------------------------------ the run
@@ -130,9 +119,9 @@ class _Build:
             self.summary.skipped = scan.skipped
             self.summary.skipped_kinds = dict(scan.skipped_kinds)
             clock.lap("scan")
-            pending, reembed = self._plan(scan)
+            build_plan = self._plan(scan)
             clock.lap("plan")
-            self._embed(encoder, pending, reembed)
+            self._embed(encoder, build_plan)
             clock.lap("embed")
             self.summary.stages.update(self._embed_clock)
         except KeyboardInterrupt as exc:  # stop; keep what is committed, save FAISS to match
@@ -144,6 +133,7 @@ class _Build:
             added=self.writes.added,
             removed=self.writes.removed,
             generation_at_start=gen_at_start,
+            build_ivf=self._ivf_builder(),
         )
         clock.lap("index")
         s = self.summary
@@ -162,6 +152,14 @@ class _Build:
             raise Interrupted(signal.Signals[s.interrupted], result=s)
         return s
 
+    def _ivf_builder(self) -> sync.BuildIvf | None:
+        """On Ray, a new IVF index is filled in shards over the cluster."""
+        if self.settings.engine != "ray":
+            return None
+        from indexer.ray_engine import build_ivf_on_ray
+
+        return build_ivf_on_ray
+
     def _load_encoder(self) -> Any:
         from indexer.encoder import load_encoder
 
@@ -176,6 +174,7 @@ class _Build:
         )
 
     def _pin_encoder(self, encoder: Any) -> None:
+        check_content_hash(self.cat.get_meta("content_hash"), fs.HASH_NAME, self.settings.index)
         identity = dict(encoder.identity)
         pinned = self.cat.get_meta("encoder")
         if encoder_identity_changed(pinned, identity):
@@ -193,130 +192,50 @@ class _Build:
                 s.execute(update(Content).values(vector=None, embedded_at=None))
                 Catalog.bump_generation(s)
         with self.cat.session() as s:
+            Catalog.set_meta(s, "content_hash", fs.HASH_NAME)
             Catalog.set_meta(s, "encoder", identity)
             Catalog.set_meta(s, "dim", int(identity["dim"]))
             if self.settings.weights:
                 Catalog.set_meta(s, "weights_path", str(Path(self.settings.weights).absolute()))
 
     # ------------------------------------------------------------------ planning
-    def _plan(self, scan: fs.ScanResult) -> tuple[dict[str, list[fs.FileEntry]], dict[str, int]]:
-        """Sort scanned files; commit links, deletions and ledger entries; return what to embed.
-
-        Returns (pending: hash (or, for a file hashed while decoding, its path) → entries
-        needing a new content, reembed: hash → content id of unchanged files whose content
-        lost its vector, e.g. after --reindex).
-        """
-        s = self.summary
+    def _plan(self, scan: fs.ScanResult) -> plan.Plan:
+        """Plan against the catalog (hashing the files that may be copies or moves), write
+        the plan's links, deletions and ledger entries in one transaction; returns it."""
         with self.cat.session() as session:
-            buried_sizes = self.writes.bury_pathless(session)
-            rows = session.execute(
+            tombstone_sizes = self.writes.bury_pathless(session)
+            rows = [plan.IndexedFile(*row) for row in session.execute(
                 select(File.path, File.size, File.mtime_ns, File.content_id, Content.hash)
                 .join(Content, Content.id == File.content_id)
                 .add_columns(Content.vector.is_not(None))
-            ).all()
+            )]  # fmt: skip
             failed_known = {f.path: (f.size, f.mtime_ns) for f in session.scalars(select(Failure))}
-        existing = {r[0]: r for r in rows if fs.under_roots(r[0], self.roots)}
-        scanned_images = {e.path for e in scan.images}
-        to_hash: list[fs.FileEntry] = []
-        reembed: dict[str, int] = {}
-        reembed_entries: dict[str, list[fs.FileEntry]] = defaultdict(list)
-        for entry in scan.images:
-            row = existing.get(entry.path)
-            if row is not None and row[1] == entry.size and row[2] == entry.mtime_ns:
-                if row[5]:
-                    s.unchanged += 1
-                else:
-                    reembed[row[4]] = row[3]
-                    reembed_entries[row[4]].append(entry)
-                continue
-            if not self.retry_failed and failed_known.get(entry.path) == (
-                entry.size,
-                entry.mtime_ns,
-            ):
-                continue  # failed before, unchanged: stays in the ledger, not tried again
-            to_hash.append(entry)
-        deleted_paths = [p for p in existing if p not in scanned_images]
-        deleted_paths = self.guard.hold_unseen(scan, deleted_paths)
-        old_content = {p: existing[p][3] for p in deleted_paths}
-        with self.cat.session() as session:
-            for entry, reason in scan.not_images:
-                self.writes.ledger_once(session, entry, "scan", reason, failed_known)
-            for path, reason in scan.errors:
-                self.writes.ledger_once(
-                    session, fs.FileEntry(path, 0, 0), "scan", reason, failed_known
-                )
-            # ledger entries of files that are gone from the scanned folders
-            seen = scanned_images | {e.path for e, _ in scan.not_images}
-            seen |= {p for p, _ in scan.errors}
-            gone = [p for p in failed_known if p not in seen and fs.under_roots(p, self.roots)]
-            gone = self.guard.seen_gone(scan, gone)  # not those behind an unseen folder
-            for chunk in chunked(gone):
-                session.execute(delete(Failure).where(Failure.path.in_(chunk)))
-
-        # A file whose size no indexed file and no other new file has cannot be a copy or a
-        # move: the decode worker hashes it from the bytes it decodes (read once, not twice).
-        sizes = Counter(e.size for e in to_hash)
-        indexed_sizes = {r[1] for r in rows} | buried_sizes  # a tombstone may come back
-        one_read = [e for e in to_hash if sizes[e.size] == 1 and e.size not in indexed_sizes]
-        to_hash = [e for e in to_hash if sizes[e.size] > 1 or e.size in indexed_sizes]
+        draft = plan.classify(
+            scan,
+            rows,
+            failed_known,
+            roots=self.roots,
+            tombstone_sizes=tombstone_sizes,
+            retry_failed=self.retry_failed,
+            guard=self.guard,
+        )
         hashed: list[tuple[fs.FileEntry, str]] = []
-        with self.cat.session() as session:
-            for entry, digest, error in fs.hash_files(to_hash):
-                if error:
-                    self.writes.fail(session, entry, "read", error)
-                else:
-                    hashed.append((entry, digest))
+        unread: list[plan.NewFailure] = []
+        for entry, digest, error in fs.hash_files(draft.to_hash):
+            if error:
+                unread.append(plan.NewFailure(entry, "read", error))
+            else:
+                hashed.append((entry, digest))
         known = self._contents_by_hash({d for _, d in hashed})
-        gone_by_content: dict[int, int] = defaultdict(int)
-        for p in deleted_paths:
-            gone_by_content[old_content[p]] += 1
-        pending: dict[str, list[fs.FileEntry]] = defaultdict(list)
-        for entry in one_read:  # keyed by path: the worker returns the hash
-            pending[entry.path].append(entry)
-            if entry.path in existing:
-                s.changed += 1
-            else:
-                s.new += 1
-        links: list[tuple[fs.FileEntry, int]] = []
-        for entry, digest in hashed:
-            was_indexed = entry.path in existing
-            content = known.get(digest)
-            if content is not None and content[1]:
-                links.append((entry, content[0]))
-                if was_indexed:
-                    s.changed += 1
-                elif gone_by_content[content[0]] > 0:
-                    gone_by_content[content[0]] -= 1
-                    s.moved += 1
-                else:
-                    s.new += 1
-            else:
-                if content is not None:  # known content without vector (reindex)
-                    reembed[digest] = content[0]
-                    reembed_entries[digest].append(entry)
-                else:
-                    pending[digest].append(entry)
-                if was_indexed:
-                    s.changed += 1
-                else:
-                    s.new += 1
-        deleted_paths = self.guard.hold_mass(deleted_paths, old_content, gone_by_content, existing)
-        s.deleted = len(deleted_paths) - s.moved
-        # Changed paths that link to other content drop their old content if orphaned.
-        for entry, _ in links:
-            if entry.path in existing:
-                old_content[entry.path] = existing[entry.path][3]
+        build_plan = plan.resolve(draft, hashed, unread, known, self.guard)
+        for name, value in asdict(build_plan.counts).items():
+            setattr(self.summary, name, value)
         with self.cat.session() as session:
-            for chunk in chunked(deleted_paths):
-                session.execute(delete(File).where(File.path.in_(chunk)))
-            self.writes.link(session, links)
-            self.writes.drop_orphans(session, set(old_content.values()))
-            self.writes.expire(session, self.settings.tombstone_days)
-        self._reembed_entries = reembed_entries
-        return pending, reembed
+            self.writes.apply(session, build_plan, self.settings.tombstone_days)
+        return build_plan
 
-    def _contents_by_hash(self, digests: set[str]) -> dict[str, tuple[int, bool]]:
-        found: dict[str, tuple[int, bool]] = {}
+    def _contents_by_hash(self, digests: set[str]) -> dict[str, plan.KnownContent]:
+        found: dict[str, plan.KnownContent] = {}
         items = list(digests)
         with self.cat.session() as session:
             for chunk in chunked(items):
@@ -325,21 +244,18 @@ class _Build:
                         Content.hash.in_(chunk)
                     )
                 ):
-                    found[digest] = (cid, bool(has_vec))
+                    found[digest] = plan.KnownContent(cid, bool(has_vec))
         return found
 
     # ------------------------------------------------------------------ embedding
-    def _embed(
-        self,
-        encoder: Any,
-        pending: dict[str, list[fs.FileEntry]],
-        reembed: dict[str, int],
-    ) -> None:
-        entries = dict(pending)
-        entries.update(self._reembed_entries)
-        jobs = [  # a key that is the path itself: the worker hashes the bytes it decodes
-            DecodeJob(key, e[0].path, e[0].size, e[0].mtime_ns, hash=key == e[0].path)
-            for key, e in entries.items()
+    def _embed(self, encoder: Any, build_plan: plan.Plan) -> None:
+        entries = {job.key: files for job, files in build_plan.embed.items()}
+        reembed = build_plan.reembed
+        jobs = [  # no hash yet: the worker hashes the bytes it decodes
+            DecodeJob(
+                job.key, job.path, e[0].size, e[0].mtime_ns, hash_while_decoding=job.hash is None
+            )
+            for job, e in build_plan.embed.items()
         ]
         self.report("embed-start", total=len(jobs))
         self.summary.to_embed = len(jobs)

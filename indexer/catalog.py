@@ -32,7 +32,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from indexer import schema
-from indexer.errors import describe_os_error
+from indexer.errors import DamagedCatalogError, describe_os_error
 from indexer.hints import no_index
 from indexer.salvage import recover_interrupted
 from indexer.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
@@ -182,7 +182,7 @@ class Catalog:
             self.engine.dispose()
             if describe_os_error(exc, self.index_dir):  # a full disk or read-only, not damage
                 raise
-            raise CatalogError(
+            raise DamagedCatalogError(
                 f"{self.path}: the catalog is damaged ({getattr(exc, 'orig', exc)}); "
                 "`index verify --repair` salvages every readable row"
             ) from None

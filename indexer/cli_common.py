@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from indexer.errors import UserError, describe_os_error
 from indexer.settings import default_index_home
 from indexer.text import printable
 
@@ -43,39 +44,11 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that carry a message meant for the user (no traceback)."""
-    from indexer.build import BuildError
-    from indexer.catalog import CatalogError
-    from indexer.locking import IndexBusyError
-    from indexer.search import SearchError
-    from indexer.settings import SettingsError
-
-    errors: list[type[BaseException]] = [
-        BuildError,
-        CatalogError,
-        IndexBusyError,
-        SearchError,
-        SettingsError,
-    ]
-    try:
-        from indexer.encoder import CheckpointError, DeviceError, WeightsError
-
-        errors += [CheckpointError, DeviceError, WeightsError]
-    except ImportError:  # pragma: no cover
-        pass
-    from indexer.ray_engine import RayUnavailableError
-    from indexer.vectors import IndexFileError
-
-    errors += [IndexFileError, RayUnavailableError]
-    return tuple(errors)
-
-
 def run(fn: Any, index: Path | None = None) -> Any:
     """Call `fn`; errors meant for the user, a full disk or a read-only place print one line."""
     try:
         return fn()
-    except _user_errors() as exc:
+    except UserError as exc:
         fail(str(exc))
     except Exception as exc:
         fail_if_disk(exc, index)
@@ -84,8 +57,6 @@ def run(fn: Any, index: Path | None = None) -> Any:
 
 def fail_if_disk(exc: BaseException, index: Path | None) -> None:
     """Exit 1 with what to free or fix when `exc` is a full disk, read-only or denied place."""
-    from indexer.errors import describe_os_error
-
     message = describe_os_error(exc, index)
     if message is not None:
         fail(message)

@@ -1,7 +1,9 @@
-"""Say what to free or fix when the disk is full, read-only or not ours to write.
+"""The errors meant for the user, and what to free or fix when the disk is full, read-only or
+not ours to write.
 
-One translation of OS and SQLite errors into one line for people, shared by the CLI and the UI;
-it imports nothing heavy so any face can use it.
+Every exception whose message is for people derives from `UserError` (a face catches that one
+class); the modules that raise them re-export them. One translation of OS and SQLite errors
+into one line, shared by the CLI and the UI. Imports nothing heavy (no torch, numpy, faiss).
 """
 
 from __future__ import annotations
@@ -17,6 +19,64 @@ _DENIED = (errno.EACCES, errno.EPERM)
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF).
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 3, 8, 10, 13, 14
 _FULL_BELOW = 1 << 20  # an I/O error on a disk with less than 1 MiB free is a full disk
+
+
+class UserError(Exception):
+    """An error whose message is meant for the user: a face shows it on one line, no traceback."""
+
+
+class BuildError(UserError):
+    """A build that cannot start (wrong encoder for this index, bad roots...)."""
+
+
+class SearchError(UserError):
+    """A query that cannot be answered (no index, unreadable query image...)."""
+
+
+class SettingsError(UserError, ValueError):
+    """An option outside what it accepts: one line naming the option and the allowed values."""
+
+
+class CatalogError(UserError):
+    """The catalog cannot be opened: missing, empty, damaged, too old for a reader, or newer."""
+
+
+class DamagedCatalogError(CatalogError):
+    """The catalog file cannot be read as SQLite: `index verify --repair` salvages its rows."""
+
+
+class IndexBusyError(UserError):
+    """Another process is writing to this index."""
+
+
+class IndexFileError(UserError):
+    """The FAISS file is missing its state, truncated, corrupt or not the pair of its state."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A weights file we cannot use; the message is one line naming the file and the problem."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        reason = " ".join(str(reason).split())  # always one line
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class WeightsError(UserError, RuntimeError):
+    """The default weights cannot be had or do not match their checksum (one-line message)."""
+
+
+class DeviceError(UserError, ValueError):
+    """An unknown or unavailable --device / --dtype."""
+
+
+class EncoderError(UserError, RuntimeError):
+    """The model failed while it ran (a device lost, out of memory): not the input's fault."""
+
+
+class RayUnavailableError(UserError, RuntimeError):
+    """Ray is not installed or the cluster cannot be reached."""
 
 
 def _sqlite_error(exc: BaseException) -> sqlite3.Error | None:

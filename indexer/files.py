@@ -22,7 +22,7 @@ from PIL import Image
 from indexer import kinds
 from indexer.atomic import atomic_path
 
-HASH_NAME = "blake2b-256"
+HASH_NAME = "blake2b-256"  # content_hash's algorithm, pinned in the catalog (meta content_hash)
 _CHUNK = 1 << 20
 
 

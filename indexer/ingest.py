@@ -14,14 +14,14 @@ from indexer import files as fs
 from indexer import tombstones
 from indexer.catalog import Catalog, Content, Failure, File, chunked
 from indexer.pipeline import EncodedBatch
+from indexer.plan import Plan
 
 
 class CatalogWrites:
     """Set-based writes inside the caller's transactions; counts go to the build summary."""
 
-    def __init__(self, summary: Any, retry_failed: bool) -> None:
+    def __init__(self, summary: Any) -> None:
         self.summary = summary  # BuildSummary: .embedded and .failed (this run's) counted here
-        self.retry_failed = retry_failed
         self.added: set[int] = set()
         self.removed: set[int] = set()
         self.started = time.time()
@@ -50,6 +50,7 @@ class CatalogWrites:
             ))  # fmt: skip
         content_of: dict[str, int] = {}
         new_rows: dict[str, dict] = {}
+        updates: dict[int, dict] = {}  # contents embedded again (after --reindex)
         for i, (key, digest) in enumerate(zip(decoded.keys, digests, strict=True)):
             meta = decoded.metas[i]
             fields = dict(
@@ -66,9 +67,11 @@ class CatalogWrites:
             )
             if digest in known:
                 content_of[digest] = known[digest]
-                session.execute(update(Content).where(Content.id == known[digest]).values(**fields))
+                updates[known[digest]] = {"id": known[digest], **fields}
             else:
                 new_rows[digest] = {"hash": digest, **fields}  # twins in a batch: one row
+        if updates:  # one executemany UPDATE by primary key
+            session.execute(update(Content), list(updates.values()))
         if new_rows:
             inserted = session.execute(
                 insert(Content).returning(Content.id, Content.hash), list(new_rows.values())
@@ -76,14 +79,8 @@ class CatalogWrites:
             content_of.update({digest: cid for cid, digest in inserted})
         self.added.update(content_of.values())
         self.summary.embedded += len(decoded.keys)
-        self.link(
-            session,
-            [
-                (e, content_of[d])
-                for k, d in zip(decoded.keys, digests, strict=True)
-                for e in entries[k]
-            ],
-        )
+        pairs = zip(decoded.keys, digests, strict=True)
+        self.link(session, [(e, content_of[d]) for k, d in pairs for e in entries[k]])
 
     def store_batch(
         self,
@@ -170,19 +167,18 @@ class CatalogWrites:
         record_failure(session, entry.path, stage, reason, entry.size, entry.mtime_ns)
         self.summary.failed += 1
 
-    def ledger_once(
-        self,
-        session: Any,
-        entry: fs.FileEntry,
-        stage: str,
-        reason: str,
-        failed_known: dict[str, tuple[int | None, int | None]],
-    ) -> None:
-        """Ledger a failure unless the same unchanged file is there already (then it is an
-        old failure: not counted again, so a rebuild of an unchanged folder exits 0)."""
-        if failed_known.get(entry.path) == (entry.size, entry.mtime_ns) and not self.retry_failed:
-            return
-        self.fail(session, entry, stage, reason)
+    def apply(self, session: Any, plan: Plan, tombstone_days: float) -> None:
+        """Write a build plan: its ledger entries, removed paths, links to known content and
+        the tombstones they leave (what it embeds is stored batch by batch, see store_batch)."""
+        for failure in plan.failures:
+            self.fail(session, failure.entry, failure.stage, failure.reason)
+        for chunk in chunked(plan.ledger_gone):
+            session.execute(delete(Failure).where(Failure.path.in_(chunk)))
+        for chunk in chunked(plan.deleted):
+            session.execute(delete(File).where(File.path.in_(chunk)))
+        self.link(session, plan.links)
+        self.drop_orphans(session, plan.orphans)
+        self.expire(session, tombstone_days)
 
 
 def record_failure(

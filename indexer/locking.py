@@ -13,12 +13,10 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from indexer.errors import IndexBusyError
+
 LOCK_FILE = "write.lock"
 _held: dict[str, int] = {}  # lock files this process holds, and how deeply nested
-
-
-class IndexBusyError(Exception):
-    """Another process is writing to this index."""
 
 
 class WriterLock:

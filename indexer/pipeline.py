@@ -31,14 +31,15 @@ ONE_READ_MAX = 64 << 20  # bytes: a `hash` job this size or smaller is read once
 class DecodeJob:
     """One picture to decode: `key` is the caller's handle (e.g. the content hash).
 
-    `hash`: also return the content hash of the bytes decoded (a new file is then read once).
+    `hash_while_decoding`: also return the content hash of the bytes decoded (a new file is
+    then read once).
     """
 
     key: str
     path: str
     size: int | None = None  # as scanned: a file rewritten since then is not embedded
     mtime_ns: int | None = None
-    hash: bool = False
+    hash_while_decoding: bool = False
 
 
 @dataclass
@@ -141,7 +142,7 @@ def _changed(job: DecodeJob, size: int, mtime_ns: int) -> None:
 
 def _read(job: DecodeJob) -> tuple[str | bytes, str | None]:
     """What to decode (the path, or the bytes read once) and, for `hash` jobs, their hash."""
-    if not job.hash:
+    if not job.hash_while_decoding:
         if job.size is not None:
             st = os.stat(job.path)
             _changed(job, st.st_size, st.st_mtime_ns)

@@ -15,11 +15,8 @@ import numpy as np
 import torch
 
 from indexer import imaging
+from indexer.errors import RayUnavailableError
 from indexer.pipeline import DecodedBatch, DecodeJob, EncodedBatch, decode_one
-
-
-class RayUnavailableError(RuntimeError):
-    """Ray is not installed or the cluster cannot be reached."""
 
 
 def _decode_batch(
@@ -34,7 +31,9 @@ def _decode_batch(
     for key, path, size, mtime, hashed in zip(
         batch["key"], batch["path"], batch["size"], batch["mtime_ns"], batch["hash"], strict=True
     ):
-        job = DecodeJob(str(key), str(path), int(size), int(mtime), hash=bool(hashed))
+        job = DecodeJob(
+            str(key), str(path), int(size), int(mtime), hash_while_decoding=bool(hashed)
+        )
         res = decode_one(job, max_megapixels, imaging.IMAGE_SIZE, timeout, max_decode_mb)
         ok = "pixels" in res
         out["key"].append(job.key)
@@ -115,7 +114,7 @@ def encode_batches_ray(
             "path": j.path,
             "size": j.size or 0,
             "mtime_ns": j.mtime_ns or 0,
-            "hash": j.hash,
+            "hash": j.hash_while_decoding,
         }
         for j in jobs
     ]
@@ -154,6 +153,12 @@ def cluster_cpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
+
+
+def build_ivf_on_ray(index: Any, ids: np.ndarray, vecs: np.ndarray) -> None:
+    """Fill an IVF `index` in shards over the Ray cluster (the same index as one pass): what
+    the build hands `sync_index` when it runs on Ray."""
+    index.build_sharded(ids, vecs, min(16, max(2, cluster_cpus())), ray_map)
 
 
 def _to_encoded(batch: dict[str, Any]) -> EncodedBatch:

@@ -11,11 +11,9 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+from indexer.errors import CatalogError
+
 BUSY_SECONDS = 30.0  # how long a connection waits for another's write lock
-
-
-class CatalogError(Exception):
-    """The catalog cannot be opened: missing, empty, damaged, too old for a reader, or newer."""
 
 
 class NewerCatalogError(CatalogError):

@@ -16,13 +16,11 @@ from PIL import Image
 
 from indexer import imaging, sync
 from indexer.catalog import Catalog
+from indexer.errors import EncoderError, SearchError
 from indexer.files import open_regular, printable_path
 from indexer.home import require_content
+from indexer.pins import encoder_identity_changed
 from indexer.settings import Settings
-
-
-class SearchError(Exception):
-    """A query that cannot be answered (no index, unreadable query image...)."""
 
 
 @dataclass
@@ -99,8 +97,6 @@ class Searcher:
                 cache_dir=self.settings.cache_dir,
             )
         pinned = self.catalog.get_meta("encoder")
-        from indexer.build import encoder_identity_changed
-
         if encoder_identity_changed(pinned, self._encoder.identity):
             raise SearchError(
                 f"{self.settings.index} was built with other weights "
@@ -140,7 +136,12 @@ class Searcher:
             except imaging.ImageError as exc:
                 raise SearchError(f"{exc.path}: {exc.reason}") from None
         pixels = imaging.to_uint8(img)[None]
-        return np.asarray(self.encoder.encode_uint8(pixels), dtype=np.float32)[0]
+        encoder = self.encoder  # loading it raises its own errors (weights, device)
+        try:
+            vectors = encoder.encode_uint8(pixels)
+        except RuntimeError as exc:  # torch's: a device lost, out of memory
+            raise EncoderError(f"the encoder failed on {encoder.device}: {exc}") from exc
+        return np.asarray(vectors, dtype=np.float32)[0]
 
     def search_vector(
         self, vector: np.ndarray, k: int = 10, filters: Filters | None = None

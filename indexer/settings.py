@@ -1,18 +1,23 @@
 """Paths and defaults in one place: CLI flags > environment variables > these defaults.
 
 Every face (CLI, UI, benches) builds a `Settings` with `Settings.from_env(**flags)` and passes
-it down explicitly; nothing reads the environment anywhere else.
+it down explicitly. The one other reader of the environment is the weights download
+(encoder/weights.py), which honours Hugging Face's own HF_HUB_OFFLINE like huggingface_hub.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import platformdirs
 
 from indexer.devices import check_device
+from indexer.errors import SettingsError
 
 ENV_PREFIX = "PHOTO_INDEX_"
 DEFAULT_EXCLUDES = (
@@ -30,10 +35,6 @@ DEFAULT_EXCLUDES = (
 )
 ENGINES = ("local", "ray")
 DTYPES = ("auto", "fp32", "bf16")
-
-
-class SettingsError(ValueError):
-    """An option outside what it accepts: one line naming the option and the allowed values."""
 
 
 def default_index_home() -> Path:
@@ -137,26 +138,26 @@ def _coerce(name: str, value: object) -> object:
 
 
 def _convert(name: str, value: object) -> object:
-    if name in ("index", "cache_dir"):
+    """`value` as the type the Settings field `name` is declared with (Path, int, float...)."""
+    kind = _field_types().get(name)
+    if get_origin(kind) in (Union, UnionType):  # X | None → X
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    if kind is Path:
         return Path(str(value)).expanduser()
-    if name in ("batch_size", "workers", "ray_actors"):
-        return int(value)  # type: ignore[arg-type]
-    if name in (
-        "max_megapixels",
-        "memory_budget_mb",
-        "target_recall",
-        "decode_timeout",
-        "tombstone_days",
-    ):
-        return float(value)  # type: ignore[arg-type]
-    if name == "max_decode_mb":
-        return float(value)  # type: ignore[arg-type]
-    if name == "compile":
+    if kind is bool:
         if isinstance(value, str):
             return value.strip().lower() in ("1", "true", "yes", "on")
         return bool(value)
-    if name == "excludes":
+    if kind in (int, float):
+        return kind(value)  # type: ignore[call-overload, operator]
+    if get_origin(kind) is tuple:
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
-        return tuple(value)  # type: ignore[arg-type]
+        return tuple(value)  # type: ignore[call-overload]
     return value
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """The Settings fields' declared types (resolved from their annotations once)."""
+    return get_type_hints(Settings)

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from indexer import vectors
 from indexer.catalog import Catalog
 from indexer.settings import Settings
 
 INDEX_FILE = "vectors.faiss"
+# fills a new IVF index with (ids, vectors) in its own way, e.g. in shards on a cluster
+BuildIvf = Callable[[vectors.VectorIndex, np.ndarray, np.ndarray], None]
 TUNE_QUERIES = 500
 log = logging.getLogger(__name__)
 
@@ -33,66 +38,108 @@ def sync_index(
     removed: set[int] | None = None,
     generation_at_start: int | None = None,
     rebuild: bool = False,
+    build_ivf: BuildIvf | None = None,
 ) -> dict[str, Any]:
     """Bring the FAISS file up to the catalog's generation, tune nprobe, save atomically.
 
-    Applies `removed`/`added` incrementally when the file on disk is exactly the state at the
-    start of the run; otherwise (missing, corrupt, lagging, outgrown) rebuilds from SQLite.
+    Decides first: a file already at the catalog's generation, tuned for the same target, is
+    left as it is (no write, no tuning). Applies `removed`/`added` incrementally when the file
+    is exactly the state at the start of the run; otherwise (missing, corrupt, lagging,
+    outgrown) rebuilds from SQLite, an IVF index with `build_ivf` when given (Ray's shards).
     """
     path = index_path(settings.index)
-    generation = cat.generation()
-    dim = int(cat.get_meta("dim", 0))
+    now = {"generation": cat.generation(), "dim": int(cat.get_meta("dim", 0))}
     n = cat.counts()["vectors"]
-    index = None
-    state: dict[str, Any] = {}
-    if not rebuild:
-        try:
-            index, state = vectors.load(path)
-        except FileNotFoundError:
-            index = None
-        except vectors.IndexFileError as exc:
-            log.warning("%s; rebuilding it from the catalog", exc)
-            index = None
-    up_to_date = index is not None and state.get("generation") == generation
-    incremental = (
-        index is not None
-        and not up_to_date
-        and generation_at_start is not None
-        and state.get("generation") == generation_at_start
-        and state.get("dim") == dim
-        and not index.needs_retrain(n)
-    )
+    index, state = (None, {}) if rebuild else _load(path)
+    step = _decide(index, state, now, n, generation_at_start, settings.target_recall)
+    if step == KEEP:
+        return {key: state[key] for key in INFO_KEYS}
     started = time.perf_counter()
-    if up_to_date and index is not None and not index.needs_retrain(n):
-        pass
-    elif incremental and index is not None:
-        if removed:
-            index.remove(sorted(removed))
-        if added:
-            ids, vecs = cat.vectors_for(added)
-            if len(ids):
-                index.add(ids, vecs)
-    else:
-        ids, vecs = cat.all_vectors()
-        index = vectors.VectorIndex.create(
-            vectors.choose_spec(len(ids), dim or vecs.shape[1], settings.memory_budget_mb)
-            if len(ids)
-            else vectors.choose_spec(0, max(dim, 1), settings.memory_budget_mb),
-            dim=max(dim, 1),
-        )
-        if len(ids) and settings.engine == "ray" and index.is_ivf:
-            from indexer.ray_engine import cluster_cpus, ray_map
+    if step == APPLY and index is not None:
+        _apply(cat, index, added or set(), removed or set())
+    elif step == REBUILD or index is None:
+        index = _rebuild(cat, settings, now["dim"], build_ivf)
+    info = _tune(cat, index, settings.target_recall, time.perf_counter() - started)
+    state = {**now, "target_recall": settings.target_recall, **info}
+    index.save(path, state)
+    with cat.session() as s:
+        Catalog.set_meta(s, "index", info)
+    return info
 
-            index.build_sharded(ids, vecs, min(16, max(2, cluster_cpus())), ray_map)
-        elif len(ids):
-            index.build(ids, vecs)
-    build_seconds = time.perf_counter() - started
+
+KEEP, RETUNE, APPLY, REBUILD = "keep", "retune", "apply", "rebuild"
+INFO_KEYS = ("index_type", "nlist", "nprobe", "recall_at_10", "search_ms", "vectors")
+INFO_KEYS += ("build_seconds",)
+
+
+def _decide(
+    index: vectors.VectorIndex | None,
+    state: dict[str, Any],
+    now: dict[str, int],
+    n: int,
+    generation_at_start: int | None,
+    target_recall: float,
+) -> str:
+    """KEEP the saved file, RETUNE it (same vectors, other target), APPLY this run's changes
+    to it, or REBUILD it from the catalog."""
+    if index is None or index.needs_retrain(n) or index.dim != max(now["dim"], 1):
+        return REBUILD
+    if state.get("generation") == now["generation"]:
+        tuned = state.get("target_recall") == target_recall and set(INFO_KEYS) <= set(state)
+        return KEEP if tuned else RETUNE
+    at_start = generation_at_start is not None and state.get("generation") == generation_at_start
+    return APPLY if at_start else REBUILD
+
+
+def _load(path: Path) -> tuple[vectors.VectorIndex | None, dict[str, Any]]:
+    """The saved index and its state, or (None, {}) when missing or unusable."""
+    try:
+        return vectors.load(path)
+    except FileNotFoundError:
+        return None, {}
+    except vectors.IndexFileError as exc:
+        log.warning("%s; rebuilding it from the catalog", exc)
+        return None, {}
+
+
+def _apply(cat: Catalog, index: vectors.VectorIndex, added: set[int], removed: set[int]) -> None:
+    """This run's removed and added contents, into the index as it was at the start."""
+    if removed:
+        index.remove(sorted(removed))
+    if added:
+        ids, vecs = cat.vectors_for(added)
+        if len(ids):
+            index.add(ids, vecs)
+
+
+def _rebuild(
+    cat: Catalog, settings: Settings, dim: int, build_ivf: BuildIvf | None
+) -> vectors.VectorIndex:
+    """A new index of every stored vector, of the kind their number calls for."""
+    ids, vecs = cat.all_vectors()
+    index = vectors.VectorIndex.create(
+        vectors.choose_spec(len(ids), dim or vecs.shape[1], settings.memory_budget_mb)
+        if len(ids)
+        else vectors.choose_spec(0, max(dim, 1), settings.memory_budget_mb),
+        dim=max(dim, 1),
+    )
+    if len(ids) and build_ivf is not None and index.is_ivf:
+        build_ivf(index, ids, vecs)
+    elif len(ids):
+        index.build(ids, vecs)
+    return index
+
+
+def _tune(
+    cat: Catalog, index: vectors.VectorIndex, target_recall: float, build_seconds: float
+) -> dict[str, Any]:
+    """Tune nprobe on a sample of stored vectors; the index's info (meta "index")."""
     sample_ids = cat.sample_ids(TUNE_QUERIES)
     tune = None
     if sample_ids:
         _, queries = cat.vectors_for(sample_ids)
-        tune = index.tune_nprobe(queries, target_recall=settings.target_recall, k=10)
-    info = {
+        tune = index.tune_nprobe(queries, target_recall=target_recall, k=10)
+    return {
         "index_type": index.spec.description,
         "nlist": index.spec.nlist,
         "nprobe": tune.nprobe if tune else index.nprobe,
@@ -101,10 +148,6 @@ def sync_index(
         "vectors": index.ntotal,
         "build_seconds": round(build_seconds, 3),
     }
-    index.save(path, {"generation": generation, "dim": dim, **info})
-    with cat.session() as s:
-        Catalog.set_meta(s, "index", info)
-    return info
 
 
 def open_index(cat: Catalog, index_dir: str | Path) -> tuple[Any, bool]:

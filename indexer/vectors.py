@@ -21,6 +21,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 
 from indexer.atomic import atomic_path
 from indexer.devices import cuda_device
+from indexer.errors import IndexFileError
 from indexer.files import write_atomic
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
@@ -28,10 +29,9 @@ MIN_TRAIN_PER_LIST = 39
 MAX_TRAIN_PER_LIST = 50  # k-means cost grows with the sample; 39-50 per list is enough
 RETRAIN_GROWTH = 4.0
 KMEANS_ITERATIONS = 10
-
-
-class IndexFileError(Exception):
-    """The FAISS file is missing its state, truncated, corrupt or not the pair of its state."""
+# the layout of vectors.json; a file without one is version 1. A newer or unknown version is
+# unusable here: the build rebuilds the FAISS file from the catalog, readers search exactly.
+STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -283,6 +283,7 @@ class VectorIndex:
                     faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
                 doc = {
                     **state,
+                    "state_version": STATE_VERSION,
                     "spec": asdict(self.spec),
                     "dim": self.dim,
                     "nprobe": self.nprobe,
@@ -309,6 +310,7 @@ def load(path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
         state = json.loads(_state_path(path).read_text())
     except (OSError, ValueError):
         raise IndexFileError(f"{path}: its state file is missing or unreadable") from None
+    spec, dim = _spec(path, state)
     if path.stat().st_size != state.get("faiss_bytes") or _digest(path) != state.get(
         "faiss_blake2b"
     ):
@@ -317,11 +319,21 @@ def load(path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
         raise IndexFileError(f"{path}: FAISS cannot read it ({exc})") from None
-    spec = IndexSpec(**state["spec"])
-    vi = VectorIndex(
-        index, spec, int(state["dim"]), state.get("nprobe"), state.get("trained_for", 0)
-    )
+    vi = VectorIndex(index, spec, dim, state.get("nprobe"), state.get("trained_for", 0))
     return vi, state
+
+
+def _spec(path: Path, state: Any) -> tuple[IndexSpec, int]:
+    """The index spec of a state this version can read; IndexFileError for any other."""
+    version = state.get("state_version", 1) if isinstance(state, dict) else None
+    if version != STATE_VERSION:
+        raise IndexFileError(
+            f"{path}: its state is version {version!r}, this photo-index reads {STATE_VERSION}"
+        )
+    try:
+        return IndexSpec(**state["spec"]), int(state["dim"])
+    except (KeyError, TypeError, ValueError):
+        raise IndexFileError(f"{path}: its state does not describe an index") from None
 
 
 def _fill_shard(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bytes:

@@ -17,13 +17,13 @@ from indexer.catalog import (
     CATALOG_FILE,
     MIGRATIONS,
     Catalog,
-    CatalogError,
     Content,
     File,
     buried,
     chunked,
     has_file,
 )
+from indexer.errors import DamagedCatalogError
 from indexer.files import human_size, printable_path
 from indexer.home import require_content
 from indexer.locking import WriterLock
@@ -87,10 +87,8 @@ def failures(settings: Settings) -> list[dict[str, Any]]:
 def _catalog_damage(settings: Settings) -> str | None:
     try:
         cat = Catalog(settings.index, readonly=True)
-    except CatalogError as exc:
-        if "damaged" in str(exc):
-            return str(exc)
-        raise
+    except DamagedCatalogError as exc:
+        return str(exc)
     try:
         return cat.damage()
     finally:

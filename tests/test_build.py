@@ -189,3 +189,16 @@ def test_new_files_are_hashed_as_they_are_decoded(photos, settings, tiny_encoder
     after = {r["path"]: r for r in Catalog(settings.index, readonly=True).records()}
     assert after[lone["path"]]["content_id"] == lone["content_id"]
     assert verify(settings)["problems"] == {}
+
+
+def test_the_content_hash_is_pinned_and_another_one_refused(photos, settings, tiny_encoder):
+    """The first build records how contents are named; a catalog naming them otherwise would
+    see every picture as new, so the build refuses it."""
+    build([photos / "flat"], settings, encoder=tiny_encoder)
+    cat = Catalog(settings.index)
+    assert cat.get_meta("content_hash") == "blake2b-256"
+    with cat.session() as s:
+        Catalog.set_meta(s, "content_hash", "sha1")
+    cat.close()
+    with pytest.raises(BuildError, match="sha1 hashes"):
+        build([photos / "flat"], settings, encoder=tiny_encoder)

@@ -69,7 +69,9 @@ def test_file_deleted_or_rewritten_after_scan(tmp_path, one_read):
     for p in (gone, changed, kept):
         p.write_bytes(src.read_bytes())
     jobs = [
-        DecodeJob(p.name, str(p), p.stat().st_size, p.stat().st_mtime_ns, hash=one_read)
+        DecodeJob(
+            p.name, str(p), p.stat().st_size, p.stat().st_mtime_ns, hash_while_decoding=one_read
+        )
         for p in (gone, changed, kept)
     ]
     gone.unlink()
@@ -100,6 +102,8 @@ def test_big_file_is_hashed_by_streaming(tmp_path, monkeypatch):
 
     src = Path(__file__).resolve().parent / "fixtures" / "photos" / "flat" / "cat.jpg"
     monkeypatch.setattr(pipeline, "ONE_READ_MAX", src.stat().st_size - 1)
-    job = pipeline.DecodeJob("k", str(src), src.stat().st_size, src.stat().st_mtime_ns, hash=True)
+    job = pipeline.DecodeJob(
+        "k", str(src), src.stat().st_size, src.stat().st_mtime_ns, hash_while_decoding=True
+    )
     out = pipeline.decode_one(job, 150, None)
     assert out["digest"] == content_hash(src) and out["pixels"].shape == (224, 224, 3)

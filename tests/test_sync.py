@@ -91,3 +91,45 @@ def test_damaged_catalog_is_detected_and_salvaged(photos, settings, tiny_encoder
     assert again.images == first.images and again.vectors == first.vectors
     assert again.embedded < first.embedded  # surviving vectors were reused
     assert verify(settings)["problems"] == {}
+
+
+def test_a_build_with_nothing_new_leaves_the_faiss_file_alone(photos, settings, tiny_encoder):
+    """No-op builds write nothing to vectors.faiss and report the saved tuning; new pictures
+    are written."""
+    from indexer.build import build
+
+    first = build([photos / "flat"], settings, encoder=tiny_encoder)
+    path = sync.index_path(settings.index)
+    before = path.stat()
+    again = build([photos / "flat"], settings, encoder=tiny_encoder)
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    tuning = ("index_type", "nprobe", "recall_at_10", "search_ms", "vectors")
+    assert [getattr(again, k) for k in tuning] == [getattr(first, k) for k in tuning]
+    more = build([photos], settings, encoder=tiny_encoder)
+    assert more.new > 0 and path.stat().st_ino != before.st_ino
+    assert vectors.load(path)[0].ntotal == more.vectors > first.vectors
+
+
+def test_a_state_file_from_a_newer_version_is_rebuilt_not_a_crash(photos, settings, tiny_encoder):
+    """vectors.json written by a newer photo-index (another layout): the build rebuilds the
+    FAISS file from the catalog and search still answers."""
+    import json
+
+    from indexer.build import build
+    from indexer.search import Searcher
+
+    first = build([photos / "flat"], settings, encoder=tiny_encoder)
+    state_path = sync.index_path(settings.index).with_suffix(".json")
+    state = json.loads(state_path.read_text())
+    state["state_version"] += 1
+    state["spec"]["layout"] = "something new"
+    state_path.write_text(json.dumps(state))
+    again = build([photos / "flat"], settings, encoder=tiny_encoder)
+    assert again.vectors == first.vectors and again.embedded == 0
+    assert json.loads(state_path.read_text())["state_version"] == vectors.STATE_VERSION
+    searcher = Searcher(settings, encoder=tiny_encoder)
+    try:
+        assert searcher.search_image(photos / "flat" / "cat.jpg", k=1)[0].score > 0.99
+    finally:
+        searcher.close()

@@ -22,7 +22,7 @@ from indexer.cli import app
 from indexer.dedup import DEFAULT_KEEP
 from indexer.devices import cuda_count
 from indexer.encoder import weights
-from indexer.settings import Settings
+from indexer.settings import Settings, SettingsError
 
 W = ["--weights", str(TINY_BIRDER)]
 BUILD = ["--workers", "1", "--quiet"]
@@ -315,3 +315,23 @@ def test_an_interrupted_first_build_keeps_only_stored_work(library, tmp_path, ev
     if kept:
         files, _ = catalog_state(tmp_path / "index")
         assert files  # the committed batch is there for the next build
+
+
+def test_environment_values_take_the_type_of_their_field():
+    """Strings from the environment become the declared type; a bad one stays for validate."""
+    env = {
+        "PHOTO_INDEX_WORKERS": "3",
+        "PHOTO_INDEX_COMPILE": "yes",
+        "PHOTO_INDEX_EXCLUDES": "a, b",
+        "PHOTO_INDEX_CACHE_DIR": "~/cache",
+        "PHOTO_INDEX_TARGET_RECALL": "0.9",
+        "PHOTO_INDEX_RAY_ADDRESS": "head:6379",
+        "PHOTO_INDEX_BATCH_SIZE": "many",
+    }
+    s = Settings.from_env(env=env, index="~/i", max_decode_mb=5)
+    assert (s.workers, s.compile, s.excludes) == (3, True, ("a", "b"))
+    assert s.cache_dir == Path("~/cache").expanduser() and s.index == Path("~/i").expanduser()
+    assert (s.target_recall, s.max_decode_mb, s.ray_address) == (0.9, 5.0, "head:6379")
+    assert s.batch_size == "many"
+    with pytest.raises(SettingsError, match="batch-size 'many'"):
+        s.validate()

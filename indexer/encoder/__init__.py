@@ -19,6 +19,7 @@ from indexer.encoder.checkpoints import CheckpointError, build_model, identity, 
 from indexer.encoder.model import CLIPVisionTower, ViTConfig
 from indexer.encoder.weights import SHA256 as DEFAULT_SHA256
 from indexer.encoder.weights import WeightsError, default_weights
+from indexer.errors import DeviceError
 
 __all__ = [
     "CheckpointError",
@@ -33,10 +34,6 @@ __all__ = [
 DTYPES = ("fp32", "bf16")
 
 
-class DeviceError(ValueError):
-    """An unknown or unavailable --device / --dtype."""
-
-
 def cpu_has_bf16() -> bool:
     """Native bf16 matmul on this CPU (AVX512-BF16 or AMX)? Without it bf16 is slower."""
     try:
@@ -48,8 +45,8 @@ def cpu_has_bf16() -> bool:
 
 
 def default_dtype(device: torch.device) -> str:
-    """bf16 autocast on CUDA; on CPU bf16 only where it is native (docs/encoder.md: ViT-L/14
-    2.25-2.6x faster than fp32 at cosine >= 0.9999 on a 2-core AMX/avx512_bf16 Xeon)."""
+    """bf16 autocast on CUDA; on CPU bf16 only where it is native (faster than fp32 at full
+    ViT-L/14 size on an avx512_bf16 CPU: README, "Device and dtype")."""
     if device.type == "cuda" or cpu_has_bf16():
         return "bf16"
     return "fp32"

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from indexer.encoder.model import ACTIVATIONS, CLIPVisionTower, ViTConfig
+from indexer.errors import CheckpointError
 from indexer.files import open_regular, sha256_file
 
 Tensors = dict[str, torch.Tensor]
@@ -30,16 +31,6 @@ _OC_BLOCK = "ln_1:norm1 attn.out_proj:attn.proj ln_2:norm2 mlp.c_fc:fc1 mlp.c_pr
 _HF_BLOCK = (
     "layer_norm1:norm1 self_attn.out_proj:attn.proj layer_norm2:norm2 mlp.fc1:fc1 mlp.fc2:fc2"
 )
-
-
-class CheckpointError(ValueError):
-    """A weights file we cannot use; the message is one line naming the file and the problem."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        reason = " ".join(str(reason).split())  # always one line
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
 
 
 @dataclass

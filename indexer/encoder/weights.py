@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from indexer.encoder.checkpoints import sha256_file
+from indexer.errors import WeightsError
 from indexer.files import write_atomic
 
 REPO_ID = "birder-project/vit_l14_pn_quick_gelu_openai-clip"
@@ -29,10 +30,6 @@ OFFLINE_HINT = (
     "Hugging Face CLIP folder) or set PHOTO_INDEX_WEIGHTS."
 )
 _TRUE = ("1", "true", "yes", "on")
-
-
-class WeightsError(RuntimeError):
-    """The default weights cannot be had or do not match their checksum (one-line message)."""
 
 
 def marker_path(path: Path) -> Path:

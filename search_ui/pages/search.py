@@ -13,6 +13,13 @@ from typing import Any
 import streamlit as st
 
 from indexer import imaging
+from indexer.errors import (
+    CheckpointError,
+    DeviceError,
+    EncoderError,
+    WeightsError,
+    describe_os_error,
+)
 from indexer.files import human_size
 from indexer.search import Filters, Hit, SearchError
 from indexer.thumbs import jpeg_thumbnail
@@ -115,8 +122,11 @@ def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[H
         reason = getattr(exc, "reason", None) or str(exc).split(": ", 1)[-1]
         label = code(os.path.basename(query.label))
         state.refuse(st.session_state, f"Cannot search with this image ({label}): {md(reason)}")
-    except (ValueError, OSError, RuntimeError) as exc:  # weights missing, device gone, ...
+    except (CheckpointError, WeightsError, DeviceError, EncoderError) as exc:
         state.refuse(st.session_state, f"The encoder could not answer: {md(exc)}")
+    except OSError as exc:  # the weights or the index cannot be read: a full disk, rights...
+        line = describe_os_error(exc, loaded.settings.index) or str(exc)
+        state.refuse(st.session_state, f"The encoder could not answer: {md(line)}")
     return None
 
 
