@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from indexer.cli_common import IndexOpt, JsonOpt, fail, run
+from indexer.cli_common import IndexOpt, JsonOpt, run
 from indexer.settings import Settings
 from indexer.text import printable
 
@@ -30,13 +30,8 @@ NoteOpt = Annotated[str | None, typer.Option("--note", help="Why (shown by `deci
 
 def _call(index: Path | None, fn: Callable[[Settings], Any]) -> Any:
     """One library call; its errors meant for the user print one line and exit 1."""
-    from indexer.dedup.decisions import DecisionError
-
     settings = Settings.from_env(index=index)
-    try:
-        return run(lambda: fn(settings), settings.index)
-    except DecisionError as exc:
-        fail(str(exc))
+    return run(lambda: fn(settings), settings.index)
 
 
 @decide_app.command("keep")

@@ -59,9 +59,8 @@ def dedup_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
     """Duplicate groups: exact, near-identical (pHash), near-duplicate and similar (CLIP)."""
-    from indexer.catalog import CatalogError
-    from indexer.cli_common import fail, fail_if_disk
-    from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions, KeepRuleError
+    from indexer.cli_common import fail, run
+    from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions
     from indexer.dedup import dedup as run_dedup
     from indexer.files import write_atomic
 
@@ -77,7 +76,8 @@ def dedup_command(
     for path in output or ():
         if path.suffix.lower().lstrip(".") not in FORMATS:
             fail(f"{path}: name the report .html, .json or .csv")
-    try:
+
+    def produce() -> Report:
         report = run_dedup(settings.index, options)
         for path in output or ():
             report.write(path)
@@ -90,12 +90,12 @@ def dedup_command(
                 " shows what it would move; add --apply to move",
                 err=True,
             )
-    except (CatalogError, KeepRuleError, ValueError, OSError) as exc:
-        fail_if_disk(exc, settings.index)
-        fail(str(exc))
-    except Exception as exc:  # SQLite's "database or disk is full" and friends
-        fail_if_disk(exc, settings.index)
-        raise
+        return report
+
+    try:  # errors meant for you, a full disk or a read-only place: one line (cli_common.run)
+        report = run(produce, settings.index)
+    except OSError as exc:  # a report path that cannot be written (no such folder, a folder)
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     if as_json:
         typer.echo(report.render("json"))
     elif not output:

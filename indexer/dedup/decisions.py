@@ -21,6 +21,7 @@ from sqlalchemy import select, text
 
 from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File, chunked
 from indexer.dedup.keep import Member, choose_keep
+from indexer.errors import UserError
 from indexer.hints import no_index
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 KINDS = ("keep", "distinct")
 
 
-class DecisionError(ValueError):
+class DecisionError(UserError, ValueError):
     """A decision that cannot be made: a path not in the index, too few pictures."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from indexer.dedup.signals import DEFAULT_SIGNALS, Criterion, GroupContext, Member, pixels
+from indexer.errors import UserError
 
 DEFAULT_KEEP = "camera,pixels,taken,copy-names,file-time,original-format,size"
 CRITERIA = (
@@ -24,7 +25,7 @@ CRITERIA = (
 _FORMAT_ALIASES = {"jpg": "jpeg", "jpe": "jpeg", "mpo": "jpeg", "tif": "tiff", "heif": "heic"}
 
 
-class KeepRuleError(ValueError):
+class KeepRuleError(UserError, ValueError):
     """A --keep rule that cannot be parsed."""
 
 

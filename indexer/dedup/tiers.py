@@ -22,6 +22,7 @@ from indexer.dedup.graph import Pairs, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, decide_keep, in_folders
 from indexer.dedup.stars import popcount64, split_stars
 from indexer.devices import check_device
+from indexer.errors import SettingsError
 from indexer.imaging import hamming, hash_informative
 
 TIERS = ("exact", "near-identical", "near-duplicate", "similar")
@@ -60,24 +61,27 @@ class DedupOptions:
     device: str = "auto"  # CLIP pairs: auto = exact on a CUDA GPU when there is one, else CPU
 
     def validate(self) -> None:
-        """Raise ValueError for an option outside its range (a typo must not empty a report)."""
+        """SettingsError (a ValueError) for an option outside its range: a typo must not empty
+        a report."""
         if not 0 <= self.hamming <= 32:
-            raise ValueError(f"--hamming {self.hamming}: use 0 to 32 bits (default 10)")
+            raise SettingsError(f"--hamming {self.hamming}: use 0 to 32 bits (default 10)")
         if not 0 < self.near_duplicate <= 1:
-            raise ValueError(f"--near-duplicate {self.near_duplicate}: use a cosine in (0, 1]")
+            raise SettingsError(f"--near-duplicate {self.near_duplicate}: use a cosine in (0, 1]")
         if self.similar is not None and not 0 < self.similar < self.near_duplicate:
-            raise ValueError(
+            raise SettingsError(
                 f"--similar {self.similar}: use a cosine below --near-duplicate "
                 f"({self.near_duplicate})"
             )
         if self.k < 1:
-            raise ValueError(f"k = {self.k}: at least one neighbour")
+            raise SettingsError(f"k = {self.k}: at least one neighbour")
         problem = check_device(self.device)
         if problem:
-            raise ValueError(problem)
+            raise SettingsError(problem)
         for folder in self.prefer:
             if not os.path.isdir(folder):
-                raise ValueError(f"--prefer {folder}: no such folder (name a folder of the index)")
+                raise SettingsError(
+                    f"--prefer {folder}: no such folder (name a folder of the index)"
+                )
 
     def thresholds(self) -> dict[str, Any]:
         """The thresholds of every tier, as the report's `thresholds` object."""
