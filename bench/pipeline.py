@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from indexer import imaging
-from indexer.pipeline import DecodeJob, decode_one
+from indexer.pipeline import BUILD_DECODE, DecodeJob, decode_one
 from indexer.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
@@ -50,9 +50,7 @@ def make_jpegs(folder: Path, n: int, size: tuple[int, int], seed: int = 0) -> li
 
 def encoder_only(encoder, paths: list[Path], batch: int) -> float:
     """images/s of the encoder alone on already-decoded uint8 crops (same images as the build)."""
-    crops = [
-        decode_one(DecodeJob(str(p), str(p)), 150, imaging.IMAGE_SIZE)["pixels"] for p in paths
-    ]
+    crops = [decode_one(DecodeJob(str(p), str(p)), BUILD_DECODE)["pixels"] for p in paths]
     encoder.encode_uint8(np.stack(crops[:batch]))  # warm-up
     start = time.perf_counter()
     for i in range(0, len(crops), batch):
@@ -71,7 +69,7 @@ def end_to_end(encoder, folder: Path, index: Path, batch: int, workers: int) -> 
 def decode_rate(paths: list[Path], draft: bool) -> float:
     start = time.perf_counter()
     for p in paths:
-        out = decode_one(DecodeJob(str(p), str(p)), 150, imaging.IMAGE_SIZE if draft else None)
+        out = decode_one(DecodeJob(str(p), str(p)), imaging.DecodeOptions(draft=draft))
         assert "pixels" in out, out
     return len(paths) / (time.perf_counter() - start)
 

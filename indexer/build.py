@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from indexer import files as fs
-from indexer import plan, sync
+from indexer import imaging, plan, sync
 from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.clock import Laps
 from indexer.errors import BuildError
@@ -278,6 +278,7 @@ class _Build:
     ) -> Iterator[EncodedBatch]:
         """Decoded + encoded batches from the chosen engine (local processes or Ray)."""
         st = self.settings
+        options = imaging.DecodeOptions.from_settings(st, draft=True)
         if st.engine == "ray":
             from indexer.ray_engine import encode_batches_ray
 
@@ -288,18 +289,14 @@ class _Build:
                 dtype=encoder.dtype,
                 batch_size=st.batch_size,
                 actors=st.ray_actors,
-                max_megapixels=st.max_megapixels,
-                timeout=st.decode_timeout,
+                options=options,
                 address=st.ray_address,
-                max_decode_mb=st.max_decode_mb,
             )
         return encode_batches(
             encoder,
             jobs,
             batch_size=st.batch_size,
             workers=min(st.resolved_workers, max(1, len(jobs) // 4)),
-            max_megapixels=st.max_megapixels,
-            timeout=st.decode_timeout,
+            options=options,
             clock=clock,
-            max_decode_mb=st.max_decode_mb,
         )

@@ -63,6 +63,7 @@ def dedup_command(
     from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions
     from indexer.dedup import dedup as run_dedup
     from indexer.files import write_atomic
+    from indexer.imaging import DecodeOptions
 
     settings = Settings.from_env(index=index, device=device)
     options = DedupOptions(
@@ -78,7 +79,7 @@ def dedup_command(
             fail(f"{path}: name the report .html, .json or .csv")
 
     def produce() -> Report:
-        report = run_dedup(settings.index, options)
+        report = run_dedup(settings.index, options, DecodeOptions.from_settings(settings))
         for path in output or ():
             report.write(path)
             typer.echo(f"wrote {printable(path)}", err=True)

@@ -13,7 +13,6 @@ import numpy as np
 
 from indexer import files as fs
 from indexer import imaging
-from indexer.atomic import atomic_path
 from indexer.settings import Settings
 
 
@@ -31,8 +30,7 @@ class EmbedResult:
         """Write the `index embed` .npz contract (Encoder's Embeddings format), atomically."""
         from indexer.encoder import Embeddings
 
-        with atomic_path(output) as tmp:
-            Embeddings(self.projection, self.embedding, self.features, self.paths).save(tmp)
+        Embeddings(self.projection, self.embedding, self.features, self.paths).save(output)
 
 
 def expand(paths: Iterable[str | Path], excludes: Iterable[str] = ()) -> tuple[list[str], list]:
@@ -69,6 +67,7 @@ def embed_paths(
     result = EmbedResult(failed=list(problems))
     outs: dict[str, list[np.ndarray]] = {"projection": [], "embedding": [], "features": []}
     batch: list[np.ndarray] = []
+    options = imaging.DecodeOptions.from_settings(settings)
 
     def flush() -> None:
         if not batch:
@@ -80,11 +79,7 @@ def embed_paths(
 
     for path in images:
         try:
-            img, _ = imaging.open_image(
-                path,
-                max_megapixels=settings.max_megapixels,
-                max_decode_mb=settings.max_decode_mb,
-            )
+            img, _ = imaging.open_image(path, options)
             batch.append(imaging.preprocess(img))
         except imaging.ImageError as exc:
             result.failed.append((exc.path, exc.reason))

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -282,31 +282,34 @@ def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) ->
         result.images.append(entry)
 
 
-def _hasher(data: bytes = b"") -> Any:
-    return hashlib.blake2b(data, digest_size=32)  # the catalog's content identity: never change
+_ALGORITHMS = {  # name -> hashlib constructor; blake2b-256 is the catalog's content identity
+    HASH_NAME: lambda: hashlib.blake2b(digest_size=32),  # never change
+    "blake2b-128": lambda: hashlib.blake2b(digest_size=16),  # vectors.faiss integrity
+    "sha256": hashlib.sha256,  # an index pins its weights by it
+}
 
 
-def content_hash(path: str | Path) -> str:
-    """Streamed BLAKE2b-256 of the whole file, hex: the content's identity in the catalog."""
-    h = _hasher()
-    with open_regular(path, buffering=0) as fh:
+def file_digest(source: str | Path | bytes, algorithm: str = HASH_NAME) -> str:
+    """Hex digest of a file (streamed through `open_regular`: a FIFO never hangs) or of bytes
+    already read; the one hasher behind content hashes, weight pins and index checks."""
+    h = _ALGORITHMS[algorithm]()
+    if isinstance(source, bytes):
+        h.update(source)
+        return h.hexdigest()
+    with open_regular(source, buffering=0) as fh:
         while chunk := fh.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks (an index pins its weights by it)."""
-    h = hashlib.sha256()
-    with open_regular(path) as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def content_hash(path: str | Path) -> str:
+    """Streamed BLAKE2b-256 of the whole file, hex: the content's identity in the catalog."""
+    return file_digest(path)
 
 
-def bytes_hash(data: bytes) -> str:
-    """content_hash of bytes already read (a decode worker hashes what it decodes)."""
-    return _hasher(data).hexdigest()
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file (an index pins its weights by it)."""
+    return file_digest(path, "sha256")
 
 
 def hash_files(

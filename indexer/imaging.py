@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -45,6 +45,32 @@ PHASH_BACKGROUND = (255, 255, 255)
 FLAT_STD = 2.0
 MIN_HASH_BITS = 8
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode a user's picture: the size and memory limits, a per-picture timeout (decode
+    worker processes only, 0: none) and the build's JPEG draft. Built once from `Settings`."""
+
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+    max_decode_mb: float = DEFAULT_MAX_DECODE_MB
+    timeout: float = 0
+    draft: bool = False  # decode JPEGs at a reduced scale (>= 2x IMAGE_SIZE): builds only
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, draft: bool = False) -> DecodeOptions:
+        """The options a `Settings` names (its limits and decode_timeout)."""
+        return cls(
+            float(settings.max_megapixels),
+            float(settings.max_decode_mb),
+            float(settings.decode_timeout),
+            draft,
+        )
+
+    @property
+    def draft_to(self) -> int | None:
+        """The `open_image` draft size these options ask for (None: full decode)."""
+        return IMAGE_SIZE if self.draft else None
 
 
 class ImageError(Exception):
@@ -82,18 +108,18 @@ def _opened(source: str | Path | bytes) -> BinaryIO:
 
 def open_image(
     source: str | Path | bytes,
+    options: DecodeOptions = DecodeOptions(),
     *,
-    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     draft_to: int | None = None,
     name: str | None = None,
-    max_decode_mb: float = DEFAULT_MAX_DECODE_MB,
 ) -> tuple[Image.Image, ImageMeta]:
     """Open, check size and memory, decode the first frame and apply EXIF orientation.
 
-    `draft_to` (pixels) lets JPEG decode at a reduced scale while the shorter side stays
-    at least 2x that size (the contract's draft rule). Pictures over `max_megapixels` or
-    needing more than `max_decode_mb` MiB (decode_bytes) are refused before any pixel is
-    decoded. Raises ImageError with a reason naming `name` (default: the path, or "<upload>").
+    `draft_to` (pixels; default `options.draft_to`) lets JPEG decode at a reduced scale while
+    the shorter side stays at least 2x that size (the contract's draft rule). Pictures over
+    `options.max_megapixels` or needing more than `options.max_decode_mb` MiB (decode_bytes)
+    are refused before any pixel is decoded. Raises ImageError with a reason naming `name`
+    (default: the path, or "<upload>").
     """
     name = name or ("<upload>" if isinstance(source, bytes) else str(source))
     try:
@@ -102,13 +128,14 @@ def open_image(
             img = Image.open(fp)
             fmt = img.format or "UNKNOWN"
             w, h = img.size
-            _check_pixels(name, w, h, max_megapixels)
+            _check_pixels(name, w, h, options.max_megapixels)
+            draft_to = options.draft_to if draft_to is None else draft_to
             if draft_to and fmt == "JPEG":
                 short = min(w, h)
                 scale = (2 * draft_to) / short
                 if scale <= 0.5:  # only when at least a 2x reduction is possible
                     img.draft(img.mode, (int(w * scale) + 1, int(h * scale) + 1))
-            _check_memory(name, img, max_decode_mb)  # before EXIF: a PNG's getexif decodes
+            _check_memory(name, img, options.max_decode_mb)  # before EXIF: a PNG's getexif decodes
             meta = _read_meta(img, fmt)
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
@@ -239,14 +266,9 @@ def preprocess(img: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return normalize(to_uint8(img, size))
 
 
-def load_pixels(
-    path: str | Path,
-    *,
-    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
-    max_decode_mb: float = DEFAULT_MAX_DECODE_MB,
-) -> np.ndarray:
+def load_pixels(path: str | Path, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
     """Open a file and preprocess it (no draft): float32 [3, 224, 224]."""
-    img, _ = open_image(path, max_megapixels=max_megapixels, max_decode_mb=max_decode_mb)
+    img, _ = open_image(path, options)
     return preprocess(img)
 
 

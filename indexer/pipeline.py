@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -76,27 +76,15 @@ class EncodedBatch:
 
 
 class _DecodeDataset(Dataset):
-    def __init__(
-        self,
-        jobs: Sequence[DecodeJob],
-        max_megapixels: float,
-        draft: bool,
-        timeout: float,
-        max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
-    ) -> None:
+    def __init__(self, jobs: Sequence[DecodeJob], options: imaging.DecodeOptions) -> None:
         self.jobs = list(jobs)
-        self.max_decode_mb = max_decode_mb
-        self.timeout = timeout
-        self.max_megapixels = max_megapixels
-        self.draft_to = imaging.IMAGE_SIZE if draft else None
+        self.options = options
 
     def __len__(self) -> int:
         return len(self.jobs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return decode_one(
-            self.jobs[i], self.max_megapixels, self.draft_to, self.timeout, self.max_decode_mb
-        )
+        return decode_one(self.jobs[i], self.options)
 
 
 class _DecodeTimeout(BaseException):  # not swallowed by `except Exception`
@@ -108,23 +96,20 @@ def _alarm(_signum: int, _frame: Any) -> None:
 
 
 def decode_one(
-    job: DecodeJob,
-    max_megapixels: float,
-    draft_to: int | None,
-    timeout: float = 0,
-    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
+    job: DecodeJob, options: imaging.DecodeOptions = imaging.DecodeOptions()
 ) -> dict[str, Any]:
     """Open, preprocess to uint8 and hash perceptually; errors come back as data, not raises.
 
-    With `timeout` (seconds, main thread of a process only) a decode that runs longer is
-    abandoned and reported, so one pathological file cannot hang a build.
+    With `options.timeout` (seconds, main thread of a process only) a decode that runs longer
+    is abandoned and reported, so one pathological file cannot hang a build.
     """
+    timeout = options.timeout
     armed = timeout > 0 and threading.current_thread() is threading.main_thread()
     if armed:
         previous = signal.signal(signal.SIGALRM, _alarm)
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        return _decode(job, max_megapixels, draft_to, max_decode_mb)
+        return _decode(job, options)
     except _DecodeTimeout:
         return {"key": job.key, "error": ("decode", f"decoding took longer than {timeout:g} s")}
     finally:
@@ -159,21 +144,13 @@ def _read(job: DecodeJob) -> tuple[str | bytes, str | None]:
     except OSError as exc:
         raise imaging.ImageError(job.path, "read", f"cannot read: {exc.strerror or exc}") from None
     _changed(job, len(data), st.st_mtime_ns)
-    return data, files.bytes_hash(data)
+    return data, files.file_digest(data)
 
 
-def _decode(
-    job: DecodeJob, max_megapixels: float, draft_to: int | None, max_decode_mb: float
-) -> dict[str, Any]:
+def _decode(job: DecodeJob, options: imaging.DecodeOptions) -> dict[str, Any]:
     try:
         source, digest = _read(job)
-        img, meta = imaging.open_image(
-            source,
-            max_megapixels=max_megapixels,
-            draft_to=draft_to,
-            name=job.path,
-            max_decode_mb=max_decode_mb,
-        )
+        img, meta = imaging.open_image(source, options, name=job.path)
         pixels = imaging.to_uint8(img)
         phash = imaging.perceptual_hash(img)
     except imaging.ImageError as exc:
@@ -232,6 +209,7 @@ def _worker_init(_worker_id: int) -> None:
 
 
 WORKER_CHUNK = 16  # images per worker task: small, so every worker stays busy to the end
+BUILD_DECODE = imaging.DecodeOptions(draft=True)  # default limits, JPEG draft, no timeout
 
 
 def decoded_batches(
@@ -239,12 +217,10 @@ def decoded_batches(
     *,
     batch_size: int,
     workers: int,
-    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
-    draft: bool = True,
-    timeout: float = 0,
-    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
+    options: imaging.DecodeOptions = BUILD_DECODE,
 ) -> Iterator[DecodedBatch]:
-    """Decode `jobs` with `workers` processes (0 = in this process), in order, in batches.
+    """Decode `jobs` with `workers` processes (0 = in this process: no timeout), in order, in
+    batches.
 
     Workers decode chunks of WORKER_CHUNK images (a whole encoder batch per worker would leave
     most workers idle on the last rounds); chunks are regrouped here into batches of exactly
@@ -252,9 +228,7 @@ def decoded_batches(
     """
     if not jobs:
         return
-    dataset = _DecodeDataset(
-        jobs, max_megapixels, draft, timeout if workers > 0 else 0, max_decode_mb
-    )
+    dataset = _DecodeDataset(jobs, options if workers > 0 else replace(options, timeout=0))
     imaging.preload()
     loader = DataLoader(
         dataset,
@@ -292,11 +266,8 @@ def encode_batches(
     *,
     batch_size: int,
     workers: int,
-    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
-    draft: bool = True,
-    timeout: float = 0,
+    options: imaging.DecodeOptions = BUILD_DECODE,
     clock: dict[str, float] | None = None,
-    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
 ) -> Iterator[EncodedBatch]:
     """Decode and encode: yields every batch (failures included) with its vectors, in order.
 
@@ -312,15 +283,7 @@ def encode_batches(
     for replica in replicas:
         if hasattr(replica, "warm_up"):
             replica.warm_up(batch_size)
-    decoded = decoded_batches(
-        jobs,
-        batch_size=batch_size,
-        workers=workers,
-        max_megapixels=max_megapixels,
-        draft=draft,
-        timeout=timeout,
-        max_decode_mb=max_decode_mb,
-    )
+    decoded = decoded_batches(jobs, batch_size=batch_size, workers=workers, options=options)
     pending: deque[tuple[DecodedBatch, Future | None]] = deque()
     pool = ThreadPoolExecutor(max_workers=len(replicas))
     try:

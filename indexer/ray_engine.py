@@ -19,12 +19,7 @@ from indexer.errors import RayUnavailableError
 from indexer.pipeline import DecodedBatch, DecodeJob, EncodedBatch, decode_one
 
 
-def _decode_batch(
-    batch: dict[str, np.ndarray],
-    max_megapixels: float,
-    timeout: float,
-    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
-) -> dict:
+def _decode_batch(batch: dict[str, np.ndarray], options: imaging.DecodeOptions) -> dict:
     """Ray map_batches stage: decode paths into uint8 crops plus metadata columns."""
     cols = ("key", "ok", "pixels", "meta", "phash", "error", "digest")
     out: dict[str, list] = {k: [] for k in cols}
@@ -34,7 +29,7 @@ def _decode_batch(
         job = DecodeJob(
             str(key), str(path), int(size), int(mtime), hash_while_decoding=bool(hashed)
         )
-        res = decode_one(job, max_megapixels, imaging.IMAGE_SIZE, timeout, max_decode_mb)
+        res = decode_one(job, options)
         ok = "pixels" in res
         out["key"].append(job.key)
         out["ok"].append(ok)
@@ -87,10 +82,8 @@ def encode_batches_ray(
     dtype: str,
     batch_size: int,
     actors: int,
-    max_megapixels: float,
-    timeout: float,
+    options: imaging.DecodeOptions,
     address: str | None = None,
-    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
 ) -> Iterator[EncodedBatch]:
     """Same contract as `pipeline.encode_batches`, computed on Ray (results in any order)."""
     try:
@@ -121,11 +114,7 @@ def encode_batches_ray(
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 64)))
     ds = ds.map_batches(
         _decode_batch,
-        fn_kwargs={
-            "max_megapixels": max_megapixels,
-            "timeout": timeout,
-            "max_decode_mb": max_decode_mb,
-        },
+        fn_kwargs={"options": options},
         batch_size=batch_size,
         batch_format="numpy",
     )

@@ -41,10 +41,11 @@ def refresh_phashes(cat: Catalog, settings: Settings) -> int:
         paths.setdefault(cid, []).append(row)
     new: dict[int, int | None] = {}
     unread = 0
+    options = imaging.DecodeOptions.from_settings(settings)
     for cid, candidates in paths.items():
         done = False
         for path, size, mtime_ns in candidates:
-            done, value = _rehash(path, size, mtime_ns, settings)
+            done, value = _rehash(path, size, mtime_ns, options)
             if done:
                 if value is not False:
                     new[cid] = value
@@ -60,7 +61,9 @@ def refresh_phashes(cat: Catalog, settings: Settings) -> int:
     return len(new)
 
 
-def _rehash(path: str, size: int, mtime_ns: int, settings: Settings) -> tuple[bool, Any]:
+def _rehash(
+    path: str, size: int, mtime_ns: int, options: imaging.DecodeOptions
+) -> tuple[bool, Any]:
     """(done, new hash): False as the hash when the picture has no transparency (unchanged);
     not done when the file cannot be read now or changed since it was indexed."""
     try:
@@ -70,9 +73,7 @@ def _rehash(path: str, size: int, mtime_ns: int, settings: Settings) -> tuple[bo
         with files.open_regular(path) as fh, Image.open(fh) as head:
             if not imaging.has_alpha(head):
                 return True, False
-        img, _ = imaging.open_image(
-            path, max_megapixels=settings.max_megapixels, max_decode_mb=settings.max_decode_mb
-        )
+        img, _ = imaging.open_image(path, options)
         return True, imaging.perceptual_hash(img)
     except imaging.ImageError as exc:
         return exc.stage != "read", False  # undecodable now: keep the hash it had

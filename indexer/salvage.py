@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from indexer.atomic import fsync_path
+from indexer.atomic import atomic_path, fsync_path
 from indexer.locking import IndexBusyError, WriterLock
 from indexer.schema import connect, migrate
 
@@ -118,10 +118,8 @@ def _keep(src: Path, dest: Path) -> None:
     try:
         os.link(src, dest)
     except OSError:
-        tmp = _side(dest, ".tmp")
-        shutil.copyfile(src, tmp)
-        fsync_path(tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest, durable=True) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 def _swap(path: Path, fresh: Path, damaged: Path | None) -> None:

@@ -127,12 +127,8 @@ class Searcher:
             if isinstance(image, str | Path):
                 _check_query_file(image)
             try:
-                img, _ = imaging.open_image(
-                    image,
-                    max_megapixels=self.settings.max_megapixels,
-                    draft_to=imaging.IMAGE_SIZE,
-                    max_decode_mb=self.settings.max_decode_mb,
-                )
+                options = imaging.DecodeOptions.from_settings(self.settings, draft=True)
+                img, _ = imaging.open_image(image, options)
             except imaging.ImageError as exc:
                 raise SearchError(f"{exc.path}: {exc.reason}") from None
         pixels = imaging.to_uint8(img)[None]

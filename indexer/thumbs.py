@@ -35,9 +35,7 @@ def thumbnail_bytes(
     catalog: Catalog,
     content_id: int,
     size: int = 256,
-    *,
-    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
-    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
+    options: imaging.DecodeOptions = imaging.DecodeOptions(),
 ) -> bytes | None:
     """JPEG bytes of the thumbnail of an indexed content (cached after the first call), or None.
 
@@ -56,7 +54,7 @@ def thumbnail_bytes(
     except OSError:
         pass
     for rec in records:  # any unchanged copy of the content will do
-        data = _render(rec, size, max_megapixels, max_decode_mb)
+        data = _render(rec, size, options)
         if data is not None:
             _write_atomic(cached, data)
             return data
@@ -68,15 +66,12 @@ def jpeg_thumbnail(
     size: int,
     *,
     quality: int = JPEG_QUALITY,
-    max_megapixels: float = imaging.DEFAULT_MAX_MEGAPIXELS,
-    max_decode_mb: float = imaging.DEFAULT_MAX_DECODE_MB,
+    options: imaging.DecodeOptions = imaging.DecodeOptions(),
 ) -> bytes | None:
     """A JPEG thumbnail (EXIF-oriented, longer side `size`) of a file or of bytes, or None
     when it cannot be decoded. The one renderer behind the cache, reports and query previews."""
     try:
-        img, _ = imaging.open_image(
-            source, max_megapixels=max_megapixels, draft_to=size, max_decode_mb=max_decode_mb
-        )
+        img, _ = imaging.open_image(source, options, draft_to=size)
         buf = io.BytesIO()
         imaging.thumbnail(img, size).save(buf, "JPEG", quality=quality)
     except (imaging.ImageError, OSError, ValueError):
@@ -84,9 +79,7 @@ def jpeg_thumbnail(
     return buf.getvalue()
 
 
-def _render(
-    rec: dict[str, Any], size: int, max_megapixels: float, max_decode_mb: float
-) -> bytes | None:
+def _render(rec: dict[str, Any], size: int, options: imaging.DecodeOptions) -> bytes | None:
     """Thumbnail one catalog file if it is still the regular file the build indexed."""
     try:
         st = os.stat(rec["path"])
@@ -96,9 +89,7 @@ def _render(
         return None
     if rec.get("mtime_ns") is not None and st.st_mtime_ns != rec["mtime_ns"]:
         return None  # changed since the build: its picture may no longer be this content
-    return jpeg_thumbnail(
-        rec["path"], size, max_megapixels=max_megapixels, max_decode_mb=max_decode_mb
-    )
+    return jpeg_thumbnail(rec["path"], size, options=options)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

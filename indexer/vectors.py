@@ -6,7 +6,6 @@ fast and atomic: a save either fully replaces the previous files or leaves them 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -22,7 +21,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 from indexer.atomic import atomic_path
 from indexer.devices import cuda_device
 from indexer.errors import IndexFileError
-from indexer.files import write_atomic
+from indexer.files import file_digest, write_atomic
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
 MIN_TRAIN_PER_LIST = 39
@@ -349,11 +348,7 @@ def _state_path(path: Path) -> Path:
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "blake2b-128")
 
 
 def _recall(truth: np.ndarray, got: np.ndarray) -> float:

@@ -17,6 +17,7 @@ import streamlit as st
 
 from indexer.catalog import CATALOG_FILE, CatalogError, NewerCatalogError
 from indexer.errors import describe_os_error
+from indexer.imaging import DecodeOptions
 from indexer.search import Searcher
 from indexer.settings import Settings
 from indexer.thumbs import thumbnail_bytes
@@ -184,10 +185,5 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
 
 def thumb(loaded: Loaded, content_id: int, size: int = 256) -> bytes | None:
     """Cached thumbnail of an indexed content (by id: the only way the UI reads a picture)."""
-    return thumbnail_bytes(
-        loaded.searcher.catalog,
-        content_id,
-        size,
-        max_megapixels=loaded.settings.max_megapixels,
-        max_decode_mb=loaded.settings.max_decode_mb,
-    )
+    options = DecodeOptions.from_settings(loaded.settings)
+    return thumbnail_bytes(loaded.searcher.catalog, content_id, size, options)

@@ -76,7 +76,7 @@ def test_file_deleted_or_rewritten_after_scan(tmp_path, one_read):
     ]
     gone.unlink()
     changed.write_bytes(src.read_bytes() + b"\x00" * 10)
-    a, b, c = (decode_one(j, 150, None) for j in jobs)
+    a, b, c = (decode_one(j) for j in jobs)
     assert a["error"][0] == "read" and "disappeared" in a["error"][1]
     assert b["error"][0] == "read" and "changed during the build" in b["error"][1]
     assert c["digest"] == (content_hash(kept) if one_read else None)
@@ -86,13 +86,14 @@ def test_file_deleted_or_rewritten_after_scan(tmp_path, one_read):
 def test_slow_decode_is_abandoned(tmp_path):
     from PIL import Image
 
+    from indexer.imaging import DecodeOptions
     from indexer.pipeline import DecodeJob, decode_one
 
     big = tmp_path / "big.png"
     Image.new("RGB", (4000, 3000), (1, 2, 3)).save(big)
-    out = decode_one(DecodeJob("k", str(big)), 150, None, timeout=0.01)
+    out = decode_one(DecodeJob("k", str(big)), DecodeOptions(timeout=0.01))
     assert out["error"] == ("decode", "decoding took longer than 0.01 s")
-    assert "pixels" in decode_one(DecodeJob("k", str(big)), 150, None, timeout=30)
+    assert "pixels" in decode_one(DecodeJob("k", str(big)), DecodeOptions(timeout=30))
 
 
 def test_big_file_is_hashed_by_streaming(tmp_path, monkeypatch):
@@ -105,5 +106,5 @@ def test_big_file_is_hashed_by_streaming(tmp_path, monkeypatch):
     job = pipeline.DecodeJob(
         "k", str(src), src.stat().st_size, src.stat().st_mtime_ns, hash_while_decoding=True
     )
-    out = pipeline.decode_one(job, 150, None)
+    out = pipeline.decode_one(job)
     assert out["digest"] == content_hash(src) and out["pixels"].shape == (224, 224, 3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
 from indexer.files import write_atomic
 from indexer.home import require_content
+from indexer.imaging import DecodeOptions
 from indexer.rehash import META_KEY as PHASH_META
 from indexer.thumbs import thumbnail_bytes
 
@@ -37,6 +39,7 @@ class Report:
     seconds: float = 0.0
     search: dict[str, Any] = field(default_factory=dict)
     content_ids: dict[str, int] = field(default_factory=dict, repr=False)  # path → content id
+    decode: DecodeOptions = field(default_factory=DecodeOptions, repr=False)  # for thumbnails
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON report (schema in docs/dedup.md)."""
@@ -72,18 +75,20 @@ class Report:
         """JPEG thumbnails of the members of the first `groups` groups (None: all), from the
         index's thumbnail cache when it is there (the HTML report inlines only those)."""
         paths = [m["path"] for g in self.groups[:groups] for m in g.members]
+        size, options = _report.THUMB_SIZE, self.decode
+        render = partial(_report.render_thumbnail, size=size, options=options)
         if not self.index or not self.content_ids:
-            return _report.thumbnails(paths)
+            return _report.thumbnails(paths, render)
         try:
             cat = Catalog(self.index, readonly=True)
         except Exception:  # noqa: BLE001 - the index moved away: read the files themselves
-            return _report.thumbnails(paths)
+            return _report.thumbnails(paths, render)
         try:
 
             def make(path: str) -> bytes | None:
                 cid = self.content_ids.get(path)
-                data = None if cid is None else thumbnail_bytes(cat, cid, _report.THUMB_SIZE)
-                return data if data is not None else _report.render_thumbnail(path)
+                data = None if cid is None else thumbnail_bytes(cat, cid, size, options)
+                return data if data is not None else render(path)
 
             return _report.thumbnails(paths, make)
         finally:
@@ -94,8 +99,13 @@ class Report:
         return _report.quarantine_script(self.as_dict(), name)
 
 
-def dedup(index_dir: str | Path, options: DedupOptions | None = None) -> Report:
-    """Find duplicate groups in the index at `index_dir` (read-only; works during a build).
+def dedup(
+    index_dir: str | Path,
+    options: DedupOptions | None = None,
+    decode: DecodeOptions | None = None,
+) -> Report:
+    """Find duplicate groups in the index at `index_dir` (read-only; works during a build);
+    `decode` (`DecodeOptions.from_settings`) limits the decodes of the HTML report's thumbnails.
 
     Raises CatalogError when there is no index, ValueError/KeepRuleError for bad options.
     """
@@ -124,4 +134,5 @@ def dedup(index_dir: str | Path, options: DedupOptions | None = None) -> Report:
         seconds=round(time.perf_counter() - started, 3),
         search=search,
         content_ids={m["path"]: cid_of[m["path"]] for g in groups for m in g.members},
+        decode=decode or DecodeOptions(),
     )

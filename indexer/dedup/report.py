@@ -18,6 +18,7 @@ from typing import Any
 from indexer.dedup.gallery import THUMB_GROUPS, to_html
 from indexer.dedup.quarantine import QUARANTINE_TIERS, quarantine_script
 from indexer.dedup.review import describe_threshold
+from indexer.imaging import DecodeOptions
 from indexer.thumbs import jpeg_thumbnail
 
 __all__ = [
@@ -57,9 +58,11 @@ def to_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def render_thumbnail(path: str, size: int = THUMB_SIZE) -> bytes | None:
+def render_thumbnail(
+    path: str, size: int = THUMB_SIZE, options: DecodeOptions = DecodeOptions()
+) -> bytes | None:
     """A JPEG thumbnail of a file (EXIF orientation applied), or None if it cannot be read."""
-    return jpeg_thumbnail(path, size, quality=80)
+    return jpeg_thumbnail(path, size, quality=80, options=options)
 
 
 def thumbnails(

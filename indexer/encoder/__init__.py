@@ -6,7 +6,7 @@ One object owns the model, its device and dtype, and its identity (what the inde
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from indexer import imaging
+from indexer.atomic import atomic_path
 from indexer.encoder.checkpoints import CheckpointError, build_model, identity, load_checkpoint
+from indexer.encoder.keymap import to_open_clip
 from indexer.encoder.model import CLIPVisionTower, ViTConfig
 from indexer.encoder.weights import SHA256 as DEFAULT_SHA256
 from indexer.encoder.weights import WeightsError, default_weights
@@ -105,9 +107,9 @@ class Embeddings:
         return out
 
     def save(self, path: str | Path) -> Path:
-        """Write `arrays()` as an uncompressed .npz (np.load(path) reads it back)."""
+        """Write `arrays()` as an uncompressed .npz, atomically (np.load(path) reads it back)."""
         path = Path(path)
-        with open(path, "wb") as fh:  # a file object: numpy adds no second ".npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # numpy adds no second ".npz"
             np.savez(fh, **self.arrays())
         return path
 
@@ -197,16 +199,22 @@ class Encoder:
         images: Sequence[str | Path | Image.Image],
         features: bool = False,
         batch_size: int = 32,
+        options: imaging.DecodeOptions = imaging.DecodeOptions(),
     ) -> Embeddings:
         """Encode paths or PIL images with the exact preprocessing contract (no JPEG draft).
 
-        An unreadable path raises imaging.ImageError (the caller decides whether to skip it).
+        Paths are decoded within `options`' limits (pass `DecodeOptions.from_settings`); an
+        unreadable path raises imaging.ImageError (the caller decides whether to skip it).
         """
         outs: list[dict] = []
         for start in range(0, len(images), batch_size):
             chunk = []
             for item in images[start : start + batch_size]:
-                img = item if isinstance(item, Image.Image) else imaging.open_image(item)[0]
+                img = (
+                    item
+                    if isinstance(item, Image.Image)
+                    else imaging.open_image(item, replace(options, draft=False))[0]
+                )
                 chunk.append(imaging.preprocess(img, self.image_size))
             outs.append(self.encode_pixels(np.stack(chunk), features=features))
         paths = [
@@ -278,29 +286,7 @@ def save_random_checkpoint(path: str | Path, cfg: ViTConfig | None = None, seed:
             s[name] = 1.0 + 0.1 * torch.randn(p.shape, generator=gen)
         else:
             s[name] = 0.02 * torch.randn(p.shape, generator=gen)
-    out = {
-        "visual.conv1.weight": s["conv.weight"],
-        "visual.class_embedding": s["class_token"].reshape(-1),
-        "visual.positional_embedding": s["pos_embedding"][0],
-        "visual.ln_pre.weight": s["pre_norm.weight"],
-        "visual.ln_pre.bias": s["pre_norm.bias"],
-        "visual.ln_post.weight": s["norm.weight"],
-        "visual.ln_post.bias": s["norm.bias"],
-        "visual.proj": s["proj.weight"].t(),
-    }
-    for i in range(cfg.layers):
-        b, o = f"visual.transformer.resblocks.{i}.", f"blocks.{i}."
-        out[b + "attn.in_proj_weight"] = s[o + "attn.qkv.weight"]
-        out[b + "attn.in_proj_bias"] = s[o + "attn.qkv.bias"]
-        for src, dst in (
-            ("ln_1", "norm1"),
-            ("attn.out_proj", "attn.proj"),
-            ("ln_2", "norm2"),
-            ("mlp.c_fc", "fc1"),
-            ("mlp.c_proj", "fc2"),
-        ):
-            for p in ("weight", "bias"):
-                out[f"{b}{src}.{p}"] = s[f"{o}{dst}.{p}"]
+    out = to_open_clip(s, cfg.layers)
     path = Path(path)
     save_file({k: v.contiguous() for k, v in out.items()}, str(path))
     return path

@@ -11,26 +11,18 @@ import math
 import re
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from indexer.encoder.keymap import LAYOUTS, Plan, Tensors
 from indexer.encoder.model import ACTIVATIONS, CLIPVisionTower, ViTConfig
 from indexer.errors import CheckpointError
 from indexer.files import open_regular, sha256_file
 
-Tensors = dict[str, torch.Tensor]
-# our key -> (source keys, how to combine them into our tensor; None = take the only one)
-Plan = dict[str, tuple[tuple[str, ...], Callable[..., torch.Tensor] | None]]
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HF_WEIGHT_FILES += ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-# (source, ours) module names inside one block, for the open_clip and HF layouts
-_OC_BLOCK = "ln_1:norm1 attn.out_proj:attn.proj ln_2:norm2 mlp.c_fc:fc1 mlp.c_proj:fc2"
-_HF_BLOCK = (
-    "layer_norm1:norm1 self_attn.out_proj:attn.proj layer_norm2:norm2 mlp.fc1:fc1 mlp.fc2:fc2"
-)
 
 
 @dataclass
@@ -166,96 +158,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict, str, dict, Path]:
     )
 
 
-# --------------------------------------------------------------------------- key maps
-def _birder(n: int, t: dict) -> Plan:
-    plan: Plan = {
-        "conv.weight": (("conv_proj.weight",), None),
-        "class_token": (("class_token",), None),
-        "pos_embedding": (("pos_embedding",), None),
-        "pre_norm.weight": (("encoder.pre_block.0.weight",), None),
-        "pre_norm.bias": (("encoder.pre_block.0.bias",), None),
-        "norm.weight": (("norm.weight",), None),
-        "norm.bias": (("norm.bias",), None),
-        "proj.weight": (("classifier.weight",), None),
-    }
-    if "classifier.bias" in t:
-        plan["proj.bias"] = (("classifier.bias",), None)
-    names = {"norm1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj"}
-    names.update({"norm2": "norm2", "mlp.0": "fc1", "mlp.3": "fc2"})
-    for i in range(n):
-        for src, dst in names.items():
-            for p in ("weight", "bias"):
-                plan[f"blocks.{i}.{dst}.{p}"] = ((f"encoder.block.{i}.{src}.{p}",), None)
-    return plan
-
-
-def _open_clip(n: int, t: dict) -> Plan:
-    v = "visual."
-    plan: Plan = {
-        "conv.weight": ((v + "conv1.weight",), None),
-        "class_token": ((v + "class_embedding",), lambda x: x.reshape(1, 1, -1)),
-        "pos_embedding": ((v + "positional_embedding",), lambda x: x.unsqueeze(0)),
-        "pre_norm.weight": ((v + "ln_pre.weight",), None),
-        "pre_norm.bias": ((v + "ln_pre.bias",), None),
-        "norm.weight": ((v + "ln_post.weight",), None),
-        "norm.bias": ((v + "ln_post.bias",), None),
-        "proj.weight": ((v + "proj",), lambda x: x.t().contiguous()),  # [width, proj]
-    }
-    for i in range(n):
-        b, o = f"{v}transformer.resblocks.{i}.", f"blocks.{i}."
-        plan[o + "attn.qkv.weight"] = ((b + "attn.in_proj_weight",), None)
-        plan[o + "attn.qkv.bias"] = ((b + "attn.in_proj_bias",), None)
-        for src, dst in (pair.split(":") for pair in _OC_BLOCK.split()):
-            for p in ("weight", "bias"):
-                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
-    return plan
-
-
-def _hf(n: int, t: dict) -> Plan:
-    v = "vision_model."
-    plan: Plan = {
-        "conv.weight": ((v + "embeddings.patch_embedding.weight",), None),
-        "class_token": ((v + "embeddings.class_embedding",), lambda x: x.reshape(1, 1, -1)),
-        "pos_embedding": ((v + "embeddings.position_embedding.weight",), lambda x: x[None]),
-        "pre_norm.weight": ((v + "pre_layrnorm.weight",), None),  # [sic]
-        "pre_norm.bias": ((v + "pre_layrnorm.bias",), None),
-        "norm.weight": ((v + "post_layernorm.weight",), None),
-        "norm.bias": ((v + "post_layernorm.bias",), None),
-        "proj.weight": (("visual_projection.weight",), None),
-    }
-    for i in range(n):
-        b, o = f"{v}encoder.layers.{i}.", f"blocks.{i}."
-        for p in ("weight", "bias"):
-            qkv = tuple(f"{b}self_attn.{x}_proj.{p}" for x in ("q", "k", "v"))
-            plan[f"{o}attn.qkv.{p}"] = (qkv, lambda q, k, v: torch.cat([q, k, v]))
-        for src, dst in (pair.split(":") for pair in _HF_BLOCK.split()):
-            for p in ("weight", "bias"):
-                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
-    return plan
-
-
-@dataclass(frozen=True)
-class _Layout:
-    plan: Callable[[int, dict], Plan]
-    blocks: str  # regex whose group 1 is the block index
-    owns: Callable[[str], bool]  # keys that belong to the image tower (others are ignored)
-
-
-_LAYOUTS = {
-    "birder": _Layout(_birder, r"encoder\.block\.(\d+)\.", lambda k: True),
-    "open_clip": _Layout(
-        _open_clip, r"visual\.transformer\.resblocks\.(\d+)\.", lambda k: k.startswith("visual.")
-    ),
-    "hf": _Layout(
-        _hf,
-        r"vision_model\.encoder\.layers\.(\d+)\.",
-        lambda k: (
-            k.startswith(("vision_model.", "visual_projection.")) and not k.endswith("position_ids")
-        ),
-    ),
-}
-
-
 def _listing(keys: list[str], limit: int = 4) -> str:
     more = f" ... ({len(keys)} in all)" if len(keys) > limit else ""
     return ", ".join(keys[:limit]) + more
@@ -267,7 +169,7 @@ def _apply(plan: Plan, tensors: dict, layout: str, file: Path) -> Tensors:
     missing = [s for s in needed if s not in tensors]
     if missing:
         raise CheckpointError(file, f"missing keys: {_listing(missing)} ({layout} layout)")
-    owns = _LAYOUTS["open_clip" if layout == "torchscript" else layout].owns
+    owns = LAYOUTS["open_clip" if layout == "torchscript" else layout].owns
     unexpected = sorted(set(k for k in tensors if owns(k)) - set(needed))
     if unexpected:
         raise CheckpointError(file, f"unexpected keys: {_listing(unexpected)} ({layout} layout)")
@@ -356,7 +258,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     Raises CheckpointError (one line naming the file) for anything we cannot use.
     """
     tensors, layout, hints, file = read_checkpoint(path)
-    spec = _LAYOUTS["open_clip" if layout == "torchscript" else layout]
+    spec = LAYOUTS["open_clip" if layout == "torchscript" else layout]
     found = {int(m.group(1)) for k in tensors if (m := re.match(spec.blocks, k))}
     if not found:
         raise CheckpointError(file, f"{layout} checkpoint has no transformer blocks")

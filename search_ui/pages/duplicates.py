@@ -17,6 +17,7 @@ import streamlit as st
 from indexer.dedup import DEFAULT_KEEP, TIERS, DedupOptions, Group, KeepRuleError, Report, dedup
 from indexer.dedup.review import TierSummary, page_count, select, summarize, threshold_words
 from indexer.files import human_size
+from indexer.imaging import DecodeOptions
 from search_ui.common import CatalogView, Loaded, catalog_stamp, open_index, thumb
 from search_ui.text import code, describe, md
 
@@ -26,7 +27,9 @@ ALL = "(all)"
 
 
 @st.cache_resource(show_spinner="Finding duplicates…", max_entries=4)
-def _report(index: str, stamp: tuple[Any, ...], options: tuple[Any, ...]) -> Report:
+def _report(
+    index: str, stamp: tuple[Any, ...], options: tuple[Any, ...], decode: DecodeOptions
+) -> Report:
     """The dedup report for these options, recomputed only when the catalog changes.
 
     A resource, not data: 100k groups are not pickled and copied on every rerun (read only).
@@ -37,6 +40,7 @@ def _report(index: str, stamp: tuple[Any, ...], options: tuple[Any, ...]) -> Rep
         DedupOptions(
             hamming=hamming, near_duplicate=near, similar=similar, keep=keep, prefer=prefer
         ),
+        decode,
     )
 
 
@@ -169,16 +173,23 @@ def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _summary(index: str, stamp: tuple[Any, ...], options: tuple[Any, ...]) -> dict:
-    return summarize(_report(index, stamp, options).groups)
+def _summary(
+    index: str, stamp: tuple[Any, ...], options: tuple[Any, ...], decode: DecodeOptions
+) -> dict:
+    return summarize(_report(index, stamp, options, decode).groups)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _selected(
-    index: str, stamp: tuple[Any, ...], options: tuple[Any, ...], tier: str, folder: str
+    index: str,
+    stamp: tuple[Any, ...],
+    options: tuple[Any, ...],
+    decode: DecodeOptions,
+    tier: str,
+    folder: str,
 ) -> list[Group]:
     """The groups shown for these filters (cached: a page change does not refilter)."""
-    groups = _report(index, stamp, options).groups
+    groups = _report(index, stamp, options, decode).groups
     return select(groups, None if tier == ALL else tier, None if folder == ALL else folder)
 
 
@@ -250,7 +261,8 @@ def main() -> None:
         return
     loaded, view = opened
     options = sidebar_options(view)
-    key = (str(loaded.settings.index.absolute()), catalog_stamp(loaded.settings.index), options)
+    index, decode = loaded.settings.index, DecodeOptions.from_settings(loaded.settings)
+    key = (str(index.absolute()), catalog_stamp(index), options, decode)
     try:
         report = _report(*key)
     except KeepRuleError as exc:

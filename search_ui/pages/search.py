@@ -110,12 +110,8 @@ def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[H
                 return searcher.more_like(query.content_id, k, filters)
             if query.vector is None:
                 vector = searcher.embed_query(query.data or b"")
-                preview = jpeg_thumbnail(
-                    query.data or b"",
-                    160,
-                    max_megapixels=loaded.settings.max_megapixels,
-                    max_decode_mb=loaded.settings.max_decode_mb,
-                )
+                options = imaging.DecodeOptions.from_settings(loaded.settings)
+                preview = jpeg_thumbnail(query.data or b"", 160, options=options)
                 query = state.embedded(st.session_state, query, vector, preview)
             return searcher.search_vector(query.vector, k, filters)
     except (SearchError, imaging.ImageError) as exc:
