@@ -109,8 +109,9 @@ class Run(Base):
 
 
 # Numbered migrations: append, never edit. Each runs in one transaction (schema.migrate).
-MIGRATIONS: list[list[str]] = [
-    [
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """Contents (one row per distinct content), files (paths), the failure ledger, meta, runs."""
+    for statement in (
         """CREATE TABLE contents (
             id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, size BIGINT NOT NULL,
             width INTEGER, height INTEGER, format TEXT, taken_at TEXT, camera TEXT,
@@ -128,18 +129,27 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE runs (
             id INTEGER PRIMARY KEY, started_at FLOAT NOT NULL, finished_at FLOAT,
             status TEXT NOT NULL, summary TEXT)""",
-    ],
-    [
-        "ALTER TABLE contents ADD COLUMN orphaned_at FLOAT",
-        "CREATE INDEX ix_contents_orphaned_at ON contents(orphaned_at)",
-    ],
-    [  # decisions that persist (indexer.dedup.decisions): keyed by content hash, not path
+    ):
+        conn.execute(statement)
+
+
+def m002_tombstones(conn: sqlite3.Connection) -> None:
+    """Contents no path uses any more are kept as tombstones, stamped `orphaned_at`."""
+    conn.execute("ALTER TABLE contents ADD COLUMN orphaned_at FLOAT")
+    conn.execute("CREATE INDEX ix_contents_orphaned_at ON contents(orphaned_at)")
+
+
+def m003_decisions(conn: sqlite3.Connection) -> None:
+    """Decisions that persist (indexer.dedup.decisions), keyed by content hash, not path."""
+    conn.execute(
         """CREATE TABLE decisions (
             id INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('keep', 'distinct')),
-            hashes TEXT NOT NULL, paths TEXT NOT NULL, created_at FLOAT NOT NULL, note TEXT)""",
-        "CREATE UNIQUE INDEX ix_decisions_kind_hashes ON decisions(kind, hashes)",
-    ],
-]
+            hashes TEXT NOT NULL, paths TEXT NOT NULL, created_at FLOAT NOT NULL, note TEXT)"""
+    )
+    conn.execute("CREATE UNIQUE INDEX ix_decisions_kind_hashes ON decisions(kind, hashes)")
+
+
+MIGRATIONS: list[schema.Migration] = [m001_initial, m002_tombstones, m003_decisions]
 SCHEMA_VERSION = len(MIGRATIONS)
 IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)
 

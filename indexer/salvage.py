@@ -17,7 +17,7 @@ from pathlib import Path
 
 from indexer.atomic import atomic_path, fsync_path
 from indexer.locking import IndexBusyError, WriterLock
-from indexer.schema import connect, migrate
+from indexer.schema import Migration, connect, migrate
 
 TABLES = ("contents", "files", "failures", "meta", "runs", "decisions")
 _CHUNK = 500
@@ -69,7 +69,7 @@ def _copy_rows(path: Path, dst: sqlite3.Connection) -> dict[str, int]:
     return kept
 
 
-def salvage(catalog_path: str | Path, migrations: Sequence[Sequence[str]]) -> dict[str, int]:
+def salvage(catalog_path: str | Path, migrations: Sequence[Migration]) -> dict[str, int]:
     """Rebuild `catalog_path` from its readable rows; returns rows kept per table.
 
     The caller holds the index's WriterLock. The fresh catalog is built as `<name>.salvage`

@@ -1,19 +1,23 @@
 """The catalog's schema version: what every open checks, and the one migration runner.
 
-A migration is a list of SQL statements; the runner applies each one with its `user_version`
-inside one `BEGIN IMMEDIATE … COMMIT`, so a step that fails leaves the catalog as it was, and
-two processes opening an old catalog at once never both apply a step.
+A migration is a named function of the connection (or a list of SQL statements); the runner
+applies each one with its `user_version` inside one `BEGIN IMMEDIATE … COMMIT`, so a step that
+fails leaves the catalog as it was, and two processes opening an old catalog at once never both
+apply a step.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from indexer.errors import CatalogError
 
 BUSY_SECONDS = 30.0  # how long a connection waits for another's write lock
+# one schema step: a function that runs its statements on the connection (no commits), or
+# the statements themselves
+Migration = Callable[[sqlite3.Connection], None] | Sequence[str]
 
 
 class NewerCatalogError(CatalogError):
@@ -62,7 +66,7 @@ def check(conn: sqlite3.Connection, latest: int, *, readonly: bool = False) -> i
     return version
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]]) -> int:
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
     """Bring the database to schema len(migrations), one atomic step per migration.
 
     `conn` must come from `connect` (explicit transactions). Returns the version reached.
@@ -75,17 +79,26 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Sequence[str]]) -> in
             conn.execute("BEGIN IMMEDIATE")
             version = check(conn, latest)  # another process may have migrated meanwhile
             if version < latest:
-                for statement in migrations[version]:
-                    conn.execute(statement)
+                _apply(conn, migrations[version])
                 conn.execute(f"PRAGMA user_version = {version + 1}")
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
+                named = getattr(migrations[version], "__name__", None)
+                step = f"schema {version + 1}" + (f" ({named})" if named else "")
                 raise CatalogError(
-                    f"{_name(conn)}: upgrading the catalog to schema {version + 1} failed "
+                    f"{_name(conn)}: upgrading the catalog to {step} failed "
                     f"({exc}); it is unchanged at schema {version}"
                 ) from None
             raise
     return latest
+
+
+def _apply(conn: sqlite3.Connection, step: Migration) -> None:
+    if callable(step):
+        step(conn)
+    else:
+        for statement in step:
+            conn.execute(statement)

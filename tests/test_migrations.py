@@ -171,3 +171,25 @@ def test_empty_catalog_says_how_to_create_it(tmp_path, photos, settings, tiny_en
     summary = build([photos / "flat"], settings, encoder=tiny_encoder)
     assert summary.images > 0
     assert run_cli("stats", "--index", index).exit_code == 0
+
+
+def test_a_failing_named_migration_is_named_and_changes_nothing(tmp_path):
+    """Migrations are named functions: the one that fails is named, its DDL rolled back."""
+    index = tmp_path / "index"
+    Catalog(index).close()
+    path = index / "catalog.sqlite"
+
+    def m099_broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE added (x INTEGER)")
+        conn.execute("CREATE TABLE broken (")
+
+    conn = schema.connect(path)
+    with pytest.raises(CatalogError, match=rf"schema {SCHEMA_VERSION + 1} \(m099_broken\) fail"):
+        schema.migrate(conn, [*MIGRATIONS, m099_broken])
+    conn.close()
+    assert version(path) == SCHEMA_VERSION and "added" not in tables(path)
+    assert [m.__name__ for m in MIGRATIONS][:3] == [
+        "m001_initial",
+        "m002_tombstones",
+        "m003_decisions",
+    ]
