@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,9 +63,6 @@ def build_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
-    from indexer.build import build as run_build
-    from indexer.interrupts import raising_on
-
     settings = Settings.from_env(
         index=index,
         weights=weights,
@@ -79,26 +77,29 @@ def build_command(
         engine=engine,
         ray_address=ray_address,
     )
+    flags = {"reindex": reindex, "retry_failed": retry_failed, "prune": prune}
+    summary, stopped = _build_until_stopped(paths, settings, flags, quiet=quiet)
+    _render_build(summary, stopped, as_json=as_json, quiet=quiet)
+
+
+def _build_until_stopped(
+    paths: list[Path], settings: Settings, flags: dict[str, bool], *, quiet: bool
+) -> tuple[Any, KeyboardInterrupt | None]:
+    """(summary, the interrupt that stopped it or None): SIGTERM takes Ctrl-C's path, and an
+    interrupted build's summary is what it saved (`exc.result`)."""
+    from indexer.build import build as run_build
+    from indexer.interrupts import raising_on
+
     bar = _Progress(enabled=not quiet)
-    stopped: KeyboardInterrupt | None = None
     try:
-        with raising_on([signal.SIGTERM]):  # SIGTERM takes Ctrl-C's path: save, then stop
-            summary = run(
-                lambda: run_build(
-                    paths,
-                    settings,
-                    reindex=reindex,
-                    retry_failed=retry_failed,
-                    progress=bar,
-                    prune=prune,
-                ),
-                settings.index,
-            )
-    except KeyboardInterrupt as exc:  # the build saved what it had done (exc.result)
-        summary, stopped = getattr(exc, "result", None), exc
+        with raising_on([signal.SIGTERM]):
+            return run(
+                partial(run_build, paths, settings, progress=bar, **flags), settings.index
+            ), None
+    except KeyboardInterrupt as exc:
+        return getattr(exc, "result", None), exc
     finally:
         bar.close()
-    _render_build(summary, stopped, as_json=as_json, quiet=quiet)
 
 
 def _render_build(

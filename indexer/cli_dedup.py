@@ -15,54 +15,59 @@ if TYPE_CHECKING:
     from indexer.dedup import Report
 
 
+OutputOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--output", "-o", help="Write report.html, report.json or report.csv (repeatable)."
+    ),
+]
+HammingOpt = Annotated[
+    int, typer.Option(help="near-identical: most pHash bits (of 64) that may differ.")
+]
+NearOpt = Annotated[float, typer.Option(help="near-duplicate: least CLIP cosine.")]
+SimilarOpt = Annotated[
+    float | None, typer.Option(help="Turn on the 'similar' tier at this CLIP cosine.")
+]
+KeepOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Ordered keep rule [default: the original: "
+        "camera,pixels,taken,copy-names,file-time,original-format,size]."
+    ),
+]
+PreferOpt = Annotated[
+    list[Path] | None,
+    typer.Option(help="Folder whose copies are kept first and never moved (repeatable)."),
+]
+ScriptOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write a Python script that moves the non-kept files away (exact and "
+        "near-identical; near-duplicate only with the script's --tiers)."
+    ),
+]
+PairsDeviceOpt = Annotated[
+    str | None,
+    typer.Option(help="CLIP pairs on: auto (exact on a CUDA GPU when there is one) | cpu | cuda:N"),
+]
+
+
 def dedup_command(
     index: IndexOpt = None,
-    output: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--output", "-o", help="Write report.html, report.json or report.csv (repeatable)."
-        ),
-    ] = None,
-    hamming: Annotated[
-        int, typer.Option(help="near-identical: most pHash bits (of 64) that may differ.")
-    ] = 10,
-    near_duplicate: Annotated[
-        float, typer.Option(help="near-duplicate: least CLIP cosine.")
-    ] = 0.95,
-    similar: Annotated[
-        float | None, typer.Option(help="Turn on the 'similar' tier at this CLIP cosine.")
-    ] = None,
-    keep: Annotated[
-        str | None,
-        typer.Option(
-            help="Ordered keep rule [default: the original: "
-            "camera,pixels,taken,copy-names,file-time,original-format,size]."
-        ),
-    ] = None,
-    prefer: Annotated[
-        list[Path] | None,
-        typer.Option(help="Folder whose copies are kept first and never moved (repeatable)."),
-    ] = None,
-    quarantine_script: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write a Python script that moves the non-kept files away (exact and "
-            "near-identical; near-duplicate only with the script's --tiers)."
-        ),
-    ] = None,
-    device: Annotated[
-        str | None,
-        typer.Option(
-            help="CLIP pairs on: auto (exact on a CUDA GPU when there is one) | cpu | cuda:N"
-        ),
-    ] = None,
+    output: OutputOpt = None,
+    hamming: HammingOpt = 10,
+    near_duplicate: NearOpt = 0.95,
+    similar: SimilarOpt = None,
+    keep: KeepOpt = None,
+    prefer: PreferOpt = None,
+    quarantine_script: ScriptOpt = None,
+    device: PairsDeviceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
     """Duplicate groups: exact, near-identical (pHash), near-duplicate and similar (CLIP)."""
     from indexer.cli_common import fail, run
     from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions
     from indexer.dedup import dedup as run_dedup
-    from indexer.files import write_atomic
     from indexer.imaging import DecodeOptions
 
     settings = Settings.from_env(index=index, device=device)
@@ -80,17 +85,7 @@ def dedup_command(
 
     def produce() -> Report:
         report = run_dedup(settings.index, options, DecodeOptions.from_settings(settings))
-        for path in output or ():
-            report.write(path)
-            typer.echo(f"wrote {printable(path)}", err=True)
-        if quarantine_script:
-            write_atomic(quarantine_script, report.quarantine_script(quarantine_script.name))
-            quarantine_script.chmod(0o755)
-            typer.echo(
-                f"wrote {printable(quarantine_script)}: `python3 {printable(quarantine_script)}`"
-                " shows what it would move; add --apply to move",
-                err=True,
-            )
+        _write(report, output or [], quarantine_script)
         return report
 
     try:  # errors meant for you, a full disk or a read-only place: one line (cli_common.run)
@@ -101,6 +96,23 @@ def dedup_command(
         typer.echo(report.render("json"))
     elif not output:
         typer.echo(summary(report))
+
+
+def _write(report: Report, output: list[Path], quarantine_script: Path | None) -> None:
+    """The reports asked for, and the quarantine script (executable), each written atomically."""
+    from indexer.files import write_atomic
+
+    for path in output:
+        report.write(path)
+        typer.echo(f"wrote {printable(path)}", err=True)
+    if quarantine_script:
+        write_atomic(quarantine_script, report.quarantine_script(quarantine_script.name))
+        quarantine_script.chmod(0o755)
+        typer.echo(
+            f"wrote {printable(quarantine_script)}: `python3 {printable(quarantine_script)}`"
+            " shows what it would move; add --apply to move",
+            err=True,
+        )
 
 
 def summary(report: Report) -> str:

@@ -91,6 +91,36 @@ class Pairs:
         return set(zip(self.a.tolist(), self.b.tolist(), strict=True))
 
 
+def _partitioned_join(
+    x: np.ndarray,
+    threshold: float,
+    k: int,
+    lent: np.ndarray | None,
+    cells: int | None,
+    probes: int | None,
+    target_recall: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Each vector against the members of its nearest cells (k-means, or the IVF's lent
+    centroids); the probed cells tuned on a sample to `target_recall` unless `probes` is given."""
+    n, clock = len(x), Laps()
+    centroids = (
+        lent if lent is not None else spherical_kmeans(x, min(cells or choose_cells(n), n), rng)
+    )
+    ncells = len(centroids)
+    clock.lap("kmeans")
+    nearest = nearest_cells(x, centroids, min(MAX_PROBES, ncells))
+    clock.lap("assign")
+    recall = None
+    if probes is None:
+        probes, recall = tune_probes(x, nearest, threshold, target_recall, rng)
+        clock.lap("tune")
+    qi, nj, s = cell_join(x, nearest[:, :probes], nearest[:, 0], ncells, threshold, k)
+    clock.lap("join")
+    info = {"method": "ivf", "vectors": n, "cells": ncells, "probes": int(probes)}
+    return qi, nj, s, {**info, "sample_recall": recall, "seconds": clock.laps}
+
+
 def cosine_pairs(
     ids: np.ndarray,
     vecs: np.ndarray,
@@ -131,30 +161,9 @@ def cosine_pairs(
         qi, nj, s = exact_join(x, threshold, k)
         info = {"method": "exact", "vectors": n}
     else:
-        rng = np.random.default_rng(seed)
-        clock = Laps()
-        if lent is not None:
-            centroids = lent
-        else:
-            centroids = spherical_kmeans(x, min(cells or choose_cells(n), n), rng)
-        ncells = len(centroids)
-        clock.lap("kmeans")
-        nearest = nearest_cells(x, centroids, min(MAX_PROBES, ncells))
-        clock.lap("assign")
-        recall = None
-        if probes is None:
-            probes, recall = tune_probes(x, nearest, threshold, target_recall, rng)
-            clock.lap("tune")
-        qi, nj, s = cell_join(x, nearest[:, :probes], nearest[:, 0], ncells, threshold, k)
-        clock.lap("join")
-        info = {
-            "method": "ivf",
-            "vectors": n,
-            "cells": ncells,
-            "probes": int(probes),
-            "sample_recall": recall,
-            "seconds": clock.laps,
-        }
+        qi, nj, s, info = _partitioned_join(
+            x, threshold, k, lent, cells, probes, target_recall, np.random.default_rng(seed)
+        )
     qi, nj, s = _top_k(qi, nj, s, k)
     a, b, s = _canonical(ids[qi], ids[nj], s)
     return Pairs(a, b, s, info)
