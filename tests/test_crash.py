@@ -12,28 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
-from PIL import Image
+from conftest import TINY_BIRDER, check_consistent, make_distinct_jpegs
 
-from indexer import sync, vectors
 from indexer.catalog import Catalog
 from indexer.locking import WriterLock
-
-
-def make_distinct_jpegs(folder: Path, n: int, seed: int = 0) -> None:
-    """`n` different pictures: random crops of the real photos."""
-    rng = random.Random(seed)
-    sources = [p for p in (PHOTOS / "flat").glob("*.jpg")]
-    folder.mkdir(parents=True, exist_ok=True)
-    opened = [Image.open(p).convert("RGB") for p in sources]
-    for i in range(n):
-        img = opened[i % len(opened)]
-        w, h = img.size
-        x, y = rng.randrange(w // 3), rng.randrange(h // 3)
-        crop = img.crop((x, y, x + w // 2, y + h // 2)).resize((160, 120))
-        crop.save(folder / f"img_{i:04d}.jpg", quality=85)
 
 
 def run_build(index: Path, root: Path, *extra: str) -> subprocess.Popen:
@@ -51,17 +34,6 @@ def committed_contents(index: Path) -> int:
         return Catalog(index, readonly=True).counts()["vectors"]
     except Exception:
         return 0
-
-
-def check_consistent(index: Path, expected: int) -> None:
-    cat = Catalog(index, readonly=True)
-    ids, _ = cat.all_vectors()
-    assert len(ids) == expected == cat.counts()["images"]
-    faiss_index, state = vectors.load(sync.index_path(index))
-    assert np.array_equal(np.sort(faiss_index.ids()), np.sort(ids))
-    assert state["generation"] == cat.generation()
-    leftovers = [p.name for p in index.iterdir() if ".tmp" in p.name]
-    assert leftovers == []
 
 
 def embedded_contents(index: Path) -> dict[str, tuple[bytes, float]]:
