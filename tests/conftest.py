@@ -165,13 +165,14 @@ def make_variants(src: Path, dest: Path) -> list[Path]:
     return [half, q60, crop, webp]
 
 
-def clustered(n: int, dim: int, clusters: int = 200, seed: int = 0) -> np.ndarray:
+def clustered(
+    n: int, dim: int, clusters: int = 200, seed: int = 0, spread: float = 0.35
+) -> np.ndarray:
     """Normalized gaussian clusters: the shape of real photo embeddings."""
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((clusters, dim)).astype(np.float32)
-    x = centers[rng.integers(0, clusters, n)] + 0.35 * rng.standard_normal((n, dim)).astype(
-        np.float32
-    )
+    picked = centers[rng.integers(0, clusters, n)]
+    x = picked + spread * rng.standard_normal((n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
