@@ -127,6 +127,9 @@ def test_describe_os_error_tells_index_from_output_paths(tmp_path):
         f"{index / 'catalog.sqlite'}: permission denied (Permission denied); "
         "fix its permissions or pass --index"
     )
-    assert describe_os_error(sqlite3.OperationalError("database or disk is full"), index)
+    assert describe_os_error(sqlite3.OperationalError("database or disk is full"), index) == (
+        f"{index}: the disk is full (database or disk is full); free space there or point "
+        "--index at another disk; nothing indexed was lost"
+    )
     assert describe_os_error(OSError(errno.ENOENT, "No such file"), index) is None
     assert describe_os_error(ValueError("not ours"), index) is None
