@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import CORPUS_COPY_GROUPS, PHOTOS, TINY_BIRDER
 
 from indexer.build import build
 from indexer.files import human_size
@@ -133,7 +133,7 @@ def test_upload_and_duplicates_in_a_real_browser(server):
                     page.get_by_role("button", name=label).click()
                 exports[download.value.suggested_filename] = Path(download.value.path())
             report = json.loads(exports["duplicates.json"].read_text())
-            assert sum(g["tier"] == "exact" for g in report["groups"]) == 13
+            assert sum(g["tier"] == "exact" for g in report["groups"]) == CORPUS_COPY_GROUPS
             assert "bee.jpg" in exports["duplicates.html"].read_text()
             assert "--apply" in exports["quarantine.py"].read_text()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CORPUS_CONTENTS
 from PIL import Image
 
 from indexer.build import BuildError, build
@@ -44,7 +45,7 @@ def test_first_build_indexes_every_readable_image(photos, settings, tiny_encoder
     assert summary.new == len(paths) + summary.failed  # a file tried and failed was new too
     # byte-identical copies share one vector
     hashes = {r["hash"] for r in cat.records()}
-    assert summary.embedded == len(hashes) == summary.vectors < len(paths)
+    assert summary.embedded == len(hashes) == summary.vectors == CORPUS_CONTENTS < len(paths)
     failures = {Path(f["path"]).name: f for f in cat.failures()}
     assert "not an image" in failures["not-an-image.jpg"]["reason"]
     assert "not-an-image.txt" not in failures and "README.md" not in failures

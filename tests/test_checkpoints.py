@@ -1,8 +1,7 @@
-"""Checkpoint layouts, key maps, one-line errors, and the default weights (never the network)."""
+"""Checkpoint layouts, key maps and one-line errors (the default weights: test_weights_cli)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -10,20 +9,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, TINY_BIRDER, TINY_HF, TINY_OPEN_CLIP
+from conftest import EXPECTED, FIXTURES, TINY_BIRDER, TINY_HF, TINY_OPEN_CLIP, normalized
 from safetensors.torch import load_file, save_file
 
-from indexer.encoder import CheckpointError, WeightsError, load_encoder
-from indexer.encoder import weights as default_weights
+from indexer.encoder import CheckpointError, load_encoder
 from indexer.encoder.checkpoints import load_checkpoint
 
-EXPECTED = dict(np.load(FIXTURES / "tiny_expected.npz"))
 PIXELS = EXPECTED["pixels"][:4]
 TOL = 1e-4
-
-
-def normalized(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def outputs(weights) -> dict[str, np.ndarray]:
@@ -231,44 +224,3 @@ def test_birder_missing_key(tmp_path):
     torch.save(birder, tmp_path / "b.pt")
     with pytest.raises(CheckpointError, match=r"missing keys: encoder\.block\.1\.mlp\.3\.bias"):
         load_checkpoint(tmp_path / "b.pt")
-
-
-# --------------------------------------------------------------------------- default weights
-def test_offline_without_a_cached_copy_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    with pytest.raises(WeightsError) as info:
-        load_encoder(None, device="cpu", cache_dir=tmp_path / "empty-cache")
-    message = str(info.value)
-    assert message.startswith("The default ViT-L/14 weights are not downloaded and the hub")
-    assert "--weights PATH" in message and "PHOTO_INDEX_WEIGHTS" in message
-    assert "\n" not in message
-
-
-def test_sha256_verified_once_then_remembered(tmp_path, monkeypatch):
-    blob = tmp_path / "w.pt"
-    blob.write_bytes(b"weights" * 1000)
-    good = hashlib.sha256(blob.read_bytes()).hexdigest()
-    default_weights.verify_sha256(blob, good)
-    marker = default_weights.marker_path(blob)
-    assert json.loads(marker.read_text())["sha256"] == good
-    calls: list = []
-    monkeypatch.setattr(default_weights, "sha256_file", lambda p: calls.append(p) or good)
-    default_weights.verify_sha256(blob, good)
-    assert calls == []  # remembered: not hashed again
-    os.utime(blob, ns=(0, 12345))  # touched: check again
-    default_weights.verify_sha256(blob, good)
-    assert len(calls) == 1
-    default_weights.verify_sha256(blob, good)
-    assert len(calls) == 1
-
-
-def test_sha256_mismatch_is_reported_and_nothing_deleted(tmp_path):
-    blob = tmp_path / "w.pt"
-    blob.write_bytes(b"tampered")
-    with pytest.raises(WeightsError) as info:
-        default_weights.verify_sha256(blob, "0" * 64)
-    message = str(info.value)
-    assert "sha256" in message and "mismatch" in message and str(blob) in message
-    assert "nothing was deleted" in message and "\n" not in message
-    assert blob.exists() and not default_weights.marker_path(blob).exists()

@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, index_cli
 from PIL import Image
 
 from indexer import imaging
@@ -38,12 +38,6 @@ def grey16_png(path: Path, width: int, height: int) -> Path:
     chunks = _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 PROBE = """
@@ -88,14 +82,14 @@ def test_build_ledgers_it_and_search_refuses_it_in_one_line(tmp_path):
     big = grey16_png(photos / "scan.png", SIDE, SIDE)
     weights = ["--weights", str(TINY_BIRDER)]
     started = time.perf_counter()
-    built = cli("build", str(photos), "--index", str(index), *weights, "--workers", "1", "-q")
+    built = index_cli("build", str(photos), "--index", str(index), *weights, "--workers", "1", "-q")
     assert built.returncode == 3, built.stderr  # finished, one file failed
     assert time.perf_counter() - started < 60  # no decode timeout
     failures = Catalog(index, readonly=True).failures()
     assert [(f["path"], f["stage"]) for f in failures] == [(str(big), "decode")]
     assert REFUSAL in failures[0]["reason"]
 
-    found = cli("search", str(big), "--index", str(index), *weights)
+    found = index_cli("search", str(big), "--index", str(index), *weights)
     assert found.returncode == 1 and found.stdout == ""
     assert found.stderr.count("\n") == 1 and found.stderr.startswith(f"error: {big}: needs ")
     assert "PHOTO_INDEX_MAX_DECODE_MB" in found.stderr
@@ -104,7 +98,7 @@ def test_build_ledgers_it_and_search_refuses_it_in_one_line(tmp_path):
     Image.open(PHOTOS / "flat" / "cat.jpg").resize((1000, 800)).save(query)
     os.environ["PHOTO_INDEX_MAX_DECODE_MB"] = "1"  # the setting is honoured
     try:
-        raised = cli("search", str(query), "--index", str(index), *weights)
+        raised = index_cli("search", str(query), "--index", str(index), *weights)
     finally:
         del os.environ["PHOTO_INDEX_MAX_DECODE_MB"]
     assert raised.returncode == 1 and "> 1 MB" in raised.stderr

@@ -12,120 +12,34 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Gallery
+from conftest import (
+    CORPUS,
+    PHOTOS,
+    Gallery,
+    files_of,
+    fill_from_files,
+    fill_planted,
+    make_variants,
+    names,
+    run_script,
+)
 from PIL import Image
 from typer.testing import CliRunner
 
 from indexer import imaging
-from indexer.catalog import Catalog, Content, File
 from indexer.dedup import DedupOptions, KeepRuleError, dedup
 from indexer.dedup.graph import EXACT_MAX, UnionFind, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import choose_keep
 from indexer.files import content_hash, human_size
 
-PHOTOS = Path(__file__).resolve().parent / "fixtures" / "photos"
-
-
-# --- helpers ---------------------------------------------------------------------------------
-def fill_from_files(index: Path, paths: list[Path]) -> None:
-    """What a build stores about pictures, without the encoder: content hash, metadata, pHash."""
-    cat = Catalog(index)
-    contents: dict[str, int] = {}
-    with cat.session() as s:
-        for path in paths:
-            digest = content_hash(path)
-            if digest not in contents:
-                img, meta = imaging.open_image(path)
-                contents[digest] = len(contents) + 1
-                s.add(
-                    Content(
-                        id=contents[digest],
-                        hash=digest,
-                        size=path.stat().st_size,
-                        width=meta.width,
-                        height=meta.height,
-                        format=meta.format,
-                        taken_at=meta.taken_at,
-                        phash=imaging.perceptual_hash(img),
-                    )
-                )
-            st = path.stat()
-            s.add(
-                File(
-                    path=str(path),
-                    content_id=contents[digest],
-                    size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    indexed_at=time.time(),
-                )
-            )
-    cat.close()
-
-
-def fill_planted(index: Path, pictures: dict[str, dict], root: Path) -> None:
-    """Contents with crafted vectors (and optional pHash) under made-up paths."""
-    cat = Catalog(index)
-    with cat.session() as s:
-        for i, (name, spec) in enumerate(pictures.items(), start=1):
-            v = np.asarray(spec["vector"], np.float32)
-            v = v / np.linalg.norm(v)
-            s.add(
-                Content(
-                    id=i,
-                    hash=f"{i:064x}",
-                    size=1000 * i,
-                    width=spec.get("width", 100 * i),
-                    height=100,
-                    format="JPEG",
-                    phash=spec.get("phash"),
-                    vector=v.tobytes(),
-                    embedded_at=time.time(),
-                )
-            )
-            s.add(
-                File(path=str(root / name), content_id=i, size=1000 * i, mtime_ns=i, indexed_at=0.0)
-            )
-        Catalog.set_meta(s, "dim", len(v))
-    cat.close()
-
-
-def names(report, tier: str) -> list[set[str]]:
-    return [{Path(m["path"]).name for m in g.members} for g in report.groups if g.tier == tier]
-
-
-def make_variants(src: Path, dest: Path) -> list[Path]:
-    """The edits people make: half size, JPEG quality 60, PNG→WebP, a 3 % crop."""
-    dest.mkdir(parents=True, exist_ok=True)
-    img, _ = imaging.open_image(src)
-    img = imaging.to_rgb(img)
-    w, h = img.size
-    stem = src.stem.replace(" ", "_")
-    half, q60, crop, webp = (
-        dest / f"{stem}-{v}" for v in ("half.jpg", "q60.jpg", "crop.jpg", "x.webp")
-    )
-    img.resize((w // 2, h // 2), Image.LANCZOS).save(half, quality=92)
-    img.save(q60, quality=60)
-    dx, dy = round(w * 0.015), round(h * 0.015)  # 3 % of width and height, centred
-    img.crop((dx, dy, w - dx, h - dy)).save(crop, quality=92)
-    png = dest / f"{stem}.png"
-    img.save(png)
-    Image.open(png).save(webp, quality=80)
-    png.unlink()
-    return [half, q60, crop, webp]
-
 
 def corpus() -> list[Path]:
     """Every picture of the shared corpus (the text files are not pictures)."""
-    return sorted(
-        p for p in PHOTOS.rglob("*") if p.is_file() and p.suffix not in (".txt", ".md", "")
-    )
+    return [PHOTOS / p for p in CORPUS]
 
 
 def _phash(path: Path) -> int:
@@ -413,10 +327,6 @@ def library(tmp_path: Path) -> Path:
     return lib
 
 
-def files_of(root: Path) -> dict[Path, str]:
-    return {p.relative_to(root): content_hash(p) for p in root.rglob("*") if p.is_file()}
-
-
 def test_reports(library, tmp_path):
     fill_from_files(tmp_path / "index", sorted(p for p in library.rglob("*") if p.is_file()))
     report = dedup(tmp_path / "index", DedupOptions(prefer=(str(library / "best"),)))
@@ -459,12 +369,6 @@ def test_reports(library, tmp_path):
     assert rows["near-duplicate"][0] == "CLIP cosine ≥ 0.95" and rows["similar"][0] == "off"
     with pytest.raises(ValueError, match="unknown report type"):
         report.write(out / "r.txt")
-
-
-def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def test_quarantine_script_moves_never_deletes(library, tmp_path):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
+from conftest import PHOTOS, fill_from_files, fill_planted, make_variants, names
 from PIL import Image, ImageDraw
-from test_dedup import PHOTOS, fill_from_files, fill_planted, make_variants, names
 
 from indexer import imaging
 from indexer.build import build

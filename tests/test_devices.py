@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, clustered
 
 from indexer import gpu_math
 from indexer.dedup.graph import cosine_pairs
@@ -17,12 +17,9 @@ from indexer.settings import Settings
 from indexer.vectors import IndexSpec, VectorIndex
 
 
-def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((max(8, n // 400), dim)).astype(np.float32)
-    x = centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim))
-    x = x.astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+def loose_clusters(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Wide clusters, about 400 vectors each: many neighbours close to the threshold."""
+    return clustered(n, dim, clusters=max(8, n // 400), seed=seed, spread=0.6)
 
 
 def corpus_jobs() -> list[DecodeJob]:
@@ -72,7 +69,7 @@ def test_replicas_give_the_same_vectors_in_order():
 
 
 def test_cosine_join_is_exact():
-    x = clustered(3000, 32)
+    x = loose_clusters(3000, 32)
     x[:40] = x[40:80]  # exact copies
     x[100:120] = x[200:220] + 0.02 * np.random.default_rng(1).standard_normal((20, 32))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -92,7 +89,7 @@ def test_cosine_join_is_exact():
 
 
 def test_torch_trained_ivf_finds_neighbours():
-    x = clustered(20_000, 64, seed=3)
+    x = loose_clusters(20_000, 64, seed=3)
     ids = np.arange(20_000) * 7 + 5  # catalog ids are not row numbers
     index = VectorIndex.create(IndexSpec("ivf-flat", 64), 64)
     index.build(ids, x, torch_device="cpu")
@@ -106,7 +103,7 @@ def test_torch_trained_ivf_finds_neighbours():
 
 
 def test_dedup_pairs_agree_between_search_paths():
-    x = clustered(6000, 48, seed=5)
+    x = loose_clusters(6000, 48, seed=5)
     x[5000:5100] = x[:100] + 0.03 * np.random.default_rng(2).standard_normal((100, 48))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     ids = np.arange(6000)

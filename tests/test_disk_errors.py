@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, index_cli
 from mounts import fill, read_only, tmpfs
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def build(photos: Path, index: Path) -> subprocess.CompletedProcess:
     weights = ["--weights", str(TINY_BIRDER), "--workers", "1", "--quiet"]
-    return cli("build", str(photos), "--index", str(index), *weights)
+    return index_cli("build", str(photos), "--index", str(index), *weights)
 
 
 def one_line(result: subprocess.CompletedProcess, *words: str) -> str:
@@ -40,10 +33,10 @@ def add_photos(folder: Path, names: list[str]) -> None:
 
 
 def still_healthy(index: Path, photos: Path, count: int) -> None:
-    verify = cli("verify", "--index", str(index))
+    verify = index_cli("verify", "--index", str(index))
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert f"checked {count} files" in verify.stdout
-    found = cli(
+    found = index_cli(
         "search", str(photos / "cat.jpg"), "--index", str(index), "--weights", str(TINY_BIRDER)
     )
     assert found.returncode == 0 and str(photos / "cat.jpg") in found.stdout, found.stderr
@@ -64,7 +57,7 @@ def test_full_disk_build_and_dedup_say_what_to_free(tmp_path):
 
         filler.unlink()
         fill(out, leave_kb=0)
-        report = cli("dedup", "--index", str(index), "-o", str(out / "r3.html"))
+        report = index_cli("dedup", "--index", str(index), "-o", str(out / "r3.html"))
         line = one_line(report, f"{out / 'r3.html'}: the disk is full (No space left on device)")
         assert line.endswith("free space there or write it elsewhere")
         assert list(out.iterdir()) == [out / "filler"]  # no temp left behind
@@ -85,7 +78,7 @@ def test_read_only_index_says_make_it_writable(tmp_path):
             one_line(
                 build(photos, index), f"{index}", "read-only", "make it writable or pass --index"
             )
-            report = cli("dedup", "--index", str(index), "-o", str(index / "r3.html"))
+            report = index_cli("dedup", "--index", str(index), "-o", str(index / "r3.html"))
             one_line(report, f"{index / 'r3.html'}: read-only", "make it writable or pass --index")
             still_healthy(index, photos, 2)  # readers work on a read-only index
         finally:
@@ -134,6 +127,9 @@ def test_describe_os_error_tells_index_from_output_paths(tmp_path):
         f"{index / 'catalog.sqlite'}: permission denied (Permission denied); "
         "fix its permissions or pass --index"
     )
-    assert describe_os_error(sqlite3.OperationalError("database or disk is full"), index)
+    assert describe_os_error(sqlite3.OperationalError("database or disk is full"), index) == (
+        f"{index}: the disk is full (database or disk is full); free space there or point "
+        "--index at another disk; nothing indexed was lost"
+    )
     assert describe_os_error(OSError(errno.ENOENT, "No such file"), index) is None
     assert describe_os_error(ValueError("not ours"), index) is None

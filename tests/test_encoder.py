@@ -1,29 +1,25 @@
-"""The encoder equals the reference (birder 0.8.4) on every checkpoint layout and all 13 images."""
+"""The encoder equals the reference (birder 0.8.4) on every checkpoint layout and every image."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, TINY_BIRDER, TINY_HF, TINY_OPEN_CLIP
+from conftest import EXPECTED, FIXTURES, TINY_BIRDER, TINY_HF, TINY_OPEN_CLIP, normalized
 from PIL import Image
 
 from indexer import imaging
 from indexer.encoder import DeviceError, Embeddings, load_encoder
 
-EXPECTED = dict(np.load(FIXTURES / "tiny_expected.npz"))
 NAMES = [str(n) for n in EXPECTED["names"]]
 IMAGES = [FIXTURES / "images" / n for n in NAMES]
+N = len(IMAGES)
 TOL = 1e-4
-
-
-def normalized(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 @pytest.fixture(scope="module")
 def crops() -> np.ndarray:
-    """uint8 [13, 224, 224, 3]: the contract up to the crop, for every fixture image."""
+    """uint8 [N, 224, 224, 3]: the contract up to the crop, for every fixture image."""
     return np.stack([imaging.to_uint8(imaging.open_image(p)[0]) for p in IMAGES])
 
 
@@ -33,9 +29,9 @@ def birder():
 
 
 def test_preprocessing_matches_reference_pixels(crops):
-    assert len(NAMES) == 13
+    assert sorted(NAMES) == sorted(p.name for p in (FIXTURES / "images").iterdir())
     pixels = np.stack([imaging.load_pixels(p) for p in IMAGES])
-    assert pixels.shape == (13, 3, 224, 224)
+    assert pixels.shape == (N, 3, 224, 224)
     assert np.abs(pixels - EXPECTED["pixels"]).max() <= 1e-5
     assert np.abs(imaging.normalize(crops) - EXPECTED["pixels"]).max() <= 1e-5
 
@@ -56,7 +52,7 @@ def test_outputs_match_reference(weights, proj_key, layout):
     assert enc.identity["layout"] == layout
     assert (enc.dim, enc.width, enc.dtype, enc.device.type) == (32, 128, "fp32", "cpu")
     out = enc.embed(IMAGES, features=True, batch_size=5)
-    assert out.projection.shape == (13, 32) and out.features.shape == (13, 128, 16, 16)
+    assert out.projection.shape == (N, 32) and out.features.shape == (N, 128, 16, 16)
     assert out.projection.dtype == out.embedding.dtype == out.features.dtype == np.float32
     assert np.abs(out.projection - normalized(EXPECTED[proj_key])).max() <= TOL
     assert np.allclose(np.linalg.norm(out.projection, axis=1), 1.0, atol=1e-6)
@@ -84,7 +80,7 @@ def test_uint8_path_equals_float_path(birder, crops):
     via_tensor = birder.encode_uint8(torch.from_numpy(crops))
     via_float = birder.encode_pixels(imaging.normalize(crops), features=False)
     assert set(via_float) == {"projection", "embedding"}
-    assert via_uint8.shape == (13, 32) and via_uint8.dtype == np.float32
+    assert via_uint8.shape == (N, 32) and via_uint8.dtype == np.float32
     assert np.abs(via_uint8 - via_float["projection"]).max() <= 1e-5
     assert np.array_equal(via_uint8, via_tensor)
     assert np.abs(via_uint8 - EXPECTED["projection_normalized"]).max() <= TOL

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import index_cli
 from PIL import Image, ImageEnhance, ImageOps
 
 from indexer.build import build
@@ -108,10 +109,7 @@ def group_of(groups: list[dict], path: Path) -> dict:
 
 
 def run_cli(index: Path, *args: str) -> dict:
-    command = [sys.executable, "-m", "indexer.cli", "dedup", "--index", str(index), "--json"]
-    run = subprocess.run(
-        [*command, "--device", "cpu", *args], capture_output=True, text=True, timeout=120
-    )
+    run = index_cli("dedup", "--index", index, "--json", "--device", "cpu", *args, timeout=120)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 

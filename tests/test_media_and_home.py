@@ -7,10 +7,9 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, index_cli
 from typer.testing import CliRunner
 
 from indexer import files as fs
@@ -166,10 +165,7 @@ def test_the_default_index_home_is_the_per_user_data_folder(tmp_path):
     home = photos / "user data" / "photo-index" / "index"
 
     def index(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "indexer.cli", *args],
-            cwd=photos, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        return index_cli(*args, cwd=photos, env=env)
 
     built = index("build", ".", "--weights", str(TINY_BIRDER), "--workers", "1")
     assert built.returncode == 0, built.stderr

@@ -9,9 +9,8 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, invoke
 from streamlit.testing.v1 import AppTest
-from typer.testing import CliRunner
 
 from indexer import schema
 from indexer.catalog import (
@@ -21,7 +20,6 @@ from indexer.catalog import (
     CatalogError,
     NewerCatalogError,
 )
-from indexer.cli import app
 
 APP = str(Path(__file__).resolve().parents[1] / "search_ui" / "app.py")
 NEWER = SCHEMA_VERSION + 3
@@ -114,10 +112,6 @@ def newer_index(tmp_path) -> Path:
     return index
 
 
-def run_cli(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -132,7 +126,7 @@ def run_cli(*args: str):
     ids=["stats", "failures", "verify", "repair", "dedup", "search", "build"],
 )
 def test_newer_catalog_is_refused_by_every_command(newer_index, command):
-    result = run_cli(*command, "--index", newer_index)
+    result = invoke(*command, "--index", newer_index)
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)  # a message, not a traceback
     assert result.stderr == (
@@ -162,7 +156,7 @@ def test_empty_catalog_says_how_to_create_it(tmp_path, photos, settings, tiny_en
     index.mkdir()
     (index / "catalog.sqlite").write_bytes(b"")  # a first build killed before its first write
     for command in (["stats"], ["failures"], ["verify"]):
-        result = run_cli(*command, "--index", index)
+        result = invoke(*command, "--index", index)
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
         assert result.stderr == (
             f"error: {index / 'catalog.sqlite'} is empty (a build that never finished?): "
@@ -170,7 +164,7 @@ def test_empty_catalog_says_how_to_create_it(tmp_path, photos, settings, tiny_en
         )
     summary = build([photos / "flat"], settings, encoder=tiny_encoder)
     assert summary.images > 0
-    assert run_cli("stats", "--index", index).exit_code == 0
+    assert invoke("stats", "--index", index).exit_code == 0
 
 
 def test_a_failing_named_migration_is_named_and_changes_nothing(tmp_path):

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, index_cli
 
 from indexer.dedup.quarantine import quarantine_script
 
@@ -35,14 +35,9 @@ HOSTILE = {  # folder: (two names for byte copies of one photo)
 PICTURES = ["cat.jpg", "cake.jpg", "bee.jpg", "books.jpg", "camera.jpg", "tree.webp", "duck.jp2"]
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args],
-        capture_output=True,
-        timeout=300,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
+def cli(*args: object) -> subprocess.CompletedProcess:
+    """`index ARGS...` with its output as bytes (what a terminal would be sent)."""
+    return index_cli(*args, text=False)
 
 
 def run(script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from test_vectors import clustered
+from conftest import CORPUS_CONTENTS, clustered
 
 from indexer.build import build
 from indexer.catalog import Catalog
@@ -58,9 +58,9 @@ def test_interrupted_ray_build_resumes(photos, settings):
     with pytest.raises(KeyboardInterrupt):
         build([photos], on_ray, progress=interrupt)
     committed = Catalog(on_ray.index, readonly=True).counts()["vectors"]
-    assert seen and 0 < committed < 24
+    assert seen and 0 < committed < CORPUS_CONTENTS
     rest = build([photos], on_ray)
-    assert rest.embedded == 24 - committed and rest.vectors == 24
+    assert rest.embedded == CORPUS_CONTENTS - committed and rest.vectors == CORPUS_CONTENTS
     assert verify(on_ray)["problems"] == {}
 
 

@@ -16,12 +16,10 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
-from typer.testing import CliRunner
+from conftest import PHOTOS, TINY_BIRDER, invoke
 
 from indexer.build import build
 from indexer.catalog import MIGRATIONS, Catalog
-from indexer.cli import app
 from indexer.salvage import salvage
 from indexer.settings import Settings
 from indexer.verify import verify
@@ -104,10 +102,6 @@ STATES = [
 ]
 
 
-def run_cli(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 @pytest.mark.parametrize("state", STATES)
 def test_every_command_opens_the_index_after_a_killed_repair(built, tmp_path, state, tiny_encoder):
     photos, template, complete = built
@@ -116,7 +110,7 @@ def test_every_command_opens_the_index_after_a_killed_repair(built, tmp_path, st
     original = _digest(index / CATALOG)
     lay_out(state, index, complete)
 
-    stats = run_cli("stats", "--index", index, "--json")  # the first open recovers
+    stats = invoke("stats", "--index", index, "--json")  # the first open recovers
     assert stats.exit_code == 0, stats.output
     names = {p.name for p in index.iterdir()}
     assert not {n for n in names if ".salvage" in n}, names
@@ -134,10 +128,13 @@ def test_every_command_opens_the_index_after_a_killed_repair(built, tmp_path, st
 
     for command in (["failures"], ["dedup"], ["search", photos / "cat.jpg"], ["verify"]):
         extra = ["--weights", TINY_BIRDER, "--device", "cpu"] if command[0] == "search" else []
-        result = run_cli(*command, *extra, "--index", index)
+        result = invoke(*command, *extra, "--index", index)
         assert result.stderr == "" and not isinstance(result.exception, Exception), result.output
         # verify may say the FAISS file lags the salvaged catalog (--repair or a build fixes it)
-        assert result.exit_code == 0 or command == ["verify"], result.output
+        problems = [x for x in result.output.splitlines() if x.startswith("problem: ")]
+        lags = ["problem: the FAISS file is older than the catalog; --repair resaves it"]
+        allowed = [(0, [])] + ([(1, lags)] if command == ["verify"] else [])
+        assert (result.exit_code, problems) in allowed, result.output
     again = build([photos], _settings(index), encoder=tiny_encoder)
     assert (
         again.embedded == 0
@@ -168,11 +165,11 @@ def test_a_salvage_in_progress_is_left_alone(built, tmp_path):
     )
     try:
         assert holder.stdout.readline() == "locked\n"
-        assert run_cli("stats", "--index", index).exit_code == 0
+        assert invoke("stats", "--index", index).exit_code == 0
         assert fresh.exists()  # not deleted under the salvaging process's feet
     finally:
         holder.communicate("", timeout=30)
-    assert run_cli("stats", "--index", index).exit_code == 0
+    assert invoke("stats", "--index", index).exit_code == 0
     assert not fresh.exists()  # cleaned by the next open once the lock is free
 
 

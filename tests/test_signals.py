@@ -15,8 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY_BIRDER
-from test_crash import check_consistent, make_distinct_jpegs
+from conftest import TINY_BIRDER, check_consistent, make_distinct_jpegs
 
 from indexer.build import build
 from indexer.interrupts import Interrupted

@@ -11,30 +11,22 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, index_cli
 
 from indexer import files, imaging
 from indexer.encoder import CheckpointError, load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def cli(*args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
+    """`index ARGS...` and how long it took (a FIFO must not hang it)."""
     start = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    result = index_cli(*args, timeout=timeout)
     return result, time.monotonic() - start
 
 

@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 import pytest
+from conftest import clustered
 from sqlalchemy import insert
-from test_vectors import clustered
 
 from indexer import sync, vectors
 from indexer.catalog import Catalog, Content, File

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, index_cli
 
 from indexer.atomic import atomic_path, find_temps
 from indexer.files import write_atomic
@@ -37,12 +37,6 @@ def plant(folder: Path, name: str, size: int = 1000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\0" * size)
     return path
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_next_write_removes_dead_writers_temps_and_keeps_live_ones(tmp_path, live_pid):
@@ -91,7 +85,7 @@ def test_kill_9_mid_save_then_build_removes_the_temp(tmp_path):
     for name in ("cat.jpg", "bee.jpg"):
         (photos / name).write_bytes((PHOTOS / "flat" / name).read_bytes())
     common = ["--index", str(index), "--weights", str(TINY_BIRDER), "--workers", "1", "-q"]
-    assert cli("build", str(photos), *common).returncode == 0
+    assert index_cli("build", str(photos), *common).returncode == 0
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(index / "vectors.faiss")],
         stdout=subprocess.PIPE,
@@ -106,9 +100,12 @@ def test_kill_9_mid_save_then_build_removes_the_temp(tmp_path):
         ("vectors.faiss", writer.pid, 100_000, True)
     ]
     (photos / "cake.jpg").write_bytes((PHOTOS / "flat" / "cake.jpg").read_bytes())
-    assert cli("build", str(photos), *common).returncode == 0  # saves vectors.faiss again
+    assert index_cli("build", str(photos), *common).returncode == 0  # saves vectors.faiss again
     assert find_temps(index) == []
-    assert "ok: catalog, FAISS index and files agree" in cli("verify", "--index", str(index)).stdout
+    assert (
+        "ok: catalog, FAISS index and files agree"
+        in index_cli("verify", "--index", str(index)).stdout
+    )
 
 
 def test_verify_lists_leftover_temps_and_repair_removes_dead_ones(tmp_path, live_pid):
@@ -116,14 +113,16 @@ def test_verify_lists_leftover_temps_and_repair_removes_dead_ones(tmp_path, live
     photos.mkdir()
     (photos / "cat.jpg").write_bytes((PHOTOS / "flat" / "cat.jpg").read_bytes())
     common = ["--index", str(index)]
-    built = cli("build", str(photos), *common, "--weights", str(TINY_BIRDER), "--workers", "1")
+    built = index_cli(
+        "build", str(photos), *common, "--weights", str(TINY_BIRDER), "--workers", "1"
+    )
     assert built.returncode == 0, built.stderr
     dead = dead_pid()
     faiss_temp = plant(index, f".vectors.faiss.tmp-{dead}-0123abcd", 3_000_000)
     thumb_temp = plant(index, f"thumbs/256/ab/.abcdef.jpg.tmp-{dead}-0123abcd", 2048)
     live = plant(index, f".vectors.faiss.tmp-{live_pid}-89abcdef", 10)
 
-    report = cli("verify", *common)
+    report = index_cli("verify", *common)
     assert report.returncode == 1
     problem = "problem: 2 temp files left by interrupted writes; --repair removes them"
     assert problem in report.stdout
@@ -131,12 +130,12 @@ def test_verify_lists_leftover_temps_and_repair_removes_dead_ones(tmp_path, live
     assert f"thumbs/256/ab/.abcdef.jpg.tmp-{dead}-0123abcd (2.0 KB" in report.stdout
     assert "note: 1 temp files are recent or belong to running writers" in report.stdout
 
-    repaired = cli("verify", "--repair", *common)
+    repaired = index_cli("verify", "--repair", *common)
     assert repaired.returncode == 0, repaired.stderr
     assert "repaired: removed 2 leftover temp files (2.9 MB)" in repaired.stdout
     assert "FAISS index rebuilt" not in repaired.stdout  # temps alone cost no rebuild
     assert not faiss_temp.exists() and not thumb_temp.exists() and live.exists()
-    again = cli("verify", *common)
+    again = index_cli("verify", *common)
     assert again.returncode == 0 and "ok: catalog, FAISS index and files agree" in again.stdout
 
 

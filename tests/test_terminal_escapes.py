@@ -11,16 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import PHOTOS, TINY_BIRDER, index_cli
 
 from indexer.text import printable
 from search_ui.text import code, md
 
-ROOT = Path(__file__).resolve().parents[1]
 OSC = "\x1b]0;pwned\x07"
 RAW = (b"\x1b", b"\x07", b"\x9b", "\u202e".encode())
 
@@ -49,12 +46,8 @@ def test_ui_text_uses_the_same_escaper():
 
 
 def cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *map(str, args)],
-        capture_output=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    """`index ARGS...` with its output as bytes (what a terminal would be sent)."""
+    return index_cli(*args, text=False)
 
 
 def assert_escaped(result: subprocess.CompletedProcess, *expected: bytes) -> None:

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
+from conftest import (
+    APP,
+    CORPUS_CONTENTS,
+    CORPUS_COPY_GROUPS,
+    CORPUS_PICTURES,
+    PHOTOS,
+    TINY_BIRDER,
+    fill_from_files,
+    pictures_in,
+)
 from PIL import Image
 from streamlit import config
 from streamlit.testing.v1 import AppTest
@@ -27,31 +36,9 @@ from indexer.settings import Settings
 from indexer.thumbs import thumbnail_bytes, thumbnail_path
 from search_ui import state
 
-APP = str(Path(__file__).resolve().parents[1] / "search_ui" / "app.py")
 DUPLICATES = "pages/duplicates.py"
 STATUS = "pages/status.py"
 CAT = (PHOTOS / "flat" / "cat.jpg").read_bytes()
-
-
-@pytest.fixture(scope="module")
-def built_index(tmp_path_factory, tiny_encoder) -> Path:
-    root = tmp_path_factory.mktemp("ui")
-    shutil.copytree(PHOTOS, root / "photos")
-    flat = root / "photos" / "flat"  # two files that claim to be pictures and are not
-    (flat / "not-an-image.jpg").write_bytes((flat / "not-an-image.txt").read_bytes())
-    (flat / "broken.jpg").write_bytes((flat / "cat.jpg").read_bytes()[:2000])
-    index = root / "index"
-    settings = Settings.from_env(env={}, index=index, weights=str(TINY_BIRDER), workers=1)
-    build([root / "photos"], settings, encoder=tiny_encoder)
-    return index
-
-
-@pytest.fixture
-def env(monkeypatch, built_index):
-    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(built_index))
-    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
-    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
-    return built_index
 
 
 def app(upload: bytes | None = None) -> AppTest:
@@ -90,7 +77,7 @@ def test_k_and_filters(env, built_index):
     at.sidebar.selectbox(key="folder").select(str(photos / "nested" / "cats")).run()
     assert sorted(names(at)) == sorted(os.listdir(photos / "nested" / "cats"))
     at.sidebar.selectbox(key="folder").select(str(photos / "nested")).run()
-    assert len(ranks(at)) == 13  # nested/ and every folder below it
+    assert len(ranks(at)) == len(pictures_in("nested"))  # nested/ and every folder below it
     at.sidebar.selectbox(key="folder").select("(all)").run()
     at.sidebar.slider(key="size").set_value((0.0, 0.03)).run()
     assert ranks(at) and set(names(at)) <= {
@@ -104,7 +91,7 @@ def test_k_and_filters(env, built_index):
 
 def test_pick_more_like_this_and_open(env):
     at = app()
-    assert not ranks(at) and "38 pictures indexed" in at.caption[0].value
+    assert not ranks(at) and f"{CORPUS_PICTURES} pictures indexed" in at.caption[0].value
     at.text_input(key="needle").input("kookaburras").run()
     pick = at.selectbox(key="pick")
     assert len(pick.options) == 1
@@ -182,7 +169,10 @@ def test_duplicates_page(env):
     at.switch_page(DUPLICATES).run()
     assert not at.exception
     summary = next(m.value for m in at.markdown if " groups: " in m.value)
-    assert summary.startswith("14 groups: 13 exact · 1 near-identical · 0 near-duplicate")
+    groups = CORPUS_COPY_GROUPS + 1  # and the bee as HEIC, GIF and JPEG: near-identical
+    assert summary.startswith(
+        f"{groups} groups: {CORPUS_COPY_GROUPS} exact · 1 near-identical · 0 near-duplicate"
+    )
     table = next(m.value for m in at.markdown if m.value.startswith("| tier |"))
     assert "| near-duplicate | CLIP cosine ≥ 0.95 | 0 | 0 | 0 | 0 bytes |" in table
     assert "| near-identical | pHash ≤ 10 bits apart (score ≥ 0.844) | 1 |" in table
@@ -196,7 +186,7 @@ def test_duplicates_page(env):
         ":gray-badge[duplicate] `bee.jpg`",
     ]
     marks = [t for t in texts if "-badge[" in t]
-    assert sum("green-badge[KEEP]" in m for m in marks) == 14  # one kept file per group
+    assert sum("green-badge[KEEP]" in m for m in marks) == groups  # one kept file per group
     buttons = {b.label for b in at.get("download_button")}
     assert buttons == {"Report (JSON)", "Report (CSV)", "Report (HTML)", "Quarantine script"}
     at.sidebar.slider(key="near").set_value(0.9).run()  # thresholds reach the library
@@ -212,8 +202,6 @@ def test_duplicates_page(env):
 @pytest.fixture(scope="module")
 def many_groups(tmp_path_factory) -> Path:
     """45 exact pairs of generated pictures (random pixels: no two alike), 30 in a/, 15 in b/."""
-    from test_dedup import fill_from_files
-
     root = tmp_path_factory.mktemp("many")
     rng = np.random.default_rng(14)
     for i in range(45):
@@ -260,7 +248,8 @@ def test_index_page(env):
     at = app()
     at.switch_page(STATUS).run()
     assert not at.exception
-    assert [m.value for m in at.metric] == ["38", "24", "2", "1.000"]
+    counts = [str(CORPUS_PICTURES), str(CORPUS_CONTENTS), "2", "1.000"]  # 2: the fakes
+    assert [m.value for m in at.metric] == counts
     assert any(m.value.startswith("**FAISS** IDMap2,Flat") for m in at.markdown)
     assert len(at.dataframe[0].value) == 2
     at.text_input(key="ledger").input("not-an-image").run()
@@ -278,15 +267,16 @@ def test_a_build_that_finishes_while_the_app_runs_is_seen(tmp_path, monkeypatch,
     monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
     at = app(CAT)
     at.sidebar.slider(key="k").set_value(40).run()
-    assert len(ranks(at)) == 22 and names(at)[0] == "cat.jpg"
+    flat, cats = len(pictures_in("flat")), len(pictures_in("nested/cats"))
+    assert len(ranks(at)) == flat and names(at)[0] == "cat.jpg"
     shutil.copytree(PHOTOS / "nested" / "cats", photos / "more-cats")
     build([photos], settings, encoder=tiny_encoder)  # the app's searcher stays loaded
     at.run()
-    assert len(ranks(at)) == 27 and names(at)[:2] == ["cat.jpg", "cat.jpg"]
+    assert len(ranks(at)) == flat + cats and names(at)[:2] == ["cat.jpg", "cat.jpg"]
     at.sidebar.selectbox(key="folder").select(str(photos / "more-cats")).run()
-    assert len(ranks(at)) == 5
+    assert len(ranks(at)) == cats
     at.switch_page(STATUS).run()
-    assert at.metric[0].value == "27"
+    assert at.metric[0].value == str(flat + cats)
 
 
 def _rotated_jpeg(path: Path) -> None:

@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PHOTOS, TINY_BIRDER
-from typer.testing import CliRunner
+from conftest import PHOTOS, TINY_BIRDER, invoke
 
 from indexer.build import build
-from indexer.cli import app
 from indexer.dedup import DEFAULT_KEEP
 from indexer.devices import cuda_count
 from indexer.encoder import weights
@@ -26,10 +24,6 @@ from indexer.settings import Settings, SettingsError
 
 W = ["--weights", str(TINY_BIRDER)]
 BUILD = ["--workers", "1", "--quiet"]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def one_error_line(result) -> str:

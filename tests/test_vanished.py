@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import TINY_BIRDER
+from conftest import CORPUS_CONTENTS, CORPUS_PICTURES, TINY_BIRDER, index_cli
 
 from indexer.build import BuildError, build
 from indexer.catalog import Catalog
@@ -23,24 +23,11 @@ from indexer.tombstones import gc
 from indexer.vectors import load
 from indexer.verify import stats, verify
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def index_cli(*args: str, preexec=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "indexer.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        preexec_fn=preexec,
-    )
-
 
 def cli_build(root: Path, index: Path, *extra: str, preexec=None) -> tuple[int, dict, str]:
     proc = index_cli(
         "build", str(root), "--index", str(index), "--weights", str(TINY_BIRDER),
-        "--workers", "1", "--json", *extra, preexec=preexec,
+        "--workers", "1", "--json", *extra, preexec_fn=preexec,
     )  # fmt: skip
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, json.loads(proc.stdout), proc.stderr
@@ -108,18 +95,18 @@ def test_a_typo_is_still_an_error(photos, settings, tiny_encoder, tmp_path):
     assert proc.returncode == 1 and "nestde: no such file or folder" in proc.stderr
 
 
-def test_empty_root_keeps_24_vectors_and_embeds_nothing_when_back(
+def test_empty_root_keeps_its_vectors_and_embeds_nothing_when_back(
     photos, settings, tiny_encoder, tmp_path
 ):
     """The issue's measurement: 24 vectors → 0 → 24 re-embedded becomes 24 kept, 0 embedded."""
     first = build([photos], settings, encoder=tiny_encoder)
-    assert first.vectors == 24  # the fixture corpus: 24 distinct pictures
+    assert first.vectors == CORPUS_CONTENTS and first.images == CORPUS_PICTURES
     away = tmp_path / "away"
     away.mkdir()
     for child in list(photos.iterdir()):  # the mount point stays, empty
         shutil.move(child, away / child.name)
     empty = build([photos], settings, encoder=tiny_encoder)
-    assert (empty.deleted, empty.images, empty.vectors) == (0, first.images, 24)
+    assert (empty.deleted, empty.images, empty.vectors) == (0, first.images, CORPUS_CONTENTS)
     assert empty.warnings == [
         f"{photos}: empty (unmounted?); kept its {first.images} indexed files; run again "
         "when it is back, or pass --prune to remove them"
@@ -127,7 +114,7 @@ def test_empty_root_keeps_24_vectors_and_embeds_nothing_when_back(
     for child in list(away.iterdir()):
         shutil.move(child, photos / child.name)
     back = build([photos], settings, encoder=tiny_encoder)
-    assert (back.embedded, back.deleted, back.vectors, back.warnings) == (0, 0, 24, [])
+    assert (back.embedded, back.deleted, back.vectors, back.warnings) == (0, 0, first.vectors, [])
     assert verify(settings)["problems"] == {}
 
 

@@ -8,20 +8,11 @@ import math
 import faiss
 import numpy as np
 import pytest
+from conftest import clustered
 from mounts import tmpfs
 
 from indexer import vectors
 from indexer.vectors import IndexFileError, IndexSpec, VectorIndex, choose_spec
-
-
-def clustered(n: int, dim: int, clusters: int = 200, seed: int = 0) -> np.ndarray:
-    """Normalized gaussian clusters: the shape of real photo embeddings."""
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
-    x = centers[rng.integers(0, clusters, n)] + 0.35 * rng.standard_normal((n, dim)).astype(
-        np.float32
-    )
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def test_spec_follows_collection_size_and_budget():
