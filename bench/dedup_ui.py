@@ -41,7 +41,7 @@ def fill(index: Path, groups: int) -> None:
     import numpy as np
     from sqlalchemy import insert
 
-    from indexer.catalog import Catalog, Content, File
+    from indexer.store.catalog import Catalog, Content, File
 
     rng = np.random.default_rng(14)
     contents, files = [], []

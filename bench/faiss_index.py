@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 from dedup import synthetic  # same clustered generator as the dedup bench
 
-from indexer.vectors import (
+from indexer.store.vectors import (
     KMEANS_ITERATIONS,
     MAX_TRAIN_PER_LIST,
     IndexSpec,

@@ -28,11 +28,11 @@ from faiss_index import bare_faiss_seconds
 from PIL import Image
 
 from indexer.build import build
+from indexer.build.pipeline import DecodeJob, decoded_batches
 from indexer.dedup.graph import cosine_pairs
 from indexer.encoder import ViTConfig, load_encoder, save_random_checkpoint
-from indexer.pipeline import DecodeJob, decoded_batches
 from indexer.settings import Settings
-from indexer.vectors import VectorIndex, choose_spec
+from indexer.store.vectors import VectorIndex, choose_spec
 
 VIT_L_GFLOP = 162.0  # forward FLOPs per 224² image (2 × MACs)
 H100_BF16_TFLOPS = 989.0  # dense, datasheet

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from indexer import imaging
-from indexer.pipeline import BUILD_DECODE, DecodeJob, decode_one
+from indexer.build.pipeline import BUILD_DECODE, DecodeJob, decode_one
 from indexer.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"

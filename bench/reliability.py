@@ -27,8 +27,8 @@ from hostile import make_corpus  # noqa: E402
 from test_crash import make_distinct_jpegs  # noqa: E402
 from test_crash import run_build as cli_build  # noqa: E402
 
-from indexer import sync, vectors  # noqa: E402
-from indexer.catalog import Catalog  # noqa: E402
+from indexer.store import sync, vectors  # noqa: E402
+from indexer.store.catalog import Catalog  # noqa: E402
 
 
 def consistent(index: Path) -> bool:

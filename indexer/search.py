@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from indexer import imaging, sync
-from indexer.catalog import Catalog
+from indexer import imaging
 from indexer.errors import EncoderError, SearchError
 from indexer.files import open_regular, printable_path
-from indexer.home import require_content
 from indexer.pins import encoder_identity_changed
 from indexer.settings import Settings
+from indexer.store import sync
+from indexer.store.catalog import Catalog
+from indexer.store.home import require_content
 
 
 @dataclass

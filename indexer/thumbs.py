@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from indexer import imaging
-from indexer.catalog import Catalog
 from indexer.files import open_regular, write_atomic
+from indexer.store.catalog import Catalog
 
 THUMB_DIR = "thumbs"
 JPEG_QUALITY = 85

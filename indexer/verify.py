@@ -12,8 +12,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, func, select
 
-from indexer import atomic, sync, tombstones, vectors
-from indexer.catalog import (
+from indexer import atomic
+from indexer.errors import DamagedCatalogError
+from indexer.files import human_size, printable_path
+from indexer.settings import Settings
+from indexer.store import sync, tombstones, vectors
+from indexer.store.catalog import (
     CATALOG_FILE,
     MIGRATIONS,
     Catalog,
@@ -23,12 +27,9 @@ from indexer.catalog import (
     chunked,
     has_file,
 )
-from indexer.errors import DamagedCatalogError
-from indexer.files import human_size, printable_path
-from indexer.home import require_content
-from indexer.locking import WriterLock
-from indexer.salvage import salvage
-from indexer.settings import Settings
+from indexer.store.home import require_content
+from indexer.store.locking import WriterLock
+from indexer.store.salvage import salvage
 
 
 def _disk_sizes(index_dir: Any) -> dict[str, int]:

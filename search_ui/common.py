@@ -15,11 +15,11 @@ from typing import Any
 
 import streamlit as st
 
-from indexer.catalog import CATALOG_FILE, CatalogError, NewerCatalogError
 from indexer.errors import describe_os_error
 from indexer.imaging import DecodeOptions
 from indexer.search import Searcher
 from indexer.settings import Settings
+from indexer.store.catalog import CATALOG_FILE, CatalogError, NewerCatalogError
 from indexer.thumbs import thumbnail_bytes
 from search_ui.text import code, md
 

@@ -180,8 +180,8 @@ def clustered(
 def fill_from_files(index: Path, paths: list[Path]) -> None:
     """What a build stores about pictures, without the encoder: content hash, metadata, pHash."""
     from indexer import imaging
-    from indexer.catalog import Catalog, Content, File
     from indexer.files import content_hash
+    from indexer.store.catalog import Catalog, Content, File
 
     cat = Catalog(index)
     contents: dict[str, int] = {}
@@ -218,7 +218,7 @@ def fill_from_files(index: Path, paths: list[Path]) -> None:
 
 def fill_planted(index: Path, pictures: dict[str, dict], root: Path) -> None:
     """Contents with crafted vectors (and optional pHash) under made-up paths."""
-    from indexer.catalog import Catalog, Content, File
+    from indexer.store.catalog import Catalog, Content, File
 
     cat = Catalog(index)
     with cat.session() as s:
@@ -247,8 +247,8 @@ def fill_planted(index: Path, pictures: dict[str, dict], root: Path) -> None:
 
 def check_consistent(index: Path, expected: int) -> None:
     """Catalog images == vectors == FAISS ids == `expected`, same generation, no temp files."""
-    from indexer import sync, vectors
-    from indexer.catalog import Catalog
+    from indexer.store import sync, vectors
+    from indexer.store.catalog import Catalog
 
     cat = Catalog(index, readonly=True)
     ids, _ = cat.all_vectors()

@@ -12,8 +12,8 @@ from conftest import CORPUS_CONTENTS
 from PIL import Image
 
 from indexer.build import BuildError, build
-from indexer.catalog import Catalog
 from indexer.search import Searcher
+from indexer.store.catalog import Catalog
 from indexer.verify import verify
 
 
@@ -172,8 +172,8 @@ def test_new_files_are_hashed_as_they_are_decoded(photos, settings, tiny_encoder
     a content row that no path points at any more is reused, not inserted twice."""
     from sqlalchemy import delete
 
-    from indexer.catalog import File
     from indexer.files import content_hash
+    from indexer.store.catalog import File
 
     first = build([photos], settings, encoder=tiny_encoder)
     cat = Catalog(settings.index)

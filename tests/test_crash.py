@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_BIRDER, check_consistent, make_distinct_jpegs
 
-from indexer.catalog import Catalog
-from indexer.locking import WriterLock
+from indexer.store.catalog import Catalog
+from indexer.store.locking import WriterLock
 
 
 def run_build(index: Path, root: Path, *extra: str) -> subprocess.Popen:

@@ -229,8 +229,8 @@ def test_duplicates_page_actions(lib, monkeypatch):
 
 
 def test_decisions_survive_a_salvage(lib):
-    from indexer.catalog import CATALOG_FILE, MIGRATIONS
-    from indexer.salvage import salvage
+    from indexer.store.catalog import CATALOG_FILE, MIGRATIONS
+    from indexer.store.salvage import salvage
 
     root, settings = lib
     assert decide(settings, "distinct", root / "bee.jpg", root / "a" / "cat.jpg").exit_code == 0

@@ -19,7 +19,7 @@ from conftest import PHOTOS, TINY_BIRDER, index_cli
 from PIL import Image
 
 from indexer import imaging
-from indexer.catalog import Catalog
+from indexer.store.catalog import Catalog
 
 SIDE = 12200
 REFUSAL = "MB of memory to decode (12200x12200, mode I;16) > 768 MB; raise it with --max-decode-mb"

@@ -13,9 +13,9 @@ from PIL import Image, ImageDraw
 
 from indexer import imaging
 from indexer.build import build
-from indexer.catalog import Catalog, Content, Meta
 from indexer.dedup import DedupOptions, dedup
 from indexer.dedup.graph import cosine_pairs
+from indexer.store.catalog import Catalog, Content, Meta
 
 
 def chain_vectors(gram: np.ndarray, dim: int = 32, seed: int = 0) -> np.ndarray:

@@ -9,12 +9,12 @@ import torch
 from conftest import PHOTOS, TINY_BIRDER, clustered
 
 from indexer import gpu_math
+from indexer.build.pipeline import DecodeJob, decoded_batches, encode_batches
 from indexer.dedup.graph import cosine_pairs
 from indexer.encoder import DeviceError, load_encoder, resolve_devices
 from indexer.files import scan
-from indexer.pipeline import DecodeJob, decoded_batches, encode_batches
 from indexer.settings import Settings
-from indexer.vectors import IndexSpec, VectorIndex
+from indexer.store.vectors import IndexSpec, VectorIndex
 
 
 def loose_clusters(n: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -12,7 +12,7 @@ from conftest import TINY_BIRDER
 from hostile import make_corpus
 
 from indexer.build import build
-from indexer.catalog import Catalog
+from indexer.store.catalog import Catalog
 
 
 def test_every_hostile_file_is_indexed_or_ledgered(tmp_path, settings, tiny_encoder):
@@ -61,8 +61,8 @@ def test_exit_code_and_summary_report_failures(tmp_path):
 def test_file_deleted_or_rewritten_after_scan(tmp_path, one_read):
     """Between scan and decode: a vanished file is ledgered, a rewritten one is not embedded;
     a file hashed while decoding (one read) gets the same hash as the plan's hashing."""
+    from indexer.build.pipeline import DecodeJob, decode_one
     from indexer.files import content_hash
-    from indexer.pipeline import DecodeJob, decode_one
 
     src = Path(__file__).resolve().parent / "fixtures" / "photos" / "flat" / "cat.jpg"
     gone, changed, kept = tmp_path / "gone.jpg", tmp_path / "changed.jpg", tmp_path / "kept.jpg"
@@ -86,8 +86,8 @@ def test_file_deleted_or_rewritten_after_scan(tmp_path, one_read):
 def test_slow_decode_is_abandoned(tmp_path):
     from PIL import Image
 
+    from indexer.build.pipeline import DecodeJob, decode_one
     from indexer.imaging import DecodeOptions
-    from indexer.pipeline import DecodeJob, decode_one
 
     big = tmp_path / "big.png"
     Image.new("RGB", (4000, 3000), (1, 2, 3)).save(big)
@@ -98,7 +98,7 @@ def test_slow_decode_is_abandoned(tmp_path):
 
 def test_big_file_is_hashed_by_streaming(tmp_path, monkeypatch):
     """A file over ONE_READ_MAX is not held in memory: streamed hash, decoded from its path."""
-    from indexer import pipeline
+    from indexer.build import pipeline
     from indexer.files import content_hash
 
     src = Path(__file__).resolve().parent / "fixtures" / "photos" / "flat" / "cat.jpg"

@@ -13,9 +13,9 @@ from conftest import PHOTOS, TINY_BIRDER, index_cli
 from typer.testing import CliRunner
 
 from indexer import files as fs
-from indexer.catalog import Catalog
 from indexer.cli import app
 from indexer.settings import Settings
+from indexer.store.catalog import Catalog
 from indexer.thumbs import thumbnail_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

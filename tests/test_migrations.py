@@ -12,8 +12,8 @@ import pytest
 from conftest import PHOTOS, TINY_BIRDER, invoke
 from streamlit.testing.v1 import AppTest
 
-from indexer import schema
-from indexer.catalog import (
+from indexer.store import schema
+from indexer.store.catalog import (
     MIGRATIONS,
     SCHEMA_VERSION,
     Catalog,

@@ -3,9 +3,9 @@ failed files left alone, which files are hashed ahead, and the mass-deletion hol
 
 from __future__ import annotations
 
-from indexer import plan
+from indexer.build import plan
+from indexer.build.vanished import MASS_MIN, VanishGuard
 from indexer.files import FileEntry, ScanResult
-from indexer.vanished import MASS_MIN, VanishGuard
 
 ROOT = "/photos"
 

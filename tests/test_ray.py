@@ -9,7 +9,7 @@ import pytest
 from conftest import CORPUS_CONTENTS, clustered
 
 from indexer.build import build
-from indexer.catalog import Catalog
+from indexer.store.catalog import Catalog
 from indexer.verify import verify
 
 ray = pytest.importorskip("ray")
@@ -67,7 +67,7 @@ def test_interrupted_ray_build_resumes(photos, settings):
 def test_export_parquet_round_trip(photos, settings, tmp_path):
     import pyarrow.parquet as pq
 
-    from indexer.export import export_parquet
+    from indexer.store.export import export_parquet
 
     build([photos / "flat"], settings)
     out = tmp_path / "photos.parquet"
@@ -82,8 +82,8 @@ def test_export_parquet_round_trip(photos, settings, tmp_path):
 
 
 def test_sharded_ivf_on_ray_equals_one_pass():
-    from indexer.ray_engine import ray_map
-    from indexer.vectors import IndexSpec, VectorIndex
+    from indexer.build.ray_engine import ray_map
+    from indexer.store.vectors import IndexSpec, VectorIndex
 
     x = clustered(8000, 16)
     ids = np.arange(8000) + 100

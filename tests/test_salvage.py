@@ -19,9 +19,9 @@ import pytest
 from conftest import PHOTOS, TINY_BIRDER, invoke
 
 from indexer.build import build
-from indexer.catalog import MIGRATIONS, Catalog
-from indexer.salvage import salvage
 from indexer.settings import Settings
+from indexer.store.catalog import MIGRATIONS, Catalog
+from indexer.store.salvage import salvage
 from indexer.verify import verify
 
 CATALOG = "catalog.sqlite"
@@ -154,7 +154,7 @@ def test_a_salvage_in_progress_is_left_alone(built, tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from indexer.locking import WriterLock\n"
+            "import sys; from indexer.store.locking import WriterLock\n"
             "with WriterLock(sys.argv[1]):\n    print('locked', flush=True); sys.stdin.read()",
             str(index),
         ],

@@ -12,7 +12,7 @@ from conftest import APP, PHOTOS
 from hostile import png_bomb
 from streamlit.testing.v1 import AppTest
 
-from indexer.catalog import Catalog
+from indexer.store.catalog import Catalog
 from indexer.thumbs import thumbnail_bytes
 from search_ui import state
 

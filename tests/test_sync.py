@@ -9,9 +9,9 @@ import pytest
 from conftest import clustered
 from sqlalchemy import insert
 
-from indexer import sync, vectors
-from indexer.catalog import Catalog, Content, File
 from indexer.settings import Settings
+from indexer.store import sync, vectors
+from indexer.store.catalog import Catalog, Content, File
 from indexer.verify import verify
 
 
@@ -66,7 +66,7 @@ def test_verify_detects_and_repairs_without_reembedding(tmp_path):
 
 def test_damaged_catalog_is_detected_and_salvaged(photos, settings, tiny_encoder):
     from indexer.build import build
-    from indexer.catalog import CatalogError
+    from indexer.store.catalog import CatalogError
 
     first = build([photos], settings, encoder=tiny_encoder)
     path = settings.index / "catalog.sqlite"

@@ -142,7 +142,7 @@ def test_verify_lists_leftover_temps_and_repair_removes_dead_ones(tmp_path, live
 SAVER = """
 import sys
 import numpy as np
-from indexer.vectors import IndexSpec, VectorIndex
+from indexer.store.vectors import IndexSpec, VectorIndex
 index = VectorIndex.create(IndexSpec(), 256)
 index.build(np.arange(60_000), np.random.default_rng(0).random((60_000, 256), np.float32))
 while True:  # save over and over: a kill lands inside a save
@@ -151,7 +151,7 @@ while True:  # save over and over: a kill lands inside a save
 
 
 def test_kill_9_inside_a_real_faiss_save(tmp_path):
-    from indexer import vectors
+    from indexer.store import vectors
 
     target = tmp_path / "vectors.faiss"
     saver = subprocess.Popen(

@@ -30,9 +30,9 @@ from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 from indexer.build import build
-from indexer.catalog import Catalog
 from indexer.files import human_size
 from indexer.settings import Settings
+from indexer.store.catalog import Catalog
 from indexer.thumbs import thumbnail_bytes, thumbnail_path
 from search_ui import state
 
@@ -320,7 +320,7 @@ def test_thumbnails_are_cached_oriented_and_catalog_only(tmp_path, tiny_encoder,
 
 
 def test_serve_starts_streamlit_on_localhost(monkeypatch, tmp_path):
-    import indexer.cli_serve as cli_serve
+    import indexer.cli.serve as cli_serve
     from indexer.cli import app as cli
 
     seen: dict = {}

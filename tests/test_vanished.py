@@ -17,10 +17,10 @@ import pytest
 from conftest import CORPUS_CONTENTS, CORPUS_PICTURES, TINY_BIRDER, index_cli
 
 from indexer.build import BuildError, build
-from indexer.catalog import Catalog
-from indexer.sync import index_path
-from indexer.tombstones import gc
-from indexer.vectors import load
+from indexer.store.catalog import Catalog
+from indexer.store.sync import index_path
+from indexer.store.tombstones import gc
+from indexer.store.vectors import load
 from indexer.verify import stats, verify
 
 
@@ -261,7 +261,7 @@ def test_more_than_1000_gone_needs_prune_even_in_a_big_root():
     """The guard's two thresholds on a catalog-sized example (no photos needed): 1,001 of 5,000
     files gone is held; 999 of 5,000 proceeds; 12 of 20 (over half) is held; 9 of 10 proceeds
     (fewer than 10 files always do)."""
-    from indexer.vanished import VanishGuard
+    from indexer.build.vanished import VanishGuard
 
     def held(gone: int, total: int, prune: bool = False) -> tuple[int, list[str]]:
         indexed = [f"/big/{i:05d}.jpg" for i in range(total)]
@@ -288,7 +288,7 @@ def test_catalog_of_the_previous_version_upgrades_and_relinks(photos, settings, 
     file coming back is relinked without embedding."""
     import sqlite3
 
-    from indexer.catalog import CATALOG_FILE
+    from indexer.store.catalog import CATALOG_FILE
 
     root = photos / "nested"
     first = build([root], settings, encoder=tiny_encoder)

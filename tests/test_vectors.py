@@ -11,8 +11,8 @@ import pytest
 from conftest import clustered
 from mounts import tmpfs
 
-from indexer import vectors
-from indexer.vectors import IndexFileError, IndexSpec, VectorIndex, choose_spec
+from indexer.store import vectors
+from indexer.store.vectors import IndexFileError, IndexSpec, VectorIndex, choose_spec
 
 
 def test_spec_follows_collection_size_and_budget():

@@ -13,15 +13,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import Catalog
+from indexer.build.rehash import META_KEY as PHASH_META
 from indexer.dedup import report as _report
 from indexer.dedup.decisions import load as load_decisions
 from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
 from indexer.files import write_atomic
-from indexer.home import require_content
 from indexer.imaging import DecodeOptions
-from indexer.rehash import META_KEY as PHASH_META
+from indexer.store.catalog import Catalog
+from indexer.store.home import require_content
 from indexer.thumbs import thumbnail_bytes
 
 __all__ = ["DEFAULT_KEEP", "TIERS", "DedupOptions", "Group", "KeepRuleError", "Report", "dedup"]

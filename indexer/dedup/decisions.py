@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text
 
-from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File, chunked
 from indexer.dedup.keep import Member, choose_keep
 from indexer.errors import UserError
 from indexer.hints import no_index
+from indexer.store.catalog import CATALOG_FILE, Catalog, CatalogError, Content, File, chunked
 
 if TYPE_CHECKING:
     from indexer.dedup.graph import UnionFind

@@ -10,8 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from indexer import sync
 from indexer.files import human_size
+from indexer.store import sync
 from indexer.verify import stats
 from search_ui.common import Loaded, open_index
 from search_ui.text import code, md

@@ -14,12 +14,12 @@ from typing import Annotated
 
 import typer
 
-from indexer.catalog import CATALOG_FILE
 from indexer.interrupts import run_child
 from indexer.settings import Settings
+from indexer.store.catalog import CATALOG_FILE
 from indexer.text import printable
 
-APP = Path(__file__).resolve().parents[1] / "search_ui" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "search_ui" / "app.py"
 
 
 def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:

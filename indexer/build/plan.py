@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from indexer.files import FileEntry, ScanResult, under_roots
 
 if TYPE_CHECKING:
-    from indexer.vanished import VanishGuard
+    from indexer.build.vanished import VanishGuard
 
 # path → (size, mtime_ns) of the file when it was ledgered
 FailedKnown = dict[str, tuple[int | None, int | None]]

@@ -16,8 +16,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from indexer.atomic import atomic_path, fsync_path
-from indexer.locking import IndexBusyError, WriterLock
-from indexer.schema import Migration, connect, migrate
+from indexer.store.locking import IndexBusyError, WriterLock
+from indexer.store.schema import Migration, connect, migrate
 
 TABLES = ("contents", "files", "failures", "meta", "runs", "decisions")
 _CHUNK = 500

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from indexer import vectors
-from indexer.catalog import Catalog
 from indexer.settings import Settings
+from indexer.store import vectors
+from indexer.store.catalog import Catalog
 
 INDEX_FILE = "vectors.faiss"
 # fills a new IVF index with (ids, vectors) in its own way, e.g. in shards on a cluster

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from indexer.cli_common import IndexOpt
+from indexer.cli.common import IndexOpt
 from indexer.settings import Settings
 from indexer.text import printable
 
@@ -65,7 +65,7 @@ def dedup_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
 ) -> None:
     """Duplicate groups: exact, near-identical (pHash), near-duplicate and similar (CLIP)."""
-    from indexer.cli_common import fail, run
+    from indexer.cli.common import fail, run
     from indexer.dedup import DEFAULT_KEEP, FORMATS, DedupOptions
     from indexer.dedup import dedup as run_dedup
     from indexer.imaging import DecodeOptions

@@ -31,11 +31,11 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from indexer import schema
 from indexer.errors import DamagedCatalogError, describe_os_error
 from indexer.hints import no_index
-from indexer.salvage import recover_interrupted
-from indexer.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
+from indexer.store import schema
+from indexer.store.salvage import recover_interrupted
+from indexer.store.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
 
 CATALOG_FILE = "catalog.sqlite"
 SQL_CHUNK = 900  # values per IN (...): SQLite's default limit is 999 bound variables

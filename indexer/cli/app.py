@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from indexer.cli_build import build_command
-from indexer.cli_common import (
+from indexer.cli.build import build_command
+from indexer.cli.common import (
     EXIT_SOME_FAILED,
     DeviceOpt,
     IndexOpt,
@@ -25,9 +25,9 @@ from indexer.cli_common import (
     fail,
     run,
 )
-from indexer.cli_decide import decide_app
-from indexer.cli_dedup import dedup_command
-from indexer.cli_serve import serve_command
+from indexer.cli.decide import decide_app
+from indexer.cli.dedup import dedup_command
+from indexer.cli.serve import serve_command
 from indexer.settings import Settings
 from indexer.text import printable
 
@@ -122,7 +122,7 @@ def verify(
 def gc(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     """Drop now the kept vectors of pictures no path uses any more (tombstones)."""
     from indexer.files import human_size
-    from indexer.tombstones import gc as run_gc
+    from indexer.store.tombstones import gc as run_gc
 
     settings = Settings.from_env(index=index)
     done = run(lambda: run_gc(settings))
@@ -175,7 +175,7 @@ def export_cmd(
     fmt: Annotated[str, typer.Option("--format", help="parquet")] = "parquet",
 ) -> None:
     """Export id, path, content hash, vector and metadata for a distributed vector store."""
-    from indexer.export import ExportError, export_parquet
+    from indexer.store.export import ExportError, export_parquet
 
     if fmt != "parquet":
         fail(f"unknown export format {fmt!r}: use parquet")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from indexer.cli_common import IndexOpt, JsonOpt, run
+from indexer.cli.common import IndexOpt, JsonOpt, run
 from indexer.settings import Settings
 from indexer.text import printable
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from indexer import imaging
+from indexer.build.pipeline import DecodedBatch, DecodeJob, EncodedBatch, decode_one
 from indexer.errors import RayUnavailableError
-from indexer.pipeline import DecodedBatch, DecodeJob, EncodedBatch, decode_one
 
 
 def _decode_batch(batch: dict[str, np.ndarray], options: imaging.DecodeOptions) -> dict:

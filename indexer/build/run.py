@@ -19,19 +19,21 @@ from typing import Any
 from sqlalchemy import select, update
 
 from indexer import files as fs
-from indexer import imaging, plan, sync
-from indexer.catalog import Catalog, Content, Failure, File, Run, chunked
+from indexer import imaging
+from indexer.build import plan
+from indexer.build.ingest import CatalogWrites
+from indexer.build.pipeline import DecodeJob, EncodedBatch, encode_batches
+from indexer.build.rehash import refresh_phashes
+from indexer.build.summary import BuildSummary
+from indexer.build.vanished import VanishGuard, unknown_root
 from indexer.clock import Laps
 from indexer.errors import BuildError
-from indexer.home import open_for_build
-from indexer.ingest import CatalogWrites
 from indexer.interrupts import Interrupted, deferred, signum_of
 from indexer.pins import check_content_hash, encoder_identity_changed
-from indexer.pipeline import DecodeJob, EncodedBatch, encode_batches
-from indexer.rehash import refresh_phashes
 from indexer.settings import Settings
-from indexer.summary import BuildSummary
-from indexer.vanished import VanishGuard, unknown_root
+from indexer.store import sync
+from indexer.store.catalog import Catalog, Content, Failure, File, Run, chunked
+from indexer.store.home import open_for_build
 
 # progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
 ProgressFn = Callable[..., None]
@@ -156,7 +158,7 @@ class _Build:
         """On Ray, a new IVF index is filled in shards over the cluster."""
         if self.settings.engine != "ray":
             return None
-        from indexer.ray_engine import build_ivf_on_ray
+        from indexer.build.ray_engine import build_ivf_on_ray
 
         return build_ivf_on_ray
 
@@ -280,7 +282,7 @@ class _Build:
         st = self.settings
         options = imaging.DecodeOptions.from_settings(st, draft=True)
         if st.engine == "ray":
-            from indexer.ray_engine import encode_batches_ray
+            from indexer.build.ray_engine import encode_batches_ray
 
             return encode_batches_ray(
                 jobs,

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from indexer.catalog import Catalog, Content, File, buried, chunked, has_file
-from indexer.locking import WriterLock
 from indexer.settings import Settings
+from indexer.store.catalog import Catalog, Content, File, buried, chunked, has_file
+from indexer.store.locking import WriterLock
 
 DAY = 86_400.0
 

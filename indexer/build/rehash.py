@@ -16,8 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select, update
 
 from indexer import files, imaging
-from indexer.catalog import Catalog, Content, File, chunked
 from indexer.settings import Settings
+from indexer.store.catalog import Catalog, Content, File, chunked
 
 META_KEY = "phash_version"  # absent: version 1
 OPAQUE_FORMATS = ("JPEG", "MPO")

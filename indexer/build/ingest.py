@@ -11,10 +11,10 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from indexer import files as fs
-from indexer import tombstones
-from indexer.catalog import Catalog, Content, Failure, File, chunked
-from indexer.pipeline import EncodedBatch
-from indexer.plan import Plan
+from indexer.build.pipeline import EncodedBatch
+from indexer.build.plan import Plan
+from indexer.store import tombstones
+from indexer.store.catalog import Catalog, Content, Failure, File, chunked
 
 
 class CatalogWrites:

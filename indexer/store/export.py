@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.atomic import atomic_path
-from indexer.catalog import Catalog
+from indexer.store.catalog import Catalog
 
 
 class ExportError(RuntimeError):

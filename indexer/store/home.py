@@ -11,8 +11,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from indexer import hints
-from indexer.catalog import CATALOG_FILE, Catalog, CatalogError
-from indexer.locking import WriterLock
+from indexer.store.catalog import CATALOG_FILE, Catalog, CatalogError
+from indexer.store.locking import WriterLock
 
 
 def require_content(cat: Catalog, *, needs: tuple[str, ...]) -> dict[str, int]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from indexer.cli_common import (
+from indexer.cli.common import (
     EXIT_SOME_FAILED,
     DeviceOpt,
     IndexOpt,

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from indexer import files as fs
-from indexer.catalog import CATALOG_FILE, Catalog, CatalogError, File
+from indexer.store.catalog import CATALOG_FILE, Catalog, CatalogError, File
 
 MASS_SHARE = 0.5  # more than this share of a root's indexed files gone at once...
 MASS_MIN = 10  # ...and at least this many (fewer deletions always proceed)...

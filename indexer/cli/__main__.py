@@ -1,0 +1,5 @@
+"""`python -m indexer.cli`."""
+
+from indexer.cli.app import main
+
+main()
