@@ -1,7 +1,7 @@
 """Open images safely and turn them into encoder input, metadata and perceptual hashes.
 
 Everything that touches pixels lives here, so the preprocessing contract has one home
-(see README "Preprocessing"); workers, the encoder API and the UI all call these functions.
+(docs/encoder.md, "Preprocessing"); workers, the encoder API and the UI call these functions.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 from indexer.dedup.review import summarize, threshold_words
 from indexer.files import human_size
 
-THUMB_GROUPS = 2000  # groups whose members get inlined thumbnails (README: measured sizes)
+THUMB_GROUPS = 2000  # groups with inlined thumbnails (measured sizes: docs/benchmarks.md)
 FIELDS = ("path", "size", "width", "height", "format", "taken_at", "score", "protected", "thumb")
 
 _CSS = """

@@ -48,7 +48,7 @@ def cpu_has_bf16() -> bool:
 
 def default_dtype(device: torch.device) -> str:
     """bf16 autocast on CUDA; on CPU bf16 only where it is native (faster than fp32 at full
-    ViT-L/14 size on an avx512_bf16 CPU: README, "Device and dtype")."""
+    ViT-L/14 size on an avx512_bf16 CPU: docs/encoder.md, "Device and dtype")."""
     if device.type == "cuda" or cpu_has_bf16():
         return "bf16"
     return "fp32"
