@@ -96,10 +96,10 @@ class _Build:
             encoder = self._load_encoder()
             clock.lap("load_encoder")
         self._pin_encoder(encoder)
-        with self.cat.session() as s:  # we hold the lock: a "running" run was killed
-            s.execute(update(Run).where(Run.status == "running").values(status="killed"))
+        with self.cat.session() as session:  # we hold the lock: a "running" run was killed
+            session.execute(update(Run).where(Run.status == "running").values(status="killed"))
             run_row = Run(started_at=started, status="running")
-            s.add(run_row)
+            session.add(run_row)
         try:
             return self._steps(encoder, clock, run_row.id, started)
         except Exception as exc:  # the run row says it failed, not "running" forever
@@ -138,21 +138,25 @@ class _Build:
             build_ivf=self._ivf_builder(),
         )
         clock.lap("index")
-        s = self.summary
+        done = self.summary
         counts = self.cat.counts()
-        s.images, s.vectors, s.ledger = counts["images"], counts["vectors"], counts["failures"]
-        s.index_type, s.nlist, s.nprobe = info["index_type"], info["nlist"], info["nprobe"]
-        s.recall_at_10, s.search_ms = info["recall_at_10"], info["search_ms"]
-        s.seconds = round(time.time() - started, 3)
-        s.images_per_second = round(s.embedded / s.seconds, 2) if s.seconds else 0.0
+        done.images, done.vectors, done.ledger = (
+            counts["images"],
+            counts["vectors"],
+            counts["failures"],
+        )
+        done.index_type, done.nlist, done.nprobe = info["index_type"], info["nlist"], info["nprobe"]
+        done.recall_at_10, done.search_ms = info["recall_at_10"], info["search_ms"]
+        done.seconds = round(time.time() - started, 3)
+        done.images_per_second = round(done.embedded / done.seconds, 2) if done.seconds else 0.0
         with self.cat.session() as session:
             row = session.get(Run, run_id)
-            row.finished_at, row.status = time.time(), "interrupted" if s.interrupted else "done"
-            row.summary = json.dumps(s.as_dict())
-            Catalog.set_meta(session, "last_build", s.as_dict())
-        if s.interrupted:
-            raise Interrupted(signal.Signals[s.interrupted], result=s)
-        return s
+            row.finished_at, row.status = time.time(), "interrupted" if done.interrupted else "done"
+            row.summary = json.dumps(done.as_dict())
+            Catalog.set_meta(session, "last_build", done.as_dict())
+        if done.interrupted:
+            raise Interrupted(signal.Signals[done.interrupted], result=done)
+        return done
 
     def _ivf_builder(self) -> sync.BuildIvf | None:
         """On Ray, a new IVF index is filled in shards over the cluster."""
@@ -188,17 +192,18 @@ class _Build:
                     f"{identity.get('weights_sha256', '')[:12]}); pass the original --weights, "
                     "or add --reindex to re-embed everything with the new encoder"
                 )
-            with self.cat.session() as s:
-                ids = s.scalars(select(Content.id).where(Content.vector.is_not(None))).all()
+            with self.cat.session() as session:
+                ids = session.scalars(select(Content.id).where(Content.vector.is_not(None))).all()
                 self.writes.removed.update(ids)
-                s.execute(update(Content).values(vector=None, embedded_at=None))
-                Catalog.bump_generation(s)
-        with self.cat.session() as s:
-            Catalog.set_meta(s, "content_hash", fs.HASH_NAME)
-            Catalog.set_meta(s, "encoder", identity)
-            Catalog.set_meta(s, "dim", int(identity["dim"]))
+                session.execute(update(Content).values(vector=None, embedded_at=None))
+                Catalog.bump_generation(session)
+        with self.cat.session() as session:
+            Catalog.set_meta(session, "content_hash", fs.HASH_NAME)
+            Catalog.set_meta(session, "encoder", identity)
+            Catalog.set_meta(session, "dim", int(identity["dim"]))
             if self.settings.weights:
-                Catalog.set_meta(s, "weights_path", str(Path(self.settings.weights).absolute()))
+                weights = str(Path(self.settings.weights).absolute())
+                Catalog.set_meta(session, "weights_path", weights)
 
     # ------------------------------------------------------------------ planning
     def _plan(self, scan: fs.ScanResult) -> plan.Plan:
