@@ -1,6 +1,9 @@
 """photo-index: CLIP ViT-L/14 image embeddings in SQLite + FAISS, search by image, dedup reports.
 
-The public API is re-exported lazily here so `import indexer` stays cheap for the CLI.
+The encoder API and the settings are re-exported lazily here so `import indexer` stays cheap
+for the CLI. The three verbs live in the modules of the same name (a package attribute would be
+shadowed by the module): `from indexer.build import build`, `from indexer.search import search`,
+`from indexer.dedup import dedup`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,6 @@ _API = {
     "load_encoder": "indexer.encoder",
     "Encoder": "indexer.encoder",
     "Settings": "indexer.settings",
-    "build": "indexer.build",
-    "search": "indexer.search",
-    "dedup": "indexer.dedup",
 }
 
 __all__ = sorted(_API)
