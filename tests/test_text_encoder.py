@@ -3,6 +3,7 @@ both checkpoint layouts, the image-text cosines with the same file's image tower
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from indexer.encoder import CheckpointError, load_encoder
-from indexer.encoder.text import load_text_encoder
+from indexer.encoder.text_encoder import load_text_encoder
 from indexer.files import sha256_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -143,3 +144,69 @@ def test_missing_and_misshapen_keys_are_named(tmp_path):
     wrong = tmp_path / "wrong.safetensors"
     save_file(tensors, str(wrong))
     _one_line_error(wrong, "wrong shape", "ln_final.bias")
+
+
+def test_text_only_hf_folder_and_torch_state_dict_give_the_same_features(tmp_path, expected):
+    """A CLIPTextModelWithProjection folder (text keys only, flat config) and an OpenAI state
+    dict saved with torch.save read as the fixture's layouts do."""
+    folder = tmp_path / "text-only"
+    folder.mkdir()
+    tensors = load_file(str(HF / "model.safetensors"))
+    text = {k: v for k, v in tensors.items() if k.startswith(("text_model.", "text_projection"))}
+    save_file(text, str(folder / "model.safetensors"))
+    config = json.loads((HF / "config.json").read_text())["text_config"]
+    config["model_type"] = "clip_text_model"
+    (folder / "config.json").write_text(json.dumps(config))
+    state_dict = tmp_path / "ViT-tiny.pt"
+    torch.save(load_file(str(OPEN_CLIP)), state_dict)
+    for path, layout in ((folder, "hf"), (state_dict, "open_clip")):
+        encoder = load_text_encoder(path, device="cpu", dtype="fp32")
+        assert encoder.identity["layout"] == layout
+        got = encoder.encode_ids(expected["input_ids"])
+        np.testing.assert_allclose(got, expected["projection_normalized"], atol=1e-4, rtol=0)
+
+
+def test_hf_config_that_contradicts_the_weights_is_refused(tmp_path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    os.symlink(HF / "model.safetensors", folder / "model.safetensors")
+    config = json.loads((HF / "config.json").read_text())
+    config["text_config"]["num_hidden_layers"] = 3
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="num_hidden_layers=3 but the weights have 2"):
+        load_text_encoder(folder, device="cpu", dtype="fp32")
+
+
+def test_torchscript_archive_gives_both_towers(tmp_path, expected):
+    """OpenAI's ViT-L-14.pt is a TorchScript archive of the whole CLIP in fp16: a tiny one."""
+    half = {k: v.half() for k, v in load_file(str(OPEN_CLIP)).items()}
+
+    class CLIP(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name in ("input_resolution", "context_length", "vocab_size"):
+                self.register_buffer(name, torch.tensor(77))
+            for key, value in half.items():
+                *path, leaf = key.split(".")
+                mod = self
+                for part in path:
+                    if not hasattr(mod, part):
+                        mod.add_module(part, torch.nn.Module())
+                    mod = getattr(mod, part)
+                mod.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.logit_scale
+
+    archive = tmp_path / "ViT-L-14.pt"
+    torch.jit.script(CLIP()).save(str(archive))
+    text = load_text_encoder(archive, device="cpu", dtype="fp32")
+    assert text.identity["layout"] == "torchscript"
+    assert load_encoder(archive, device="cpu", dtype="fp32").identity["dim"] == 32
+    rounded = tmp_path / "rounded.safetensors"
+    save_file({k: v.float() for k, v in half.items()}, str(rounded))
+    same = load_text_encoder(rounded, device="cpu", dtype="fp32")
+    ids = expected["input_ids"]
+    np.testing.assert_allclose(text.encode_ids(ids), same.encode_ids(ids), atol=1e-6, rtol=0)
+    close = text.encode_ids(ids) @ expected["projection_normalized"].T
+    assert np.diag(close).min() > 0.999  # fp16 rounding of random weights only
