@@ -210,3 +210,17 @@ def test_torchscript_archive_gives_both_towers(tmp_path, expected):
     np.testing.assert_allclose(text.encode_ids(ids), same.encode_ids(ids), atol=1e-6, rtol=0)
     close = text.encode_ids(ids) @ expected["projection_normalized"].T
     assert np.diag(close).min() > 0.999  # fp16 rounding of random weights only
+
+
+def test_our_tokenizer_and_text_tower_give_the_reference_from_the_prompts(expected):
+    """End to end from text: the prompts through our tokenizer, then our text tower, give the
+    reference projections (the two halves built apart agree with open_clip together)."""
+    from indexer.encoder.tokenizer import load_tokenizer
+
+    encoder = load_text_encoder(
+        TEXT / "tiny_clip_open_clip.safetensors", device="cpu", dtype="fp32"
+    )
+    ids = load_tokenizer().tokenize([str(p) for p in expected["prompts"]])
+    assert np.array_equal(ids, expected["input_ids"])
+    got = encoder.encode_ids(ids)
+    assert np.abs(got - expected["projection_normalized"]).max() < 1e-4
