@@ -1,4 +1,5 @@
-"""Query by image: encode the query exactly as the build did, search FAISS, join the catalog.
+"""Query by image or text: encode the query exactly as the build did (images) or with the same
+CLIP's text tower (text), search FAISS, join the catalog.
 
 `Searcher` keeps the encoder and the index loaded (the UI holds one per process) and reloads
 the index when a build has saved a new one.
@@ -7,6 +8,7 @@ the index when a build has saved a new one.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from indexer import imaging
-from indexer.errors import EncoderError, SearchError
+from indexer.errors import CheckpointError, EncoderError, SearchError
 from indexer.files import open_regular, printable_path
 from indexer.pins import encoder_identity_changed
 from indexer.settings import Settings
@@ -77,6 +79,7 @@ class Searcher:
         self.settings = settings
         self.catalog = Catalog(settings.index, readonly=True)
         self._encoder = encoder
+        self._text_encoder: Any = None
         self._index: Any = None
         self._stamp: tuple[float, int] | None = None
         self.lagging = False
@@ -104,6 +107,21 @@ class Searcher:
                 f"({pinned.get('architecture')}); pass the same --weights as the build"
             )
         return self._encoder
+
+    @property
+    def text_encoder(self) -> Any:
+        """The text tower, loaded once: from `text_weights`, else from the build's weights file
+        when it is a full CLIP; refused when its width is not the index's."""
+        if self._text_encoder is None:
+            encoder = _load_text_tower(self.settings, self.catalog.get_meta("weights_path"))
+            dim = int(self.catalog.get_meta("dim", 0))
+            if dim and encoder.dim != dim:
+                raise SearchError(
+                    f"the text tower projects to {encoder.dim} dimensions but the index at "
+                    f"{self.settings.index} holds {dim}: use the same CLIP as the build"
+                )
+            self._text_encoder = encoder
+        return self._text_encoder
 
     @property
     def index(self) -> Any:
@@ -139,6 +157,25 @@ class Searcher:
         except RuntimeError as exc:  # torch's: a device lost, out of memory
             raise EncoderError(f"the encoder failed on {encoder.device}: {exc}") from exc
         return np.asarray(vectors, dtype=np.float32)[0]
+
+    def embed_text(self, text: str) -> np.ndarray:
+        """The text's normalized projection: CLIP's tokenizer, then the text tower."""
+        from indexer.encoder.tokenizer import load_tokenizer
+
+        if not text.strip():
+            raise SearchError("the text query is empty: type some words")
+        encoder = self.text_encoder
+        ids = load_tokenizer().tokenize([text])
+        try:
+            vectors = encoder.encode_ids(ids)
+        except RuntimeError as exc:  # torch's: a device lost, out of memory
+            raise EncoderError(f"the text encoder failed on {encoder.device}: {exc}") from exc
+        return np.asarray(vectors, dtype=np.float32)[0]
+
+    def search_text(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """Pictures that match a text query, best first (CLIP image-text cosine)."""
+        _check_k(k)
+        return self.search_vector(self.embed_text(text), k, filters)
 
     def search_vector(
         self, vector: np.ndarray, k: int = 10, filters: Filters | None = None
@@ -202,6 +239,34 @@ def _check_k(k: int) -> None:
         raise SearchError(f"-k {k}: ask for 1 or more results")
 
 
+def is_image_query(query: str) -> bool:
+    """Whether a CLI query names a picture: an existing path, or one word that looks like a file
+    name (a folder separator or an extension: `nope.jpg`), so a typo still says "no such file"."""
+    if os.path.lexists(query):
+        return True
+    return not any(c.isspace() for c in query) and bool(re.search(r"[/\\]|\.\w+$", query))
+
+
+def _load_text_tower(settings: Settings, build_weights: str | None) -> Any:
+    """`settings.text_weights`, else the build's weights if that file has a text tower too."""
+    from indexer.encoder.text_encoder import load_text_encoder
+
+    def load(path: str) -> Any:
+        return load_text_encoder(path, device=settings.device, dtype=settings.dtype)
+
+    if settings.text_weights:
+        return load(settings.text_weights)  # its own errors name the file
+    if build_weights and os.path.exists(build_weights):
+        try:
+            return load(build_weights)
+        except CheckpointError:
+            pass
+    raise SearchError(
+        "text search needs a CLIP text tower: pass --text-weights PATH (a full-CLIP checkpoint: "
+        "OpenAI ViT-L-14.pt, an open_clip state dict, or a Hugging Face CLIPModel folder)"
+    )
+
+
 def _check_query_file(path: str | Path) -> None:
     """SearchError naming a query path that is missing, a folder or not a regular file (opened
     with files.open_regular: a FIFO never blocks)."""
@@ -218,20 +283,22 @@ def _check_query_file(path: str | Path) -> None:
 
 
 def search(
-    image: str | Path | bytes | Image.Image,
+    image: str | Path | bytes | Image.Image | None,
     settings: Settings,
     k: int = 10,
     filters: Filters | None = None,
     encoder: Any = None,
+    text: str | None = None,
 ) -> list[Hit]:
-    """One-shot query by image (loads the encoder and index, answers, closes).
-
-    Options, the index and the query file are checked before the encoder loads.
+    """One-shot query by image, or by `text` when it is given (loads the encoder and index,
+    answers, closes). Options, the index and the query file are checked before the encoder loads.
     """
     _check_k(k)
     searcher = Searcher(settings.validate(), encoder=encoder)
     try:
         require_content(searcher.catalog, needs=("vectors",))
+        if text is not None:
+            return searcher.search_text(text, k, filters)
         return searcher.search_image(image, k, filters)
     finally:
         searcher.close()

@@ -49,6 +49,7 @@ class Settings:
 
     index: Path = field(default_factory=default_index_home)  # --index > PHOTO_INDEX_INDEX
     weights: str | None = None  # path to any supported checkpoint; None = default download
+    text_weights: str | None = None  # full-CLIP checkpoint for text queries; None = the build's
     device: str = "auto"  # auto (every GPU, else CPU) | cpu | cuda | cuda:N | "cuda:0,cuda:1"
     dtype: str = "auto"  # auto | fp32 | bf16
     batch_size: int = 32
@@ -108,6 +109,8 @@ class Settings:
             raise SettingsError(problem)
         if self.weights and not os.path.exists(os.path.expanduser(self.weights)):
             raise SettingsError(f"--weights {self.weights}: no such file or folder")
+        if self.text_weights and not os.path.exists(os.path.expanduser(self.text_weights)):
+            raise SettingsError(f"--text-weights {self.text_weights}: no such file or folder")
         return self
 
 

@@ -46,23 +46,55 @@ app.command("build")(build_command)
 
 @app.command()
 def search(
-    image: Annotated[Path, typer.Argument(help="Query image (indexed or not).")],
+    query: Annotated[
+        list[str],
+        typer.Argument(
+            help="An image file (indexed or not), or words to search for.", show_default=False
+        ),
+    ],
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
+    text: Annotated[
+        bool, typer.Option("--text", help="The query is text, even if a file has that name.")
+    ] = False,
+    image: Annotated[bool, typer.Option("--image", help="The query is an image file.")] = False,
+    text_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--text-weights",
+            help="Full-CLIP checkpoint for text queries (OpenAI ViT-L-14.pt, open_clip state "
+            "dict, Hugging Face CLIPModel folder) [env PHOTO_INDEX_TEXT_WEIGHTS; default: the "
+            "build's weights]",
+        ),
+    ] = None,
     index: IndexOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
+    paths_only: Annotated[
+        bool, typer.Option("--paths-only", help="Print one path per line.")
+    ] = False,
 ) -> None:
-    """Nearest neighbours of an image: rank, score, path."""
+    """Nearest neighbours of an image, or pictures matching words: rank, score, path."""
+    from indexer.search import is_image_query
     from indexer.search import search as run_search
 
-    settings = Settings.from_env(index=index, weights=weights, device=device)
-    hits = run(lambda: run_search(image, settings, k=k), settings.index)
+    if text and image:
+        fail("--text and --image: give one of them")
+    as_text = text or (not image and (len(query) > 1 or not is_image_query(query[0])))
+    if image and len(query) > 1:
+        fail("--image: give one picture")
+    settings = Settings.from_env(
+        index=index, weights=weights, device=device, text_weights=text_weights
+    )
+    words = " ".join(query) if as_text else None
+    hits = run(lambda: run_search(Path(query[0]), settings, k=k, text=words), settings.index)
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
     for h in hits:
-        typer.echo(f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}")
+        typer.echo(
+            printable(h.path) if paths_only else f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}"
+        )
 
 
 @app.command()
