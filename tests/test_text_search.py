@@ -101,3 +101,18 @@ def test_image_only_weights_ask_for_text_weights(tmp_path):
     given = cli("search", "a photo of a cat", "--index", index, "--text-weights", FULL_CLIP)
     assert given.returncode == 0, given.stderr
     assert len(given.stdout.splitlines()) == 10
+
+
+def test_a_text_tower_of_another_width_is_refused(clip_index, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(FULL_CLIP)
+    tensors["text_projection"] = np.ascontiguousarray(tensors["text_projection"][:, :16])
+    narrow = tmp_path / "narrow_clip.safetensors"
+    save_file(tensors, narrow)
+    result = cli("search", "a cat", "--index", clip_index, "--text-weights", narrow)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"error: the text tower projects to 16 dimensions but the index at {clip_index} "
+        "holds 32: use the same CLIP as the build\n"
+    )
