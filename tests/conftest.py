@@ -331,3 +331,29 @@ def env(monkeypatch, built_index):
     monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
     monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
     return built_index
+
+
+def torchscript_clip(path: Path, params: dict, buffers: dict) -> Path:
+    """A tiny TorchScript archive shaped like OpenAI's ViT-L-14.pt: `params` as parameters
+    at their dotted paths, `buffers` as tensor buffers, a forward that uses logit_scale."""
+    import torch
+
+    class CLIP(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            for name, value in buffers.items():
+                self.register_buffer(name, value)
+            for key, value in params.items():
+                *parts, leaf = key.split(".")
+                mod = self
+                for part in parts:
+                    if not hasattr(mod, part):
+                        mod.add_module(part, torch.nn.Module())
+                    mod = getattr(mod, part)
+                mod.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.logit_scale
+
+    torch.jit.script(CLIP()).save(str(path))
+    return path

@@ -9,7 +9,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import EXPECTED, FIXTURES, TINY_BIRDER, TINY_HF, TINY_OPEN_CLIP, normalized
+from conftest import (
+    EXPECTED,
+    FIXTURES,
+    TINY_BIRDER,
+    TINY_HF,
+    TINY_OPEN_CLIP,
+    normalized,
+    torchscript_clip,
+)
 from safetensors.torch import load_file, save_file
 
 from indexer.encoder import CheckpointError, load_encoder
@@ -125,24 +133,9 @@ def test_torchscript_archive(tmp_path, open_clip_state):
     half = {k: v.half() for k, v in open_clip_state.items()}
     extras = {"logit_scale": torch.tensor(4.6).half(), "token_embedding.weight": torch.randn(9, 4)}
 
-    class CLIP(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("input_resolution", torch.tensor(224))
-            for key, value in {**half, **extras}.items():
-                *path, leaf = key.split(".")
-                mod = self
-                for part in path:
-                    if not hasattr(mod, part):
-                        mod.add_module(part, torch.nn.Module())
-                    mod = getattr(mod, part)
-                mod.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * self.logit_scale
-
-    archive = tmp_path / "ViT-L-14.pt"
-    torch.jit.script(CLIP()).save(str(archive))
+    archive = torchscript_clip(
+        tmp_path / "ViT-L-14.pt", {**half, **extras}, {"input_resolution": torch.tensor(224)}
+    )
     enc = load_encoder(archive, device="cpu", dtype="fp32")
     assert enc.identity["layout"] == "torchscript"
     assert enc.model.conv.weight.dtype == torch.float32

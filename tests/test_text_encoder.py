@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import torchscript_clip
 from safetensors.torch import load_file, save_file
 
 from indexer.encoder import CheckpointError, load_encoder
@@ -181,25 +182,8 @@ def test_torchscript_archive_gives_both_towers(tmp_path, expected):
     """OpenAI's ViT-L-14.pt is a TorchScript archive of the whole CLIP in fp16: a tiny one."""
     half = {k: v.half() for k, v in load_file(str(OPEN_CLIP)).items()}
 
-    class CLIP(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            for name in ("input_resolution", "context_length", "vocab_size"):
-                self.register_buffer(name, torch.tensor(77))
-            for key, value in half.items():
-                *path, leaf = key.split(".")
-                mod = self
-                for part in path:
-                    if not hasattr(mod, part):
-                        mod.add_module(part, torch.nn.Module())
-                    mod = getattr(mod, part)
-                mod.register_parameter(leaf, torch.nn.Parameter(value, requires_grad=False))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * self.logit_scale
-
-    archive = tmp_path / "ViT-L-14.pt"
-    torch.jit.script(CLIP()).save(str(archive))
+    scalars = {n: torch.tensor(77) for n in ("input_resolution", "context_length", "vocab_size")}
+    archive = torchscript_clip(tmp_path / "ViT-L-14.pt", half, scalars)
     text = load_text_encoder(archive, device="cpu", dtype="fp32")
     assert text.identity["layout"] == "torchscript"
     assert load_encoder(archive, device="cpu", dtype="fp32").identity["dim"] == 32

@@ -11,6 +11,7 @@ import math
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Checkpoint:
 
 
 # --------------------------------------------------------------------------- reading files
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -59,7 +60,7 @@ def _read_safetensors(path: Path) -> Tensors:
         return load_file(str(path), device="cpu")
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise CheckpointError(
-            path, f"cannot read safetensors (truncated or corrupt): {_first_line(exc)}"
+            path, f"cannot read safetensors (truncated or corrupt): {first_line(exc)}"
         ) from None
 
 
@@ -80,7 +81,7 @@ def _read_torch(path: Path) -> tuple[dict, str | None]:
                 module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(
-                path, f"cannot load TorchScript archive: {_first_line(exc)}"
+                path, f"cannot load TorchScript archive: {first_line(exc)}"
             ) from None
         state = module.state_dict()
         return {
@@ -93,16 +94,15 @@ def _read_torch(path: Path) -> tuple[dict, str | None]:
     except Exception as exc:  # noqa: BLE001 - pickle, zip and torch errors alike
         raise CheckpointError(
             path,
-            "not a readable PyTorch checkpoint (truncated, corrupt or foreign): "
-            + _first_line(exc),
+            "not a readable PyTorch checkpoint (truncated, corrupt or foreign): " + first_line(exc),
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(path, f"expected a state dict, found {type(obj).__name__}")
     return obj, None
 
 
-def _read_config(folder: Path) -> dict:
-    """The vision part of a HF config.json (CLIPModel nests it; projection_dim sits on top)."""
+def config_json(folder: Path) -> dict:
+    """A HF folder's config.json as a dict ({} when there is none); one line when unreadable."""
     cfg_file = folder / "config.json"
     if not cfg_file.exists():
         return {}
@@ -110,9 +110,14 @@ def _read_config(folder: Path) -> dict:
         with open_regular(cfg_file) as fh:  # a FIFO named config.json must not hang
             config = json.loads(fh.read())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(cfg_file, f"unreadable config.json: {_first_line(exc)}") from None
+        raise CheckpointError(cfg_file, f"unreadable config.json: {first_line(exc)}") from None
     if not isinstance(config, dict):
         raise CheckpointError(cfg_file, "config.json is not a JSON object")
+    return config
+
+
+def _vision_config(config: dict) -> dict:
+    """The vision part of a HF config (CLIPModel nests it; projection_dim sits on top)."""
     if isinstance(config.get("vision_config"), dict):
         vision = {k: v for k, v in config["vision_config"].items() if k != "projection_dim"}
         if "projection_dim" in config:
@@ -121,14 +126,14 @@ def _read_config(folder: Path) -> dict:
     return config
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict, str, dict, Path]:
-    """(raw tensors, layout, config hints, weights file) for any supported path."""
-    path = Path(path).expanduser()
+def read_weights(path: Path) -> tuple[dict, str | None, dict, Path]:
+    """(raw tensors, "torchscript" or None, the HF config.json or {}, the weights file read)
+    for a file or a HF folder; refuses what is missing or not a regular file."""
     if not path.exists():
         raise CheckpointError(path, "no such file or folder")
     config: dict = {}
     if path.is_dir():
-        config = _read_config(path)
+        config = config_json(path)
         found = [path / n for n in HF_WEIGHT_FILES if (path / n).is_file()]
         if not found:
             raise CheckpointError(path, f"folder has none of {', '.join(HF_WEIGHT_FILES)}")
@@ -138,18 +143,28 @@ def read_checkpoint(path: str | Path) -> tuple[dict, str, dict, Path]:
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from None
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
-        tensors, source = _read_safetensors(path), None
-    else:
-        tensors, source = _read_torch(path)
-    if isinstance(tensors.get("state"), dict):  # Birder: {state, config, signature, ...}
-        return dict(tensors["state"]), "birder", dict(tensors.get("config") or {}), path
+        return _read_safetensors(path), None, config, path
+    tensors, source = _read_torch(path)
+    return tensors, source, config, path
+
+
+def state_dict_of(tensors: dict) -> dict:
+    """The state dict inside a checkpoint dict, its keys without `module.`/`model.` prefixes."""
     if isinstance(tensors.get("state_dict"), dict):
         tensors = tensors["state_dict"]
-    tensors = {re.sub(r"^(module\.|model\.)", "", str(k)): v for k, v in tensors.items()}
+    return {re.sub(r"^(module\.|model\.)", "", str(k)): v for k, v in tensors.items()}
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict, str, dict, Path]:
+    """(raw tensors, layout, config hints, weights file) for any supported path."""
+    tensors, source, config, path = read_weights(Path(path).expanduser())
+    if isinstance(tensors.get("state"), dict):  # Birder: {state, config, signature, ...}
+        return dict(tensors["state"]), "birder", dict(tensors.get("config") or {}), path
+    tensors = state_dict_of(tensors)
     if any(k.startswith("visual.") for k in tensors):
-        return tensors, source or "open_clip", config, path
+        return tensors, source or "open_clip", _vision_config(config), path
     if any(k.startswith("vision_model.") for k in tensors):
-        return tensors, "hf", config, path
+        return tensors, "hf", _vision_config(config), path
     sample = ", ".join(list(tensors)[:3]) or "nothing"
     raise CheckpointError(
         path,
@@ -163,14 +178,16 @@ def _listing(keys: list[str], limit: int = 4) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def _apply(plan: Plan, tensors: dict, layout: str, file: Path) -> Tensors:
-    """Check the source keys (missing, unexpected, not tensors) and build our state dict."""
+def map_tensors(
+    plan: Plan, tensors: dict, layout: str, file: Path, owns: Callable[[str], bool] | None = None
+) -> Tensors:
+    """Check the source keys (missing; unexpected among those `owns` claims; not float
+    tensors; not finite) and build our state dict from `plan`."""
     needed = [s for srcs, _ in plan.values() for s in srcs]
     missing = [s for s in needed if s not in tensors]
     if missing:
         raise CheckpointError(file, f"missing keys: {_listing(missing)} ({layout} layout)")
-    owns = LAYOUTS["open_clip" if layout == "torchscript" else layout].owns
-    unexpected = sorted(set(k for k in tensors if owns(k)) - set(needed))
+    unexpected = sorted(set(k for k in tensors if owns and owns(k)) - set(needed))
     if unexpected:
         raise CheckpointError(file, f"unexpected keys: {_listing(unexpected)} ({layout} layout)")
     state: Tensors = {}
@@ -187,7 +204,7 @@ def _apply(plan: Plan, tensors: dict, layout: str, file: Path) -> Tensors:
             value = combine(*parts) if combine else parts[0]
         except RuntimeError as exc:
             shapes = ", ".join(f"{s} {list(p.shape)}" for s, p in zip(srcs, parts, strict=True))
-            raise CheckpointError(file, f"cannot map {shapes}: {_first_line(exc)}") from None
+            raise CheckpointError(file, f"cannot map {shapes}: {first_line(exc)}") from None
         state[ours] = value.float()
     return state
 
@@ -264,7 +281,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(file, f"{layout} checkpoint has no transformer blocks")
     n = max(found) + 1
     plan = spec.plan(n, tensors)
-    state = _apply(plan, tensors, layout, file)
+    owns = LAYOUTS["open_clip" if layout == "torchscript" else layout].owns
+    state = map_tensors(plan, tensors, layout, file, owns)
     cfg = _infer(state, n, hints, file)
     _check_shapes(cfg, state, plan, file)
     return Checkpoint(cfg, state, layout, file)
@@ -278,7 +296,7 @@ def build_model(ckpt: Checkpoint) -> CLIPVisionTower:
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:  # _check_shapes makes this a bug, but say which file
-        raise CheckpointError(ckpt.file, f"weights do not fit: {_first_line(exc)}") from None
+        raise CheckpointError(ckpt.file, f"weights do not fit: {first_line(exc)}") from None
     model.reset_normalization()
     return model.eval()
 

@@ -21,6 +21,33 @@ _HF_BLOCK = (
 )
 
 
+def open_clip_blocks(n: int, prefix: str) -> Plan:
+    """Our `blocks.N.*` from open_clip's `{prefix}N.*` residual blocks (either tower)."""
+    plan: Plan = {}
+    for i in range(n):
+        b, o = f"{prefix}{i}.", f"blocks.{i}."
+        plan[o + "attn.qkv.weight"] = ((b + "attn.in_proj_weight",), None)
+        plan[o + "attn.qkv.bias"] = ((b + "attn.in_proj_bias",), None)
+        for src, dst in (pair.split(":") for pair in _OC_BLOCK.split()):
+            for p in ("weight", "bias"):
+                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
+    return plan
+
+
+def hf_blocks(n: int, prefix: str) -> Plan:
+    """Our `blocks.N.*` from Hugging Face's `{prefix}N.*` encoder layers (q, k, v fused)."""
+    plan: Plan = {}
+    for i in range(n):
+        b, o = f"{prefix}{i}.", f"blocks.{i}."
+        for p in ("weight", "bias"):
+            qkv = tuple(f"{b}self_attn.{x}_proj.{p}" for x in ("q", "k", "v"))
+            plan[f"{o}attn.qkv.{p}"] = (qkv, lambda q, k, v: torch.cat([q, k, v]))
+        for src, dst in (pair.split(":") for pair in _HF_BLOCK.split()):
+            for p in ("weight", "bias"):
+                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
+    return plan
+
+
 def _birder(n: int, t: dict) -> Plan:
     plan: Plan = {
         "conv.weight": (("conv_proj.weight",), None),
@@ -55,14 +82,7 @@ def _open_clip(n: int, t: dict) -> Plan:
         "norm.bias": ((v + "ln_post.bias",), None),
         "proj.weight": ((v + "proj",), lambda x: x.t().contiguous()),  # [width, proj]
     }
-    for i in range(n):
-        b, o = f"{v}transformer.resblocks.{i}.", f"blocks.{i}."
-        plan[o + "attn.qkv.weight"] = ((b + "attn.in_proj_weight",), None)
-        plan[o + "attn.qkv.bias"] = ((b + "attn.in_proj_bias",), None)
-        for src, dst in (pair.split(":") for pair in _OC_BLOCK.split()):
-            for p in ("weight", "bias"):
-                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
-    return plan
+    return {**plan, **open_clip_blocks(n, v + "transformer.resblocks.")}
 
 
 def _hf(n: int, t: dict) -> Plan:
@@ -77,15 +97,7 @@ def _hf(n: int, t: dict) -> Plan:
         "norm.bias": ((v + "post_layernorm.bias",), None),
         "proj.weight": (("visual_projection.weight",), None),
     }
-    for i in range(n):
-        b, o = f"{v}encoder.layers.{i}.", f"blocks.{i}."
-        for p in ("weight", "bias"):
-            qkv = tuple(f"{b}self_attn.{x}_proj.{p}" for x in ("q", "k", "v"))
-            plan[f"{o}attn.qkv.{p}"] = (qkv, lambda q, k, v: torch.cat([q, k, v]))
-        for src, dst in (pair.split(":") for pair in _HF_BLOCK.split()):
-            for p in ("weight", "bias"):
-                plan[f"{o}{dst}.{p}"] = ((f"{b}{src}.{p}",), None)
-    return plan
+    return {**plan, **hf_blocks(n, v + "encoder.layers.")}
 
 
 @dataclass(frozen=True)
