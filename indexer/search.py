@@ -1,5 +1,6 @@
-"""Query by image or text: encode the query exactly as the build did (images) or with the same
-CLIP's text tower (text), search FAISS, join the catalog.
+"""Query by image or text, or by several of each added and subtracted (`indexer.query`):
+encode each term exactly as the build did (images) or with the same CLIP's text tower (text),
+search FAISS with their normalized weighted sum, join the catalog.
 
 `Searcher` keeps the encoder and the index loaded (the UI holds one per process) and reloads
 the index when a build has saved a new one.
@@ -8,7 +9,7 @@ the index when a build has saved a new one.
 from __future__ import annotations
 
 import os
-import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from PIL import Image
 
 from indexer import imaging
 from indexer.errors import CheckpointError, EncoderError, SearchError
-from indexer.files import open_regular, printable_path
 from indexer.pins import encoder_identity_changed
+from indexer.query import ImageLike, Term, check_query_file, check_terms, combine
+from indexer.query import is_image_query as is_image_query  # the CLI's test, kept here too
 from indexer.settings import Settings
 from indexer.store import sync
 from indexer.store.catalog import Catalog
@@ -144,7 +146,7 @@ class Searcher:
             img = image
         else:
             if isinstance(image, str | Path):
-                _check_query_file(image)
+                check_query_file(image)
             try:
                 options = imaging.DecodeOptions.from_settings(self.settings, draft=True)
                 img, _ = imaging.open_image(image, options)
@@ -160,22 +162,50 @@ class Searcher:
 
     def embed_text(self, text: str) -> np.ndarray:
         """The text's normalized projection: CLIP's tokenizer, then the text tower."""
+        return self.embed_texts([text])[0]
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Normalized projections [N, dim] of several texts, in one pass of the text tower."""
         from indexer.encoder.tokenizer import load_tokenizer
 
-        if not text.strip():
+        if not texts or any(not text.strip() for text in texts):
             raise SearchError("the text query is empty: type some words")
         encoder = self.text_encoder
-        ids = load_tokenizer().tokenize([text])
+        ids = load_tokenizer().tokenize(list(texts))
         try:
             vectors = encoder.encode_ids(ids)
         except RuntimeError as exc:  # torch's: a device lost, out of memory
             raise EncoderError(f"the text encoder failed on {encoder.device}: {exc}") from exc
-        return np.asarray(vectors, dtype=np.float32)[0]
+        return np.asarray(vectors, dtype=np.float32)
+
+    def query_vector(self, positives: Sequence[Term], negatives: Sequence[Term] = ()) -> np.ndarray:
+        """A combined query's vector: each term embedded (normalized), the positives' weighted
+        sum minus the negatives', L2-normalized. Checked before any encoder loads."""
+        check_terms(positives, negatives)
+        terms = [*positives, *negatives]
+        texts = [t.text for t in terms if t.text is not None]
+        text_vectors = iter(self.embed_texts(texts) if texts else ())
+        vectors = [
+            next(text_vectors) if t.text is not None else self.embed_query(_image_of(t))
+            for t in terms
+        ]
+        weights = [t.weight for t in positives] + [-t.weight for t in negatives]
+        return combine(vectors, weights)
+
+    def search_terms(
+        self,
+        positives: Sequence[Term],
+        negatives: Sequence[Term] = (),
+        k: int = 10,
+        filters: Filters | None = None,
+    ) -> list[Hit]:
+        """Pictures nearest to a combined query (rclip's `a + b - c`), best first."""
+        _check_k(k)
+        return self.search_vector(self.query_vector(positives, negatives), k, filters)
 
     def search_text(self, text: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         """Pictures that match a text query, best first (CLIP image-text cosine)."""
-        _check_k(k)
-        return self.search_vector(self.embed_text(text), k, filters)
+        return self.search_terms([Term(text=text)], k=k, filters=filters)
 
     def search_vector(
         self, vector: np.ndarray, k: int = 10, filters: Filters | None = None
@@ -197,9 +227,10 @@ class Searcher:
             want *= 4
 
     def search_image(
-        self, image: str | Path | bytes | Image.Image, k: int = 10, filters: Filters | None = None
+        self, image: ImageLike, k: int = 10, filters: Filters | None = None
     ) -> list[Hit]:
-        return self.search_vector(self.embed_query(image), k, filters)
+        """Nearest pictures to a picture (a path, bytes or a PIL image), best first."""
+        return self.search_terms([Term(image=image)], k=k, filters=filters)
 
     def more_like(self, content_id: int, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         """Results for an indexed picture, using its stored vector (no re-encoding)."""
@@ -239,12 +270,9 @@ def _check_k(k: int) -> None:
         raise SearchError(f"-k {k}: ask for 1 or more results")
 
 
-def is_image_query(query: str) -> bool:
-    """Whether a CLI query names a picture: an existing path, or one word that looks like a file
-    name (a folder separator or an extension: `nope.jpg`), so a typo still says "no such file"."""
-    if os.path.lexists(query):
-        return True
-    return not any(c.isspace() for c in query) and bool(re.search(r"[/\\]|\.\w+$", query))
+def _image_of(term: Term) -> ImageLike:
+    assert term.image is not None  # a Term holds text or image
+    return term.image
 
 
 def _load_text_tower(settings: Settings, build_weights: str | None) -> Any:
@@ -267,38 +295,28 @@ def _load_text_tower(settings: Settings, build_weights: str | None) -> Any:
     )
 
 
-def _check_query_file(path: str | Path) -> None:
-    """SearchError naming a query path that is missing, a folder or not a regular file (opened
-    with files.open_regular: a FIFO never blocks)."""
-    name = printable_path(os.fspath(path))
-    try:
-        with open_regular(path, buffering=0):
-            pass
-    except (FileNotFoundError, NotADirectoryError):
-        raise SearchError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise SearchError(f"{name}: is a folder; give one picture") from None
-    except OSError as exc:
-        raise SearchError(f"{name}: {exc.strerror or exc}") from None
-
-
 def search(
-    image: str | Path | bytes | Image.Image | None,
+    image: ImageLike | None,
     settings: Settings,
     k: int = 10,
     filters: Filters | None = None,
     encoder: Any = None,
     text: str | None = None,
+    terms: Sequence[Term] = (),
+    minus: Sequence[Term] = (),
 ) -> list[Hit]:
-    """One-shot query by image, or by `text` when it is given (loads the encoder and index,
-    answers, closes). Options, the index and the query file are checked before the encoder loads.
-    """
+    """One-shot query (loads the encoders and index, answers, closes): `image`, `text` and
+    `terms` are added, `minus` subtracted. Options, the query terms and the index are checked
+    before an encoder loads."""
     _check_k(k)
-    searcher = Searcher(settings.validate(), encoder=encoder)
+    positives = [Term(image=image)] if image is not None else []
+    positives += [Term(text=text)] if text is not None else []
+    positives += terms
+    settings = settings.validate()
+    check_terms(positives, minus)
+    searcher = Searcher(settings, encoder=encoder)
     try:
         require_content(searcher.catalog, needs=("vectors",))
-        if text is not None:
-            return searcher.search_text(text, k, filters)
-        return searcher.search_image(image, k, filters)
+        return searcher.search_terms(positives, minus, k, filters)
     finally:
         searcher.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURE_DIR, ROOT, TINY_BIRDER
+from tests.conftest import FIXTURE_DIR, ROOT, TINY_BIRDER, invoke, normalized
 
 FULL_CLIP = FIXTURE_DIR / "clip-text-tiny" / "tiny_clip_open_clip.safetensors"
 IMAGES = FIXTURE_DIR / "clip-vit-tiny" / "images"
@@ -88,9 +88,16 @@ def test_a_missing_picture_says_no_such_file(clip_index, tmp_path):
     assert typo.stderr == "error: nope.jpg: no such file\n"
 
 
-def test_image_only_weights_ask_for_text_weights(tmp_path):
-    index = tmp_path / "index"
+@pytest.fixture(scope="module")
+def birder_index(tmp_path_factory) -> Path:
+    """The same images indexed with the image-only Birder weights (no text tower)."""
+    index = tmp_path_factory.mktemp("birder") / "index"
     build_index(index, TINY_BIRDER)
+    return index
+
+
+def test_image_only_weights_ask_for_text_weights(birder_index):
+    index = birder_index
     result = cli("search", "a photo of a cat", "--index", index)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith(
@@ -116,3 +123,103 @@ def test_a_text_tower_of_another_width_is_refused(clip_index, tmp_path):
         f"error: the text tower projects to 16 dimensions but the index at {clip_index} "
         "holds 32: use the same CLIP as the build\n"
     )
+
+
+# --- combined queries: `+` between terms, --minus, images and words together -------------------
+IMAGE_VECTORS = normalized(
+    dict(np.load(FIXTURE_DIR / "clip-vit-tiny" / "tiny_expected.npz"))["projection_no_bias"]
+)
+TEXT_VECTORS = EXPECTED["projection_normalized"]
+
+
+def words(prompt: int) -> list[str]:
+    return str(EXPECTED["prompts"][prompt]).split()
+
+
+def expected_ranking(vector: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Names and scores, best first, of the reference images against a query vector."""
+    scores = IMAGE_VECTORS @ (vector / np.linalg.norm(vector))
+    order = np.argsort(-scores)
+    return [str(EXPECTED["image_names"][i]) for i in order], scores[order]
+
+
+@pytest.fixture
+def index_cmd(monkeypatch):
+    """`index ARGS...` in this process (fast), on the CPU in fp32 as `cli` runs it."""
+    for name in ("PHOTO_INDEX_DEVICE", "PHOTO_INDEX_DTYPE", "PHOTO_INDEX_TEXT_WEIGHTS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+    monkeypatch.setenv("PHOTO_INDEX_DTYPE", "fp32")
+    return invoke
+
+
+def search_json(index_cmd, index: Path, *args: str | Path) -> list[dict]:
+    result = index_cmd("search", *args, "--index", index, "--json", "-k", "13")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def assert_ranked(hits: list[dict], vector: np.ndarray) -> None:
+    """The hits are the reference images ranked by cosine with `vector` (every gap ≥ 4e-4)."""
+    names, scores = expected_ranking(vector)
+    assert [Path(h["path"]).name for h in hits] == names
+    np.testing.assert_allclose([h["score"] for h in hits], scores, atol=1e-4, rtol=0)
+
+
+def test_plus_separates_texts_and_scores_their_normalized_sum(index_cmd, clip_index):
+    hits = search_json(index_cmd, clip_index, *words(0), "+", *words(2))
+    assert_ranked(hits, TEXT_VECTORS[0] + TEXT_VECTORS[2])
+    joined = search_json(
+        index_cmd, clip_index, *words(0), *words(2)
+    )  # no `+`: one text of all the words
+    assert [h["score"] for h in joined] != [h["score"] for h in hits]
+
+
+def test_minus_subtracts_and_changes_the_ranking(index_cmd, clip_index):
+    alone = search_json(index_cmd, clip_index, *words(1))
+    less = search_json(index_cmd, clip_index, *words(1), "--minus", str(EXPECTED["prompts"][0]))
+    assert_ranked(less, TEXT_VECTORS[1] - TEXT_VECTORS[0])
+    assert Path(alone[0]["path"]).name == "cat-exif-rotated.jpg"
+    assert Path(less[0]["path"]).name == "chess-knight.tiff"  # the cat was what was taken away
+
+
+def test_a_picture_and_words_combine(index_cmd, clip_index):
+    books = IMAGES / "books.jpg"
+    expected = IMAGE_VECTORS[3] + TEXT_VECTORS[1]
+    assert_ranked(search_json(index_cmd, clip_index, books, "+", *words(1)), expected)
+    assert_ranked(
+        search_json(index_cmd, clip_index, books, *words(1)), expected
+    )  # a file ends a text
+    both = search_json(index_cmd, clip_index, books, "--minus", IMAGES / "bee.jpg")
+    assert_ranked(both, IMAGE_VECTORS[3] - IMAGE_VECTORS[0])
+    paths = index_cmd(
+        "search", books, "+", "a", "cat", "--index", clip_index, "--paths-only", "-k", "2"
+    )
+    assert paths.exit_code == 0, paths.output
+    assert paths.stdout.splitlines() == [
+        h["path"] for h in search_json(index_cmd, clip_index, books, "+", "a", "cat")[:2]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the query is empty: give words or a picture to search for"),
+        (
+            ["--minus", "a cat"],
+            "nothing to search for: --minus only subtracts; add words or a picture too",
+        ),
+        (["a", "cat", "+"], "`+` needs words or a picture on each side"),
+        (["red", "+", "+", "car"], "`+` needs words or a picture on each side"),
+        (
+            ["a cat", "--minus", "a cat"],
+            "the query's terms cancel out: nothing is left to search for",
+        ),
+        (["a", "cat", "--minus", "gone.jpg"], "gone.jpg: no such file"),
+        (["--image", "a", "cat"], "a: no such file"),
+    ],
+)
+def test_combined_queries_refused_in_one_line(index_cmd, clip_index, args, message):
+    result = index_cmd("search", *args, "--index", clip_index)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == f"error: {message}\n"

@@ -47,11 +47,21 @@ app.command("build")(build_command)
 @app.command()
 def search(
     query: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            help="An image file (indexed or not), or words to search for.", show_default=False
+            help="Image files (indexed or not) and/or words to search for; a lone + separates "
+            "two texts (red car + beach).",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    minus: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--minus",
+            help="Words or an image file to subtract from the query (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
     text: Annotated[
         bool, typer.Option("--text", help="The query is text, even if a file has that name.")
@@ -74,20 +84,19 @@ def search(
         bool, typer.Option("--paths-only", help="Print one path per line.")
     ] = False,
 ) -> None:
-    """Nearest neighbours of an image, or pictures matching words: rank, score, path."""
-    from indexer.search import is_image_query
+    """Nearest neighbours of images and/or words, added (+) and subtracted (--minus): rank,
+    score, path."""
+    from indexer.query import parse_words
     from indexer.search import search as run_search
 
     if text and image:
         fail("--text and --image: give one of them")
-    as_text = text or (not image and (len(query) > 1 or not is_image_query(query[0])))
-    if image and len(query) > 1:
-        fail("--image: give one picture")
+    force = "text" if text else "image" if image else None
+    plus, less = run(lambda: parse_words(query or [], minus or [], force))
     settings = Settings.from_env(
         index=index, weights=weights, device=device, text_weights=text_weights
     )
-    words = " ".join(query) if as_text else None
-    hits = run(lambda: run_search(Path(query[0]), settings, k=k, text=words), settings.index)
+    hits = run(lambda: run_search(None, settings, k=k, terms=plus, minus=less), settings.index)
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
