@@ -1,6 +1,7 @@
 """photo-index: CLIP ViT-L/14 image embeddings in SQLite + FAISS, search by image, dedup reports.
 
-The encoder API and the settings are re-exported lazily here so `import indexer` stays cheap
+The encoder API (image and text towers, CLIP's tokenizer) and the settings are re-exported
+lazily here so `import indexer` stays cheap
 for the CLI. The three verbs live in the modules of the same name (a package attribute would be
 shadowed by the module): `from indexer.build import build`, `from indexer.search import search`,
 `from indexer.dedup import dedup`.
@@ -15,6 +16,8 @@ __version__ = "0.1.0"
 _API = {
     "load_encoder": "indexer.encoder",
     "Encoder": "indexer.encoder",
+    "load_text_encoder": "indexer.encoder.text_encoder",
+    "load_tokenizer": "indexer.encoder.tokenizer",
     "Settings": "indexer.settings",
 }
 

@@ -156,6 +156,7 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
     key = (
         str(settings.index.absolute()),
         settings.weights,
+        settings.text_weights,  # the text tower loads once per searcher, from these
         settings.device,
         settings.dtype,
         settings.max_megapixels,

@@ -1,4 +1,5 @@
-"""The search page's query state: an upload or an indexed picture becomes the current `Query`.
+"""The search page's query state: an upload, typed words or an indexed picture becomes the
+current `Query`.
 
 Plain functions over a mapping (Streamlit's session_state in the app, a dict in tests), so the
 upload handling can be exercised without a browser; nothing here opens a file.
@@ -22,18 +23,25 @@ SCRIPTED_UPLOAD = "upload_bytes"  # tests and scripts put raw bytes here instead
 
 @dataclass(frozen=True)
 class Query:
-    """What to search with: uploaded bytes (embedded once) or an indexed picture's content id."""
+    """What to search with: uploaded bytes or typed words (each embedded once), or an indexed
+    picture's content id."""
 
     label: str
     data: bytes | None = None
     content_id: int | None = None
     vector: np.ndarray | None = None
     preview: bytes | None = None
+    text: str | None = None
 
     @property
     def is_upload(self) -> bool:
         """Whether the query came from the drop zone (then it has no catalog id)."""
-        return self.content_id is None
+        return self.content_id is None and self.text is None
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the query is typed words."""
+        return self.text is not None
 
 
 def upload_problem(name: str, data: bytes, limit_mb: float) -> str | None:
@@ -75,10 +83,24 @@ def accept_indexed(state: MutableMapping[str, Any], content_id: int, label: str)
     state.pop(OPENED, None)
 
 
+def accept_text(state: MutableMapping[str, Any], text: str) -> None:
+    """Make typed words the current query; clearing the box drops a text query."""
+    if not text.strip():
+        query = state.get(QUERY)
+        if query is not None and query.is_text:
+            state.pop(QUERY, None)
+            state.pop(OPENED, None)
+        return
+    state[QUERY] = Query(label=text, text=text)
+    state.pop(MESSAGE, None)
+    state.pop(OPENED, None)
+
+
 def embedded(
     state: MutableMapping[str, Any], query: Query, vector: np.ndarray, preview: bytes | None
 ) -> Query:
-    """Remember an upload's query vector so reruns (new k, filters) do not re-encode it."""
+    """Remember an upload's or text's query vector so reruns (new k, filters) do not
+    re-encode it."""
     done = replace(query, data=None, vector=vector, preview=preview)
     state[QUERY] = done
     return done

@@ -4,6 +4,7 @@ with the full tiny CLIP gives the reference image-text ranking; image-only weigh
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from tests.conftest import FIXTURE_DIR, ROOT, TINY_BIRDER, invoke, normalized
+from tests.conftest import APP, FIXTURE_DIR, ROOT, TINY_BIRDER, invoke, normalized
 
 FULL_CLIP = FIXTURE_DIR / "clip-text-tiny" / "tiny_clip_open_clip.safetensors"
 IMAGES = FIXTURE_DIR / "clip-vit-tiny" / "images"
@@ -223,3 +225,66 @@ def test_combined_queries_refused_in_one_line(index_cmd, clip_index, args, messa
     result = index_cmd("search", *args, "--index", clip_index)
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr == f"error: {message}\n"
+
+
+# --- the Search page's words box (Streamlit AppTest, real searches through the library) --------
+def search_page(monkeypatch, index: Path, weights: Path) -> AppTest:
+    """The app on `index` as `index serve` starts it, CPU and fp32, no text weights set."""
+    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(index))
+    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(weights))
+    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+    monkeypatch.setenv("PHOTO_INDEX_DTYPE", "fp32")
+    monkeypatch.delenv("PHOTO_INDEX_TEXT_WEIGHTS", raising=False)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def cards(at: AppTest) -> list[tuple[str, float]]:
+    """(file name, score) of each result card, best first."""
+    found = []
+    for m in at.markdown:
+        if m.value.startswith("**#"):
+            _, score, name = m.value.split(" · ", 2)
+            found.append((name.strip("`"), float(score)))
+    return found
+
+
+def test_the_search_page_ranks_typed_words_as_the_reference(monkeypatch, clip_index):
+    names, scores = reference_ranking()
+    at = search_page(monkeypatch, clip_index, FULL_CLIP)
+    at.text_input(key="words").input(str(EXPECTED["prompts"][PROMPT])).run()
+    assert not at.exception and not at.error
+    found = cards(at)
+    assert [name for name, _ in found[:5]] == names[:5]
+    np.testing.assert_allclose([s for _, s in found], scores[:12], atol=2e-4, rtol=0)
+    assert f"**Query:** `{EXPECTED['prompts'][PROMPT]}`" in [m.value for m in at.markdown]
+    at.sidebar.slider(key="size").set_value((0.0, 0.1)).run()  # the same filters apply
+    small = [n for n in names if (IMAGES / n).stat().st_size <= math.ceil(0.1 * 1024 * 1024)]
+    assert [name for name, _ in cards(at)] == small[:12] and len(small) < len(names)
+    at.sidebar.slider(key="k").set_value(3).run()
+    assert [name for name, _ in cards(at)] == small[:3]
+
+
+def test_more_like_this_from_a_text_result(monkeypatch, clip_index):
+    at = search_page(monkeypatch, clip_index, FULL_CLIP)
+    at.text_input(key="words").input(str(EXPECTED["prompts"][PROMPT])).run()
+    second = cards(at)[1][0]
+    at.button(key="more-2").click().run()
+    assert not at.exception and not at.error
+    row = [str(n) for n in EXPECTED["image_names"]].index(second)
+    names, scores = expected_ranking(IMAGE_VECTORS[row])  # the picture's own vector
+    found = cards(at)
+    assert found[0] == (second, 1.0) and [name for name, _ in found[:5]] == names[:5]
+    np.testing.assert_allclose([s for _, s in found], scores[:12], atol=2e-4, rtol=0)
+    assert f"**Query:** `{second}`" in [m.value for m in at.markdown]
+
+
+def test_the_search_page_asks_for_text_weights(monkeypatch, birder_index):
+    at = search_page(monkeypatch, birder_index, TINY_BIRDER)
+    at.text_input(key="words").input("a photo of a cat").run()
+    assert not at.exception and not cards(at)
+    message = at.error[0].value
+    assert message.startswith("Cannot search with these words: text search needs a CLIP text")
+    assert "\\-\\-text\\-weights PATH" in message  # the library's words, markdown-escaped
+    monkeypatch.setenv("PHOTO_INDEX_TEXT_WEIGHTS", str(FULL_CLIP))  # `index serve --text-weights`
+    at.text_input(key="words").input("a photo of a dog").run()
+    assert not at.exception and not at.error and len(cards(at)) == 12

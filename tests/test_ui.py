@@ -334,7 +334,10 @@ def test_serve_starts_streamlit_on_localhost(monkeypatch, tmp_path):
 
     monkeypatch.setattr(subprocess, "Popen", FakeStreamlit)
     index = tmp_path / "index"
-    result = CliRunner().invoke(cli, ["serve", "--index", str(index), "--port", "8765"])
+    (tmp_path / "clip.pt").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)  # a relative --text-weights reaches the app made absolute
+    args = ["serve", "--index", str(index), "--port", "8765", "--text-weights", "clip.pt"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     cmd = seen["cmd"]
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(cli_serve.APP)
@@ -343,4 +346,5 @@ def test_serve_starts_streamlit_on_localhost(monkeypatch, tmp_path):
     assert flags["--server.maxUploadSize"] == "20" and flags["--server.headless"] == "true"
     assert flags["--browser.gatherUsageStats"] == "false"
     assert seen["env"]["PHOTO_INDEX_INDEX"] == str(index.absolute())
+    assert seen["env"]["PHOTO_INDEX_TEXT_WEIGHTS"] == str(tmp_path / "clip.pt")
     assert "index build PATH" in result.output  # no index there yet

@@ -41,9 +41,12 @@ def serve_environment(settings: Settings) -> dict[str, str]:
     """The environment that tells the app which index, weights and device to use."""
     env = dict(os.environ)
     env["PHOTO_INDEX_INDEX"] = str(settings.index.absolute())
-    if settings.weights:
-        weights = Path(settings.weights).expanduser()
-        env["PHOTO_INDEX_WEIGHTS"] = str(weights.absolute()) if weights.exists() else str(weights)
+    for name, value in (("WEIGHTS", settings.weights), ("TEXT_WEIGHTS", settings.text_weights)):
+        if value:
+            weights = Path(value).expanduser()
+            env[f"PHOTO_INDEX_{name}"] = (
+                str(weights.absolute()) if weights.exists() else str(weights)
+            )
     env["PHOTO_INDEX_DEVICE"] = settings.device
     return env
 
@@ -66,13 +69,19 @@ def serve_command(
     weights: Annotated[
         str | None, typer.Option(help="Weights for query images (default: the build's).")
     ] = None,
+    text_weights: Annotated[
+        str | None,
+        typer.Option(help="Full-CLIP checkpoint for text queries (default: the build's weights)."),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
     max_upload_mb: Annotated[
         int, typer.Option(help="Largest query image accepted, in MB.", min=1)
     ] = 20,
 ) -> None:
     """Open the browser UI (search by image, duplicates, index status) on http://HOST:PORT."""
-    settings = Settings.from_env(index=index, weights=weights, device=device)
+    settings = Settings.from_env(
+        index=index, weights=weights, text_weights=text_weights, device=device
+    )
     env = serve_environment(settings)
     if not (settings.index / CATALOG_FILE).exists():
         typer.echo(

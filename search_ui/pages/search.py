@@ -1,4 +1,5 @@
-"""Search page: upload an image or pick an indexed one; results as a grid of thumbnails.
+"""Search page: type words, upload an image or pick an indexed one; results as a grid of
+thumbnails.
 
 Every result and every picked picture goes by catalog content id; no typed path is opened.
 """
@@ -10,6 +11,7 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from indexer import imaging
@@ -21,6 +23,7 @@ from indexer.errors import (
     describe_os_error,
 )
 from indexer.files import human_size
+from indexer.query import Term
 from indexer.search import Filters, Hit, SearchError
 from indexer.thumbs import jpeg_thumbnail
 from search_ui import state
@@ -37,6 +40,10 @@ def _on_upload() -> None:
         state.accept_upload(st.session_state, upload.name, upload.getvalue(), upload_limit_mb())
     elif (q := st.session_state.get(state.QUERY)) is not None and q.is_upload:
         st.session_state.pop(state.QUERY, None)  # the upload was removed
+
+
+def _on_words() -> None:
+    state.accept_text(st.session_state, st.session_state.get("words") or "")
 
 
 def _on_pick(ids: dict[str, int]) -> None:
@@ -79,9 +86,16 @@ def sidebar_filters(view: CatalogView) -> tuple[int, Filters]:
 
 
 def query_inputs(view: CatalogView) -> None:
-    """The drop zone and the indexed-picture picker (the text only filters catalog paths)."""
+    """The words box, the drop zone and the indexed-picture picker (its text box only filters
+    catalog paths)."""
     left, right = st.columns(2)
     with left:
+        st.text_input(
+            "Describe what you look for",
+            key="words",
+            placeholder="a dog running on the beach",
+            on_change=_on_words,
+        )
         st.file_uploader(
             f"Drop an image here (up to {upload_limit_mb():g} MB)",
             key="uploader",
@@ -101,20 +115,30 @@ def query_inputs(view: CatalogView) -> None:
         )
 
 
+def embed(loaded: Loaded, query: state.Query) -> tuple[np.ndarray, bytes | None]:
+    """The vector of typed words or of an upload (through the library) and the upload's
+    preview; the text tower loads once, with the cached searcher."""
+    if query.text is not None:
+        return loaded.searcher.query_vector([Term(text=query.text)]), None
+    vector = loaded.searcher.query_vector([Term(image=query.data or b"")])
+    options = imaging.DecodeOptions.from_settings(loaded.settings)
+    return vector, jpeg_thumbnail(query.data or b"", 160, options=options)
+
+
 def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[Hit] | None:
-    """Run the query through the library; a refused picture leaves a message, not a traceback."""
+    """Run the query through the library; a refused query leaves a message, not a traceback."""
     searcher = loaded.searcher
     try:
         with loaded.lock, st.spinner("Searching…"):
             if query.content_id is not None:
                 return searcher.more_like(query.content_id, k, filters)
             if query.vector is None:
-                vector = searcher.embed_query(query.data or b"")
-                options = imaging.DecodeOptions.from_settings(loaded.settings)
-                preview = jpeg_thumbnail(query.data or b"", 160, options=options)
-                query = state.embedded(st.session_state, query, vector, preview)
+                query = state.embedded(st.session_state, query, *embed(loaded, query))
             return searcher.search_vector(query.vector, k, filters)
     except (SearchError, imaging.ImageError) as exc:
+        if query.is_text:  # the library's words: what is missing and how to give it
+            state.refuse(st.session_state, f"Cannot search with these words: {md(exc)}")
+            return None
         reason = getattr(exc, "reason", None) or str(exc).split(": ", 1)[-1]
         label = code(os.path.basename(query.label))
         state.refuse(st.session_state, f"Cannot search with this image ({label}): {md(reason)}")
@@ -127,9 +151,13 @@ def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[H
 
 
 def show_query(loaded: Loaded, query: state.Query) -> None:
-    """What the results answer: the query's thumbnail and name above the grid."""
+    """What the results answer: the query's words, or its thumbnail and name, above the grid."""
     with st.container(key="query"):
         pic, text = st.columns([1, 6])
+        if query.is_text:
+            text.markdown(f"**Query:** {code(query.label)}")
+            text.caption("typed words")
+            return
         data = query.preview if query.is_upload else thumb(loaded, query.content_id or 0)
         if data:
             pic.image(data, width="stretch")
@@ -209,7 +237,7 @@ def main() -> None:
 
     Uploads put in session_state by tests take the same path as the drop zone's.
     """
-    st.title("Search by image")
+    st.title("Search by words or image")
     opened = open_index()
     if opened is None:
         return
@@ -224,7 +252,9 @@ def main() -> None:
         st.error(message)
     if hits is None:
         if not message:
-            st.caption(f"{view.images} pictures indexed. Drop one here or pick one to search.")
+            st.caption(
+                f"{view.images} pictures indexed. Type words, drop a picture or pick one to search."
+            )
         return
     show_query(loaded, st.session_state[state.QUERY])
     if loaded.searcher.lagging:
