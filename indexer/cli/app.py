@@ -58,15 +58,16 @@ def search(
         list[str] | None,
         typer.Option(
             "--minus",
+            metavar="TEXT_OR_IMAGE",
             help="Words or an image file to subtract from the query (repeatable).",
             show_default=False,
         ),
     ] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="Number of results.")] = 10,
     text: Annotated[
-        bool, typer.Option("--text", help="The query is text, even if a file has that name.")
+        bool, typer.Option("--text", help="Every term is text, even if a file has that name.")
     ] = False,
-    image: Annotated[bool, typer.Option("--image", help="The query is an image file.")] = False,
+    image: Annotated[bool, typer.Option("--image", help="Every term is an image file.")] = False,
     text_weights: Annotated[
         str | None,
         typer.Option(
