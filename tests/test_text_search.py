@@ -262,6 +262,8 @@ def test_the_search_page_ranks_typed_words_as_the_reference(monkeypatch, clip_in
     assert [name for name, _ in cards(at)] == small[:12] and len(small) < len(names)
     at.sidebar.slider(key="k").set_value(3).run()
     assert [name for name, _ in cards(at)] == small[:3]
+    at.text_input(key="words").input("").run()  # clearing the box drops the text query
+    assert not cards(at) and "13 pictures indexed" in at.caption[0].value
 
 
 def test_more_like_this_from_a_text_result(monkeypatch, clip_index):
@@ -276,6 +278,8 @@ def test_more_like_this_from_a_text_result(monkeypatch, clip_index):
     assert found[0] == (second, 1.0) and [name for name, _ in found[:5]] == names[:5]
     np.testing.assert_allclose([s for _, s in found], scores[:12], atol=2e-4, rtol=0)
     assert f"**Query:** `{second}`" in [m.value for m in at.markdown]
+    at.text_input(key="words").input("").run()  # the picture's query stays
+    assert cards(at) == found
 
 
 def test_the_search_page_asks_for_text_weights(monkeypatch, birder_index):
