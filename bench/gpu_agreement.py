@@ -105,7 +105,7 @@ def compare(a: np.ndarray, b: np.ndarray, projections: dict) -> str:
     text = f"max px diff {diff.max()}, mean {diff.mean():.3f}"
     for name, encode in projections.items():
         cos = np.sum(encode(a) * encode(b), axis=1)
-        text += f"; {name} cosine min {cos.min():.5f} / mean {cos.mean():.5f}"
+        text += f"; {name} cosine min {cos.min():.6f} / mean {cos.mean():.6f}"
     return text
 
 
