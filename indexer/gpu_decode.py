@@ -3,8 +3,9 @@ straight into device memory, then `gpu_imaging`'s resize and crop into the encod
 
 Opt-in and not wired into `index build`: MEASURED ONLY BY bench/gpu.sh on a GPU box (nothing on
 a CPU box can run it; docs/gpu.md). Nothing imports nvidia modules until a GpuDecoder is made,
-and `unavailable()` answers without them. Files the GPU path does not take (not a JPEG, CMYK,
-over the limits, refused by the decoder) come back in `refused`, for today's CPU path.
+and `unavailable()` answers without them (and without torch). Files the GPU path does not take
+(not a JPEG, CMYK, over the limits, refused by the decoder) come back in `refused`, for today's
+CPU path.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import io
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from PIL import Image
 
-from indexer import devices, gpu_imaging, imaging
+from indexer import devices, imaging
+
+if TYPE_CHECKING:
+    import torch
 
 WHEELS = ("nvidia-nvimgcodec-cu13", "nvidia-nvimgcodec-cu12")  # either one: the [gpu] extra
 _ORIENTATION = 0x0112
@@ -52,6 +55,8 @@ def header(data: bytes, options: imaging.DecodeOptions = imaging.DecodeOptions()
     """The header of a JPEG the GPU path may take, or why the CPU path should decode it instead:
     not a JPEG, not YCbCr/grey, over the build's megapixel or memory limits (the CPU path then
     ledgers it as today), beyond the GPU path's aspect ratio, or an unreadable header."""
+    from indexer import gpu_imaging
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt, mode, (w, h) = img.format, img.mode, img.size
@@ -91,6 +96,7 @@ class GpuDecoder:
         reason = unavailable()
         if reason:
             raise RuntimeError(reason)
+        import torch
         from nvidia import nvimgcodec  # the [gpu] extra; needs the CUDA driver
 
         self.device = torch.device(device)
@@ -106,14 +112,18 @@ class GpuDecoder:
 
     def decode(self, datas: list[bytes]) -> GpuBatch:
         """Decode a batch of file contents on the device into the encoder's uint8 crops."""
+        import torch
+
+        from indexer import gpu_imaging
+
         heads = [header(d, self.options) for d in datas]
         refused = {i: h for i, h in enumerate(heads) if isinstance(h, str)}
         todo = [i for i, h in enumerate(heads) if isinstance(h, Header)]
         stream = torch.cuda.current_stream(self.device).cuda_stream
         try:
-            images = self._decoder.decode(
-                [datas[i] for i in todo], params=self._params, cuda_stream=stream
-            )
+            chosen, images = [datas[i] for i in todo], []
+            if chosen:
+                images = self._decoder.decode(chosen, params=self._params, cuda_stream=stream)
         except Exception as exc:  # noqa: BLE001 - the whole batch then decodes on the CPU
             images = [None] * len(todo)
             refused.update({i: f"nvImageCodec failed: {exc}"[:200] for i in todo})
@@ -132,6 +142,10 @@ class GpuDecoder:
 def _upright(image: Any, head: Header) -> torch.Tensor | None:
     """A decoded nvImageCodec image as an upright HWC RGB tensor, None when its shape is not
     the header's (the CPU path then decodes the file)."""
+    import torch
+
+    from indexer import gpu_imaging
+
     picture = torch.from_dlpack(image)
     if picture.ndim == 3 and picture.shape[-1] == 1:
         picture = picture.expand(-1, -1, 3)
