@@ -265,11 +265,14 @@ def _stages(table: Table, state: dict, stages: set[str], run: Run) -> None:
         mfu = (run.device, iters, _mfu)
         table.stage("MFU", lambda: mfu_variants(table, state, run.weights, mfu, run.budget))
     # on a GPU box, 1M vectors on 16 cores take ~2.5 min each: last, and only within the budget
-    cpu = {k: not run.gpu or run.budget.allows(table, f"{k} on the CPU", 150) for k in stages}
-    if "faiss" in stages and cpu["faiss"]:
-        table.stage("FAISS on the CPU", lambda: faiss_build(table, state, None))
-    if "dedup" in stages and cpu["dedup"]:
-        table.stage("dedup on the CPU", lambda: dedup_pairs(table, state, "cpu"))
+    for name, on_cpu in (
+        ("FAISS", lambda: faiss_build(table, state, None)),
+        ("dedup", lambda: dedup_pairs(table, state, "cpu")),
+    ):
+        if name.lower() in stages and (
+            not run.gpu or run.budget.allows(table, f"{name} on the CPU", 150)
+        ):
+            table.stage(f"{name} on the CPU", on_cpu)
 
 
 def _size_stages(table: Table, state: dict, stages: set[str], run: Run, what: tuple) -> None:
