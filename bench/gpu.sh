@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# One script for the GPU box: encoder, decode, end-to-end build, FAISS and dedup figures.
-#   bash bench/gpu.sh                 # on a CUDA machine: full sizes, < 8 min on an H100
+# One script for the GPU box: encoder, decode, end-to-end build, FAISS and dedup figures, and
+# the GPU path (nvImageCodec decode, GPU preprocessing agreement, compile modes, FAISS GPU).
+#   bash bench/gpu_wheels.sh          # here, first: the wheels the GPU box lacks, into .whl/
+#   bash bench/gpu.sh                 # on a CUDA machine: full sizes, < 8 min (--budget 480)
 #   bash bench/gpu.sh --device cpu    # here: smaller sizes; --quick for a CI smoke run
 # Writes bench/results/<device>.md (or --out FILE).
 set -euo pipefail
@@ -18,6 +20,12 @@ done
 out=bench/results/${device%%:*}.md
 [[ " ${args[*]} " == *" --out "* ]] || args+=(--out "$out")
 [[ " ${args[*]} " == *" --device "* ]] || args+=(--device "$device")
+# Wheels the device image lacks, fetched beforehand by bench/gpu_wheels.sh (no network there).
+if [[ $device == cuda* ]] && compgen -G ".whl/*.whl" >/dev/null; then
+  site=$(mktemp -d)
+  "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl
+  export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+fi
 # faiss-cpu's bundled OpenBLAS picks slow kernels on Sapphire Rapids; needs AVX-512 to apply.
 if grep -q avx512f /proc/cpuinfo 2>/dev/null; then
   export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}

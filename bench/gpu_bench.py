@@ -1,10 +1,14 @@
 """Every stage of `index build` on one box, as images/s, in one run (driver for bench/gpu.sh).
 
 Stages: the device's bf16 matmul ceiling, the encoder alone (ViT-L/14, random weights; eager
-and torch.compile), decode alone (worker processes), end to end (`build()` on generated JPEGs),
-FAISS build + tuned search on N vectors (torch-on-GPU training vs FAISS on the CPU vs bare
-FAISS), and the dedup pair search (exact on the GPU vs the CPU cell join). A stage that fails
-is reported as failed and the run goes on; the table is rewritten after every stage.
+and torch.compile), the GPU preprocessing's agreement with the CPU contract, decode alone
+(worker processes; nvImageCodec on the GPU), end to end (`build()` on generated JPEGs; the
+GPU-decode pipeline), SDPA kernels, FAISS build + tuned search on N vectors (torch-on-GPU
+training vs FAISS on the CPU vs bare FAISS vs FAISS on the GPU), the dedup pair search (exact on
+the GPU vs the CPU cell join vs FAISS GPU k-NN / cuVS CAGRA), and the encoder's compile modes
+(bench/gpu_stages.py, gpu_vectors.py). A stage that fails is reported as failed and the run
+goes on; one whose wheel or device is missing says "skipped: reason", as does one past the
+--budget; the table is rewritten after every stage.
 """
 
 from __future__ import annotations
@@ -17,22 +21,28 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
-from dedup import planted_recall, synthetic  # same vectors as bench/dedup.py
-from faiss_index import bare_faiss_seconds
+from gpu_stages import (
+    Budget,
+    agreement_rows,
+    gpu_decode_rate,
+    gpu_pipeline,
+    mfu_variants,
+    sdpa_kernels,
+)
+from gpu_vectors import dedup_pairs, faiss_build, faiss_gpu, vectors
 from PIL import Image
 
 from indexer.build import build
 from indexer.build.pipeline import DecodeJob, decoded_batches
-from indexer.dedup.graph import cosine_pairs
 from indexer.encoder import ViTConfig, load_encoder, save_random_checkpoint
 from indexer.settings import Settings
-from indexer.store.vectors import VectorIndex, choose_spec
 
 VIT_L_GFLOP = 162.0  # forward FLOPs per 224² image (2 × MACs)
 H100_BF16_TFLOPS = 989.0  # dense, datasheet
@@ -156,7 +166,26 @@ def matmul_tflops(device: str) -> float:
     return 10 * 2 * 8192**3 / (time.perf_counter() - start) / 1e12
 
 
-def main() -> None:
+STAGES = "peak,encoder,agreement,e2e,gpudecode,gpue2e,sdpa,faiss,dedup,mfu"
+
+
+@dataclass
+class Run:
+    """One run's settings: the device, sizes by device, and where its files go."""
+
+    device: str
+    gpu: bool
+    quick: bool
+    sizes: tuple[int, int, int, int, int, int]  # 3 MP files, 12 MP files, vectors, batch, ...
+    workers: int
+    cold: bool
+    compile: bool
+    budget: Budget
+    tmpdir: Path = Path()
+    weights: Path = Path()
+
+
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
@@ -172,22 +201,29 @@ def main() -> None:
     parser.add_argument(
         "--cold", action="store_true", help="drop the JPEGs from the page cache before each pass"
     )
+    parser.add_argument("--stages", default=STAGES, help="comma list of stages to run")
     parser.add_argument(
-        "--stages", default="peak,encoder,e2e,faiss,dedup", help="comma list of stages to run"
+        "--budget", type=float, default=480, help="seconds: optional stages past it are skipped"
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _args()
     stages = set(args.stages.split(","))
     gpu = args.device.startswith("cuda")
     cores = os.cpu_count() or 2
     if gpu:
-        n3, n12, vecs, batch, iters, layers = 5000, 1000, 1_000_000, 256, 20, 24
+        sizes = (5000, 1000, 1_000_000, 256, 20, 24)
     elif args.quick:
-        n3, n12, vecs, batch, iters, layers = 16, 4, 20_000, 4, 1, 2
+        sizes = (16, 4, 20_000, 4, 1, 2)
     else:
-        n3, n12, vecs, batch, iters, layers = 64, 8, 100_000, 8, 2, 24
-    vecs = args.vectors or vecs
-    layers = args.layers or layers
+        sizes = (64, 8, 100_000, 8, 2, 24)
+    n3, n12, vecs, batch, iters, layers = sizes
+    sizes = (n3, n12, args.vectors or vecs, batch, iters, args.layers or layers)
     workers = args.workers or max(1, cores - (1 if gpu else 0))
+    run = Run(args.device, gpu, args.quick, sizes, workers, args.cold, not args.no_compile,
+              Budget(args.budget))  # fmt: skip
     name = torch.cuda.get_device_name(0) if gpu else platform.processor() or "cpu"
     table = Table(args.out, f"bench/gpu.sh on {args.device} ({name})")
     table.add(
@@ -195,61 +231,93 @@ def main() -> None:
         f"{args.device} ({name}), torch {torch.__version__}, faiss {faiss.__version__} "
         f"({faiss.get_num_gpus()} FAISS GPUs), {cores} CPU cores, {workers} decode workers",
     )
-    state: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        tmpdir = Path(tmp)
-        weights = save_random_checkpoint(tmpdir / "vit.safetensors", ViTConfig(layers=layers))
-
-        def peak() -> None:
-            state["peak"] = matmul_tflops(args.device)
-            table.add("bf16 matmul 8192³ (measured ceiling)", f"{state['peak']:,.0f} TFLOP/s")
-
-        def encoders() -> None:
-            eager = load_encoder(weights, device=args.device)
-            rate, ref = encoder_rate(eager, batch, iters)
-            state["encoder"], state["enc"] = eager, rate
-            depth = "" if layers == 24 else f", ViT-L width, {layers} layers"
-            table.add(
-                f"encoder alone, eager ({eager.dtype}, batch {batch}{depth})", _mfu(rate, state)
-            )
-            if args.no_compile or args.quick:
-                return
-            start = time.perf_counter()
-            comp = load_encoder(weights, device=args.device, compile=True)
-            comp.encode_uint8(torch.zeros((batch, 224, 224, 3), dtype=torch.uint8))
-            compile_s = time.perf_counter() - start
-            rate_c, out = encoder_rate(comp, batch, iters)
-            cos = float(np.min(np.sum(ref * out, axis=1)))
-            table.add(
-                f"encoder alone, torch.compile (batch {batch})",
-                f"{_mfu(rate_c, state)}; compile {compile_s:.0f} s; min cosine vs eager {cos:.5f}",
-            )
-            if rate_c > 1.03 * rate:
-                state["encoder"], state["enc"] = comp, rate_c
-
-        state["batch"], state["iters"] = batch, iters
-
-        if gpu and "peak" in stages:
-            table.stage("bf16 matmul", peak)
-        if stages & {"encoder", "e2e"}:
-            table.stage("encoder", encoders)
-        for label, n, size in (("3 MP", n3, (2000, 1500)), ("12 MP", n12, (4000, 3000))):
-            if "e2e" in stages:
-                table.stage(label, lambda label=label, n=n, size=size: _e2e(
-                    table, state, tmpdir, label, n, size, (workers, batch, args.device, args.cold)
-                ))  # fmt: skip
-        if stages & {"faiss", "dedup"}:
-            table.stage("vectors", lambda: _vectors(table, state, vecs))
-        if gpu:  # the GPU figures first: the CPU ones take longest
-            if "faiss" in stages:
-                table.stage("FAISS on the GPU", lambda: _faiss(table, state, "auto"))
-            if "dedup" in stages:
-                table.stage("dedup on the GPU", lambda: _dedup(table, state, "cuda"))
-        if "faiss" in stages:
-            table.stage("FAISS on the CPU", lambda: _faiss(table, state, None))
-        if "dedup" in stages:
-            table.stage("dedup on the CPU", lambda: _dedup(table, state, "cpu"))
+        run.tmpdir = Path(tmp)
+        vit = ViTConfig(layers=sizes[5])
+        run.weights = save_random_checkpoint(run.tmpdir / "vit.safetensors", vit)
+        _stages(table, {"batch": batch, "iters": iters}, stages, run)
     print("\n" + table.text())
+
+
+def _stages(table: Table, state: dict, stages: set[str], run: Run) -> None:
+    """Every stage named, in order of value: what a cut run must keep comes first."""
+    n3, n12, vecs, batch, iters, _ = run.sizes
+    if run.gpu and "peak" in stages:
+        table.stage("bf16 matmul", lambda: _peak(table, state, run.device))
+    if stages & {"encoder", "e2e", "gpue2e"}:
+        table.stage("encoder", lambda: _encoders(table, state, run))
+    if "agreement" in stages:  # ViT-L on 2 CPU cores takes minutes: the tiny encoder there
+        table.stage("agreement", lambda: agreement_rows(table, run.device, vitl=run.gpu))
+    for label, n, size in (("3 MP", n3, (2000, 1500)), ("12 MP", n12, (4000, 3000))):
+        _size_stages(table, state, stages, run, (label, n, size))
+    if "sdpa" in stages:
+        table.stage("SDPA", lambda: sdpa_kernels(table, run.device, batch))
+    if stages & {"faiss", "dedup"}:
+        table.stage("vectors", lambda: vectors(table, state, vecs))
+    if "faiss" in stages:  # says "skipped" where this faiss sees no GPU
+        table.stage("FAISS GPU", lambda: faiss_gpu(table, state, run.budget))
+    if run.gpu:  # the GPU figures first: the CPU ones take longest
+        if "faiss" in stages:
+            table.stage("FAISS on the GPU", lambda: faiss_build(table, state, "cuda"))
+        if "dedup" in stages:
+            table.stage("dedup on the GPU", lambda: dedup_pairs(table, state, "cuda"))
+    if "mfu" in stages:
+        mfu = (run.device, iters, _mfu)
+        table.stage("MFU", lambda: mfu_variants(table, state, run.weights, mfu, run.budget))
+    # on a GPU box, 1M vectors on 16 cores take ~2.5 min each: last, and only within the budget
+    for name, on_cpu in (
+        ("FAISS", lambda: faiss_build(table, state, None)),
+        ("dedup", lambda: dedup_pairs(table, state, "cpu")),
+    ):
+        if name.lower() in stages and (
+            not run.gpu or run.budget.allows(table, f"{name} on the CPU", 150)
+        ):
+            table.stage(f"{name} on the CPU", on_cpu)
+
+
+def _size_stages(table: Table, state: dict, stages: set[str], run: Run, what: tuple) -> None:
+    """One photo size: the CPU build end to end, then GPU decode alone and the GPU pipeline."""
+    label, n, size = what
+    folder = run.tmpdir / label.replace(" ", "")
+    batch = run.sizes[3]
+    if stages & {"e2e", "gpudecode", "gpue2e"}:
+        table.stage(label, lambda: _folder(table, folder, label, (n, size)))
+    if "e2e" in stages:
+        e2e = (run.workers, batch, run.device, run.cold)
+        table.stage(label, lambda: _e2e(table, state, folder, label, e2e))
+    if "gpudecode" in stages:
+        table.stage(label, lambda: gpu_decode_rate(table, folder, label, run.device, batch))
+    if "gpue2e" in stages:
+        pipe = (run.device, batch, run.workers)
+        table.stage(label, lambda: gpu_pipeline(table, state, folder, label, pipe))
+
+
+def _peak(table: Table, state: dict, device: str) -> None:
+    state["peak"] = matmul_tflops(device)
+    table.add("bf16 matmul 8192³ (measured ceiling)", f"{state['peak']:,.0f} TFLOP/s")
+
+
+def _encoders(table: Table, state: dict, run: Run) -> None:
+    batch, iters, layers = run.sizes[3], run.sizes[4], run.sizes[5]
+    eager = load_encoder(run.weights, device=run.device)
+    rate, ref = encoder_rate(eager, batch, iters)
+    state["encoder"], state["enc"] = eager, rate
+    depth = "" if layers == 24 else f", ViT-L width, {layers} layers"
+    table.add(f"encoder alone, eager ({eager.dtype}, batch {batch}{depth})", _mfu(rate, state))
+    if not run.compile or run.quick:
+        return
+    start = time.perf_counter()
+    comp = load_encoder(run.weights, device=run.device, compile=True)
+    comp.encode_uint8(torch.zeros((batch, 224, 224, 3), dtype=torch.uint8))
+    compile_s = time.perf_counter() - start
+    rate_c, out = encoder_rate(comp, batch, iters)
+    cos = float(np.min(np.sum(ref * out, axis=1)))
+    table.add(
+        f"encoder alone, torch.compile (batch {batch})",
+        f"{_mfu(rate_c, state)}; compile {compile_s:.0f} s; min cosine vs eager {cos:.5f}",
+    )
+    if rate_c > 1.03 * rate:
+        state["encoder"], state["enc"] = comp, rate_c
 
 
 def _mfu(rate: float, state: dict) -> str:
@@ -263,21 +331,26 @@ def _mfu(rate: float, state: dict) -> str:
     return text
 
 
-def _e2e(table, state, tmpdir, label, n, size, run) -> None:
-    workers, batch, device, cold = run
-    folder = tmpdir / label.replace(" ", "")
+def _folder(table: Table, folder: Path, label: str, gen: tuple) -> None:
+    """The JPEGs of one size, made once for the stages that read them."""
+    n, size = gen
     start = time.perf_counter()
     mb = make_folder(folder, n, size, seed=len(label), procs=os.cpu_count() or 2)
     table.add(
         f"generated {n} {label} JPEGs", f"{time.perf_counter() - start:.1f} s, {mb:.2f} MB each"
     )
+
+
+def _e2e(table, state, folder, label, run) -> None:
+    workers, batch, device, cold = run
+    n = len(list(folder.iterdir()))
     cache = "cold page cache" if cold else "files in the page cache"
     if cold:
         evict(folder)
     dec = decode_rate(folder, workers, batch)
     table.add(f"decode alone, {label} ({workers} workers, draft, {cache})", f"{dec:,.1f} img/s")
     settings = Settings.from_env(
-        env={}, index=tmpdir / f"index{n}", batch_size=batch, workers=workers, device=device
+        env={}, index=folder.parent / f"index{n}", batch_size=batch, workers=workers, device=device
     )
     if cold:
         evict(folder)
@@ -306,50 +379,6 @@ def _e2e(table, state, tmpdir, label, n, size, run) -> None:
         f"encoding {k / max(st['encoding'], 1e-9):,.0f} · catalog writes "
         f"{k / max(st['catalog_writes'], 1e-9):,.0f}; main thread waited for decode "
         f"{100 * st['decode_wait'] / max(st['embed'], 1e-9):.0f} % of the embed stage",
-    )
-
-
-def _vectors(table: Table, state: dict, vecs: int) -> None:
-    start = time.perf_counter()
-    state["x"], state["planted"] = synthetic(vecs, 768, planted=max(10, vecs // 100))
-    table.add(f"generated {vecs:,} × 768 clustered vectors", f"{time.perf_counter() - start:.1f} s")
-
-
-def _faiss(table: Table, state: dict, torch_device: str | None) -> None:
-    """Our build (torch on the GPU, or FAISS on the CPU) and, on the CPU, bare FAISS."""
-    x = state["x"]
-    vecs = len(x)
-    spec = choose_spec(vecs, 768)
-    ids = np.arange(vecs)
-    how = "torch k-means on the GPU + add_preassigned" if torch_device else "FAISS on the CPU"
-    start = time.perf_counter()
-    index = VectorIndex.create(spec, 768)
-    index.build(ids, x, torch_device=torch_device)
-    built = time.perf_counter() - start
-    tune = index.tune_nprobe(x[:500], 0.95, 10)
-    table.add(
-        f"FAISS {spec.description} build, {vecs:,} vectors, {how}",
-        f"{built:.1f} s; tuned nprobe {tune.nprobe}: recall@10 {tune.recall_at_10:.3f}, "
-        f"{tune.ms_per_query:.3f} ms/query",
-    )
-    if spec.nlist and not torch_device:
-        bare_s = bare_faiss_seconds(x, ids, spec)
-        table.add(
-            "  bare FAISS on the CPU, same recipe",
-            f"{bare_s:.1f} s (our overhead {100 * (built / bare_s - 1):+.1f} %)",
-        )
-
-
-def _dedup(table: Table, state: dict, device: str) -> None:
-    x, planted = state["x"], state["planted"]
-    start = time.perf_counter()
-    pairs = cosine_pairs(np.arange(len(x)), x, 0.95, device=device)
-    took = time.perf_counter() - start
-    found = pairs.as_set()
-    recall, _ = planted_recall(x, planted, found, 0.95)
-    table.add(
-        f"dedup pairs ≥ 0.95, {len(x):,} vectors, {pairs.info['method']}",
-        f"{took:.1f} s; {len(found):,} pairs; planted recall {recall:.4f}",
     )
 
 

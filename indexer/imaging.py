@@ -216,15 +216,20 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def resize_crop(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
-    """Shorter side to `size` (bicubic, long side truncated), then center crop `size`."""
-    w, h = img.size
+def resize_geometry(w: int, h: int, size: int = IMAGE_SIZE) -> tuple[int, int, int, int]:
+    """The contract's geometry for a w x h picture: (new_w, new_h, left, top), the resized size
+    (shorter side `size`, long side truncated) and the centre crop's offsets in it."""
     if w <= h:
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
-    left = int(round((new_w - size) / 2.0))
-    top = int(round((new_h - size) / 2.0))
+    return new_w, new_h, int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))
+
+
+def resize_crop(img: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Shorter side to `size` (bicubic, long side truncated), then center crop `size`."""
+    w, h = img.size
+    new_w, new_h, left, top = resize_geometry(w, h, size)
     if max(new_w, new_h) > EXTREME_ASPECT * size:
         # A 20000x4 strip would become 1.1 M pixels wide: resample only the centre window.
         sx, sy = w / new_w, h / new_h

@@ -26,6 +26,13 @@ def test_gpu_script_runs_on_cpu(tmp_path):
     for stage in (*stages, "cold page cache", "stages of the build", "waited for decode"):
         assert stage in table
     assert "FAILED" not in table
+    rows = dict(line.strip("| ").split(" | ", 1) for line in table.splitlines()[4:])
+    agree = rows["agreement: torch (cpu) vs CPU contract, 26 pictures"]
+    assert agree.startswith(("max px diff 1,", "max px diff 2,")), agree
+    skipped = [k for k, v in rows.items() if v.startswith("skipped: ")]  # no CUDA, no wheels
+    gpu_parts = ("agreement: nvImageCodec", "GPU decode + resize/crop alone, 3 MP", "SDPA")
+    for part in (*gpu_parts, "GPU-decode pipeline, 12 MP", "encoder MFU", "FAISS on the GPU"):
+        assert any(k.startswith(part) for k in skipped), part
 
 
 def test_one_read_bench_runs(tmp_path):
