@@ -57,6 +57,10 @@ def build(
     `interrupts.Interrupted` with the summary as `.result` once the work is saved.
     """
     settings.validate()
+    if settings.engine == "ray" and settings.ray_address:  # a named cluster: reach it first
+        from indexer.build.ray_engine import connect
+
+        connect(settings.ray_address)
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
     if typo := unknown_root(settings.index, roots):  # not an unmounted drive
         raise BuildError(f"{typo}: no such file or folder")
