@@ -4,6 +4,7 @@ catalog and vectors as the local engine. A bad or unreachable address fails in o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -13,7 +14,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +36,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def marked(value: str) -> list[int]:
-    """Pids whose environment holds MARK=value: the cluster's processes, whatever their name."""
-    needle = f"{MARK}={value}".encode() + b"\0"
-    pids = []
+def members(temp: Path) -> dict[int, str]:
+    """{pid: node name} of the processes whose environment carries our MARK: the cluster's,
+    workers included (they run in process groups of their own)."""
+    prefix = f"{MARK}={temp}:".encode()
+    found = {}
     for entry in os.listdir("/proc"):
         try:
             environ = Path("/proc", entry, "environ").read_bytes() if entry.isdigit() else b""
         except OSError:  # gone, or not ours
             continue
-        if needle in environ:
-            pids.append(int(entry))
-    return pids
+        for var in environ.split(b"\0"):
+            if var.startswith(prefix):
+                found[int(entry)] = var[len(prefix) :].decode()
+    return found
+
+
+def title(pid: int) -> str:
+    """A process's title: Ray names a busy worker `ray::<its task or actor>`."""
+    try:
+        return Path("/proc", str(pid), "cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
 
 
 class Cluster:
@@ -80,7 +93,7 @@ class Cluster:
                 [str(RAY), "start", *args, *common],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**self.env, MARK: str(self.temp)},
+                env={**self.env, MARK: f"{self.temp}:{name}"},
                 start_new_session=True,  # its own process group, killed as one
             )
 
@@ -96,6 +109,25 @@ class Cluster:
                 time.sleep(0.2)
         return self.address
 
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[dict[str, set[str]]]:
+        """{node: titles of its processes}, sampled while the block runs."""
+        seen: dict[str, set[str]] = {name: set() for name in self.procs}
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.1):
+                for pid, name in members(self.temp).items():
+                    seen[name].add(title(pid))
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield seen
+        finally:
+            done.set()
+            thread.join()
+
     def stop(self) -> None:
         """SIGKILL our process groups, then any straggler carrying our mark; never `ray stop`."""
         for proc in self.procs.values():
@@ -104,7 +136,7 @@ class Cluster:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 10
-        while (left := marked(str(self.temp))) and time.monotonic() < deadline:
+        while (left := members(self.temp)) and time.monotonic() < deadline:
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -130,27 +162,7 @@ def cluster():
         ray_cluster.stop()
 
 
-def test_build_on_a_two_node_cluster_matches_the_local_engine(cluster, photos, settings):
-    flat = photos / "flat"
-    local = build([flat], settings)
-    on_ray = settings.index.parent / "ray-index"
-    args = ["--index", on_ray, "--weights", TINY_BIRDER, "--batch-size", "4", "--json"]
-    args += ["--engine", "ray", "--ray-address", cluster.ready()]
-    done = index_cli("build", flat, *args, env=cluster.env, timeout=120)
-    assert done.returncode == (3 if local.failed else 0), done.stderr
-    summary = json.loads(done.stdout)
-    assert (summary["images"], summary["vectors"]) == (local.images, local.vectors)
-    rec_a, vec_a = catalog_by_hash(settings.index)
-    rec_b, vec_b = catalog_by_hash(on_ray)
-    strip = ("content_id",)  # assigned in commit order; Ray's batches come back in any order
-    assert {p: {k: v for k, v in r.items() if k not in strip} for p, r in rec_a.items()} == {
-        p: {k: v for k, v in r.items() if k not in strip} for p, r in rec_b.items()
-    }
-    assert vec_a.keys() == vec_b.keys() and len(vec_a) == local.vectors > 10
-    assert max(np.abs(vec_a[h] - vec_b[h]).max() for h in vec_a) <= 1e-5
-    check_consistent(on_ray, local.images)  # and its FAISS file holds those vectors
-
-
+@pytest.mark.usefixtures("cluster")  # first: the cluster boots while this runs
 def test_an_unreachable_cluster_fails_in_one_line_within_seconds(photos, tmp_path):
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     args = ["--index", tmp_path / "index", "--weights", TINY_BIRDER, "--engine", "ray"]
@@ -177,3 +189,31 @@ def test_a_malformed_address_is_refused_in_one_line(photos, tmp_path, address):
         "6379 by default), ray://HOST:PORT or auto\n"
     )
     assert not (tmp_path / "index").exists()
+
+
+def test_build_on_a_two_node_cluster_matches_the_local_engine(cluster, photos, settings):
+    flat = photos / "flat"
+    local = build([flat], settings)
+    on_ray = settings.index.parent / "ray-index"
+    args = ["--index", on_ray, "--weights", TINY_BIRDER, "--batch-size", "4", "--json"]
+    args += ["--engine", "ray", "--ray-address", cluster.ready()]
+    with cluster.watch() as seen:
+        done = index_cli("build", flat, *args, env=cluster.env, timeout=120)
+    assert done.returncode == (3 if local.failed else 0), done.stderr
+    ran = {
+        n: {t for t in titles if "_decode_batch" in t or "_EncoderActor" in t}
+        for n, titles in seen.items()
+    }
+    # one CPU a node: the encoder actor holds one node's, decode tasks run on the other's
+    assert all(ran.values()), seen  # both nodes ran our work
+    summary = json.loads(done.stdout)
+    assert (summary["images"], summary["vectors"]) == (local.images, local.vectors)
+    rec_a, vec_a = catalog_by_hash(settings.index)
+    rec_b, vec_b = catalog_by_hash(on_ray)
+    strip = ("content_id",)  # assigned in commit order; Ray's batches come back in any order
+    assert {p: {k: v for k, v in r.items() if k not in strip} for p, r in rec_a.items()} == {
+        p: {k: v for k, v in r.items() if k not in strip} for p, r in rec_b.items()
+    }
+    assert vec_a.keys() == vec_b.keys() and len(vec_a) == local.vectors > 10
+    assert max(np.abs(vec_a[h] - vec_b[h]).max() for h in vec_a) <= 1e-5
+    check_consistent(on_ray, local.images)  # and its FAISS file holds those vectors
