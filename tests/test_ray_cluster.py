@@ -1,6 +1,8 @@
 """`index build --engine ray --ray-address` on a real two-node Ray cluster started here (`ray
-start --head`, then `ray start --address`, one CPU each, killed by process id): the same
-catalog and vectors as the local engine. A bad or unreachable address fails in one line."""
+start --head`, then `ray start --address`, one CPU each, token auth, killed by process id: never
+`ray stop`, which would stop every Ray on the machine): both nodes work, and the catalog and
+vectors are the local engine's. A malformed, unreachable or token-less address fails in one
+line, in seconds, before anything is written."""
 
 from __future__ import annotations
 
@@ -175,6 +177,22 @@ def test_an_unreachable_cluster_fails_in_one_line_within_seconds(photos, tmp_pat
         f"(is `ray start --head --port {address.split(':')[1]}` running there?)\n"
     )
     assert not (tmp_path / "index").exists()  # refused before anything was written
+
+
+def test_a_cluster_that_wants_a_token_says_so(cluster, photos, tmp_path):
+    env = {k: v for k, v in cluster.env.items() if not k.startswith("RAY_AUTH")}
+    env |= {"RAY_AUTH_MODE": "disabled", "RAY_gcs_server_port_wait_time_s": "1"}  # 1 try
+    args = ["--index", tmp_path / "index", "--weights", TINY_BIRDER, "--engine", "ray"]
+    args += ["--ray-address", cluster.ready()]
+    done = index_cli("build", photos, *args, env=env, timeout=60)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: cannot start or reach Ray at {cluster.address}: the cluster wants its "
+        "authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+        "~/.ray/auth_token) here as on its nodes"
+    ]
+    assert not (tmp_path / "index").exists()
 
 
 @pytest.mark.parametrize(

@@ -142,8 +142,23 @@ def connect(address: str | None) -> Any:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     except Exception as exc:  # connection and authentication errors vary by Ray version
         where = f" at {address}" if address else ""
-        raise RayUnavailableError(f"cannot start or reach Ray{where}: {first_line(exc)}") from None
+        raise RayUnavailableError(f"cannot start or reach Ray{where}: {_reason(exc)}") from None
     return ray
+
+
+def _reason(exc: BaseException) -> str:
+    """Ray's first line, or what to do when the cluster refused us for want of its token (the
+    first line then only says the connection failed)."""
+    causes, cause = [], exc
+    while cause is not None and len(causes) < 5:
+        causes.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if any("InvalidAuthToken" in text for text in causes):
+        return (
+            "the cluster wants its authentication token: set RAY_AUTH_MODE=token and "
+            "RAY_AUTH_TOKEN (or ~/.ray/auth_token) here as on its nodes"
+        )
+    return first_line(exc)
 
 
 def split_address(address: str) -> tuple[str, int] | None:
