@@ -183,9 +183,10 @@ def _probe(address: str) -> None:
         socket.create_connection(target, timeout=PROBE_SECONDS).close()
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        flag = "--ray-client-server-port" if address.startswith("ray://") else "--port"
         raise RayUnavailableError(
             f"cannot reach the Ray cluster at {address}: {reason.lower()} "
-            f"(is `ray start --head --port {target[1]}` running there?)"
+            f"(is `ray start --head {flag} {target[1]}` running there?)"
         ) from None
 
 

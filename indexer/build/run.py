@@ -53,7 +53,8 @@ def build(
     see, or too many gone at once, stay indexed (summary.warnings) unless `prune`.
 
     Raises SettingsError (an option out of range, before anything is touched), BuildError (bad
-    roots, other encoder), IndexBusyError (another writer), or, on Ctrl-C or SIGTERM,
+    roots, other encoder), IndexBusyError (another writer), RayUnavailableError (a named Ray
+    cluster that cannot be reached, before anything is touched), or, on Ctrl-C or SIGTERM,
     `interrupts.Interrupted` with the summary as `.result` once the work is saved.
     """
     settings.validate()
