@@ -33,8 +33,9 @@ MARK = "PHOTO_INDEX_TEST_RAY_CLUSTER"  # in the environment of every process the
 
 
 def free_port() -> int:
+    """A port free on every interface (Ray's servers listen on all of them)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))
         return s.getsockname()[1]
 
 
@@ -50,16 +51,17 @@ def members(temp: Path) -> dict[int, str]:
             continue
         for var in environ.split(b"\0"):
             if var.startswith(prefix):
-                found[int(entry)] = var[len(prefix) :].decode()
+                found[int(entry)] = var[len(prefix) :].decode(errors="replace")
     return found
 
 
 def title(pid: int) -> str:
     """A process's title: Ray names a busy worker `ray::<its task or actor>`."""
     try:
-        return Path("/proc", str(pid), "cmdline").read_bytes().split(b"\0")[0].decode()
+        cmdline = Path("/proc", str(pid), "cmdline").read_bytes()
     except OSError:
         return ""
+    return cmdline.split(b"\0")[0].decode(errors="replace")
 
 
 class Cluster:
