@@ -260,6 +260,18 @@ def check_consistent(index: Path, expected: int) -> None:
     assert leftovers == []
 
 
+def catalog_by_hash(index: Path) -> tuple[dict, dict]:
+    """({path: its record}, {content hash: vector}) of an index: what two builds of the same
+    files must agree on, whatever content ids each assigned (Ray commits in any order)."""
+    from indexer.store.catalog import Catalog
+
+    cat = Catalog(index, readonly=True)
+    records = {r["path"]: r for r in cat.records()}
+    ids, vecs = cat.all_vectors()
+    hashes = {r["content_id"]: r["hash"] for r in records.values()}
+    return records, {hashes[i]: v for i, v in zip(ids.tolist(), vecs, strict=True)}
+
+
 def names(report, tier: str) -> list[set[str]]:
     """The file names of each group of `tier` in a dedup report."""
     return [{Path(m["path"]).name for m in g.members} for g in report.groups if g.tier == tier]

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import CORPUS_CONTENTS, clustered
+from conftest import CORPUS_CONTENTS, catalog_by_hash, clustered
 
 from indexer.build import build
 from indexer.store.catalog import Catalog
@@ -22,22 +22,14 @@ def local_ray():
     ray.shutdown()
 
 
-def by_hash(index) -> tuple[dict, dict]:
-    cat = Catalog(index, readonly=True)
-    records = {r["path"]: r for r in cat.records()}
-    ids, vecs = cat.all_vectors()
-    hashes = {r["content_id"]: r["hash"] for r in records.values()}
-    return records, {hashes[i]: v for i, v in zip(ids.tolist(), vecs, strict=True)}
-
-
 def test_ray_engine_matches_local_engine(photos, settings):
     local = build([photos], settings)
     on_ray = replace(settings, index=settings.index.parent / "ray-index", engine="ray")
     remote = build([photos], on_ray)
     for key in ("new", "failed", "embedded", "images", "vectors"):
         assert getattr(local, key) == getattr(remote, key)
-    rec_a, vec_a = by_hash(settings.index)
-    rec_b, vec_b = by_hash(on_ray.index)
+    rec_a, vec_a = catalog_by_hash(settings.index)
+    rec_b, vec_b = catalog_by_hash(on_ray.index)
     strip = ("content_id", "mtime_ns")
     assert {p: {k: v for k, v in r.items() if k not in strip} for p, r in rec_a.items()} == {
         p: {k: v for k, v in r.items() if k not in strip} for p, r in rec_b.items()

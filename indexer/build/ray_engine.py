@@ -8,6 +8,7 @@ Results stream back in batches, committed one by one.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,7 +17,11 @@ import torch
 
 from indexer import imaging
 from indexer.build.pipeline import DecodedBatch, DecodeJob, EncodedBatch, decode_one
-from indexer.errors import RayUnavailableError
+from indexer.encoder.checkpoints import first_line
+from indexer.errors import RayUnavailableError, SettingsError
+
+PROBE_SECONDS = 5.0  # a head's GCS port answers at once; ray.init alone retries for minutes
+ADDRESS_FORMS = "HOST:PORT (the head's ray start --port, 6379 by default), ray://HOST:PORT or auto"
 
 
 def _decode_batch(batch: dict[str, np.ndarray], options: imaging.DecodeOptions) -> dict:
@@ -86,19 +91,10 @@ def encode_batches_ray(
     address: str | None = None,
 ) -> Iterator[EncodedBatch]:
     """Same contract as `pipeline.encode_batches`, computed on Ray (results in any order)."""
-    try:
-        import ray
-    except ImportError:
-        raise RayUnavailableError(
-            "the Ray engine needs Ray: pip install 'photo-index[ray]'"
-        ) from None
+    _import_ray()
     if not jobs:
         return
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        except Exception as exc:  # connection errors vary by Ray version
-            raise RayUnavailableError(f"cannot start or reach Ray at {address}: {exc}") from None
+    ray = connect(address)
     cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = actors or max(1, cluster_gpus)
     items = [
@@ -112,11 +108,15 @@ def encode_batches_ray(
         for j in jobs
     ]
     ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // batch_size, 64)))
+    # Each decode task reserves the memory one decode may hold, so a node runs no more decodes
+    # than fit; resources unlike the actors' also keep Ray Data from fusing decode into the
+    # encoder actors (fused, a cluster without GPUs would decode on one CPU in all).
     ds = ds.map_batches(
         _decode_batch,
         fn_kwargs={"options": options},
         batch_size=batch_size,
         batch_format="numpy",
+        memory=int(options.max_decode_mb * 2**20),
     )
     ds = ds.map_batches(
         _EncoderActor,
@@ -128,6 +128,76 @@ def encode_batches_ray(
     )
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         yield _to_encoded(batch)
+
+
+def connect(address: str | None) -> Any:
+    """The `ray` module, joined once per process to the cluster at `address` (None: a new
+    local one). A malformed or unreachable address fails in one line within seconds."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    if address:
+        _probe(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:  # connection and authentication errors vary by Ray version
+        where = f" at {address}" if address else ""
+        raise RayUnavailableError(f"cannot start or reach Ray{where}: {_reason(exc)}") from None
+    return ray
+
+
+def _reason(exc: BaseException) -> str:
+    """Ray's first line, or what to do when the cluster refused us for want of its token (the
+    first line then only says the connection failed)."""
+    causes, cause = [], exc
+    while cause is not None and len(causes) < 5:
+        causes.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if any("InvalidAuthToken" in text for text in causes):
+        return (
+            "the cluster wants its authentication token: set RAY_AUTH_MODE=token and "
+            "RAY_AUTH_TOKEN (or ~/.ray/auth_token) here as on its nodes"
+        )
+    return first_line(exc)
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a `HOST:PORT` or `ray://HOST:PORT` address, None for `auto` / `local`;
+    SettingsError for anything else (ray.init would misread it or wait on it)."""
+    if address in ("auto", "local"):
+        return None
+    scheme, sep, rest = address.partition("://")
+    host, _, port = (rest if sep else address).rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if (sep and scheme != "ray") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(f"--ray-address {address!r}: use {ADDRESS_FORMS}")
+    return host, int(port)
+
+
+def _probe(address: str) -> None:
+    """Refuse an address where nothing answers, before Ray retries it for minutes."""
+    target = split_address(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        flag = "--ray-client-server-port" if address.startswith("ray://") else "--port"
+        raise RayUnavailableError(
+            f"cannot reach the Ray cluster at {address}: {reason.lower()} "
+            f"(is `ray start --head {flag} {target[1]}` running there?)"
+        ) from None
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RayUnavailableError(
+            "the Ray engine needs Ray: pip install 'photo-index[ray]'"
+        ) from None
+    return ray
 
 
 def ray_map(fn: Any, args: list) -> list:

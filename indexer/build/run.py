@@ -53,10 +53,15 @@ def build(
     see, or too many gone at once, stay indexed (summary.warnings) unless `prune`.
 
     Raises SettingsError (an option out of range, before anything is touched), BuildError (bad
-    roots, other encoder), IndexBusyError (another writer), or, on Ctrl-C or SIGTERM,
+    roots, other encoder), IndexBusyError (another writer), RayUnavailableError (a named Ray
+    cluster that cannot be reached, before anything is touched), or, on Ctrl-C or SIGTERM,
     `interrupts.Interrupted` with the summary as `.result` once the work is saved.
     """
     settings.validate()
+    if settings.engine == "ray" and settings.ray_address:  # a named cluster: reach it first
+        from indexer.build.ray_engine import connect
+
+        connect(settings.ray_address)
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
     if typo := unknown_root(settings.index, roots):  # not an unmounted drive
         raise BuildError(f"{typo}: no such file or folder")
