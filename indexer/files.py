@@ -262,7 +262,7 @@ def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) ->
     if suffix in kinds.SIDECAR_SUFFIXES:
         result.skip(kinds.SIDECAR)
         return
-    if suffix in kinds.RAW_SUFFIXES and not raw.AVAILABLE:  # counted, with the install hint
+    if suffix in kinds.RAW_SUFFIXES and not raw.available():  # counted, with the install hint
         result.skip(kinds.RAW)
         return
     try:

@@ -8,6 +8,7 @@ Without rawpy (the `[raw]` extra) RAW files are skipped at scan time (kinds.RAW)
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -20,14 +21,6 @@ from PIL import Image
 
 from indexer import exif as exif_meta
 from indexer.kinds import RAW_SUFFIXES
-
-try:  # optional: the [raw] extra
-    import rawpy
-
-    AVAILABLE = True
-except ImportError:  # pragma: no cover - depends on the installed extras
-    rawpy = None
-    AVAILABLE = False
 
 # rawpy warns in every forked decode worker: LibRaw's OpenMP pool (its own libgomp) can deadlock
 # in a child forked while the parent's pool runs. A build's parent never decodes a RAW while it
@@ -72,6 +65,21 @@ class RawPicture:
     camera: str | None
 
 
+@functools.cache
+def _rawpy() -> Any:
+    """rawpy (the [raw] extra), imported on the first RAW file, or None when not installed."""
+    try:
+        import rawpy
+    except ImportError:
+        return None
+    return rawpy
+
+
+def available() -> bool:
+    """Can RAW files be decoded here (is rawpy installed)?"""
+    return _rawpy() is not None
+
+
 def is_raw(name: str | os.PathLike[str]) -> bool:
     """Does this file name say RAW (by suffix, case-insensitive)?"""
     return os.path.splitext(os.fspath(name))[1].lower() in RAW_SUFFIXES
@@ -90,6 +98,7 @@ class Limits:
 
 def decode(data: bytes, limits: Limits) -> RawPicture:
     """Decode a RAW file's bytes; RawError with LibRaw's reason when it cannot be used."""
+    rawpy = _rawpy()
     if rawpy is None:
         raise RawError("decode", f"a RAW file: {INSTALL_HINT} to index it")
     try:
@@ -105,7 +114,8 @@ def decode(data: bytes, limits: Limits) -> RawPicture:
                 _check_demosaic(sizes, limits)
                 rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
                 image, source = Image.fromarray(np.ascontiguousarray(rgb), "RGB"), DEMOSAIC
-            stamp = raw.other.timestamp
+            # LibRaw's date unpacks the whole mosaic first: read only once it is unpacked
+            stamp = raw.other.timestamp if source == DEMOSAIC else None
     except RawError:
         raise
     except rawpy.LibRawError as exc:
@@ -128,6 +138,7 @@ def _words(exc: BaseException) -> str:
 def _preview(raw: Any, limits: Limits) -> tuple[Image.Image | None, Image.Exif | None]:
     """The embedded preview, loaded, when it is big enough to stand for the picture (else
     None), and the EXIF LibRaw wrote into it (date and camera, for RAWs that are not TIFF)."""
+    rawpy = _rawpy()
     try:
         thumb = raw.extract_thumb()
     except rawpy.LibRawError:  # no preview, or one LibRaw cannot hand over
