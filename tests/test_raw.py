@@ -3,6 +3,7 @@ sensor's size and the RAW's own date and camera; RAW+JPEG pairs are one shot in 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from indexer import imaging, raw
 from indexer.dedup import DedupOptions, dedup
 from indexer.dedup.review import summarize
 from indexer.store.catalog import Catalog
+from indexer.thumbs import thumbnail_bytes
 
 pytest.importorskip("rawpy")
 
@@ -253,3 +255,36 @@ def test_without_rawpy_raw_files_are_skipped_with_the_install_hint(tmp_path):
     assert (summary["images"], summary["failed"], summary["skipped_kinds"]) == (1, 0, {"raw": 2})
     done = _cli("build", str(lib), "--index", str(tmp_path / "index"), env=env)
     assert "2 RAW files (pip install 'photo-index[raw]' to index them)" in done.stdout
+
+
+def test_thumbnails_show_raws_upright_like_any_picture(library):
+    """The UI and reports read thumbnails through the catalog: a RAW gets one, upright (the
+    portrait shape of the turned sensor image), and it is the RAW's picture."""
+    cat = Catalog(library["index"], readonly=True)
+    try:
+        recs = {Path(r["path"]).name: r for r in cat.records()}
+        for name, twin_name in (("IMG_0412.CR2", "IMG_0412.JPG"), ("DSC_0001.NEF", "dsc_0001.jpg")):
+            data = thumbnail_bytes(cat, recs[name]["content_id"], 128)
+            assert data is not None, name
+            thumb = Image.open(io.BytesIO(data))
+            assert thumb.format == "JPEG" and thumb.height == 128 and thumb.width < 128
+            twin, _ = imaging.open_image(library["lib"] / twin_name)
+            assert np.abs(_grey(thumb) - _grey(twin)).mean() < 8  # the same picture
+    finally:
+        cat.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (imaging.DecodeOptions(max_megapixels=0.05), "too many megapixels (320x240 = 0.1 MP > "),
+        (imaging.DecodeOptions(max_decode_mb=0.2), "MB of memory to demosaic (320x240 RAW) > "),
+    ],
+)
+def test_a_demosaic_over_the_limits_is_refused_before_it_runs(options, reason):
+    with pytest.raises(imaging.ImageError) as refused:
+        imaging.open_image(PATTERN, options)
+    assert refused.value.stage == "decode" and reason in refused.value.reason
+    # a preview big enough is used whatever the sensor's size: it is all that is decoded
+    _, meta = imaging.open_image(BIRD, imaging.DecodeOptions(max_megapixels=0.3))
+    assert meta.pixels_from == raw.PREVIEW and (meta.width, meta.height) == (576, 640)
