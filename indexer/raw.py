@@ -111,7 +111,7 @@ def decode(data: bytes, limits: Limits) -> RawPicture:
                 image = _upright(preview, orientation)
                 source = PREVIEW
             else:
-                _check_demosaic(sizes, limits)
+                _check_demosaic(sizes, len(data), limits)
                 rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
                 image, source = Image.fromarray(np.ascontiguousarray(rgb), "RGB"), DEMOSAIC
             # LibRaw's date unpacks the whole mosaic first: read only once it is unpacked
@@ -169,11 +169,11 @@ def _upright(img: Image.Image, orientation: int) -> Image.Image:
     return img if method is None else img.transpose(method)
 
 
-def _check_demosaic(sizes: Any, limits: Limits) -> None:
+def _check_demosaic(sizes: Any, file_bytes: int, limits: Limits) -> None:
     """Refuse a demosaic over the megapixel or memory limits before LibRaw unpacks anything.
 
-    Memory: the raw mosaic (2 bytes a photosite), LibRaw's half-size 4 x 16-bit image, and
-    the 8-bit RGB result and its Pillow copy.
+    Memory: the file's bytes (ours and LibRaw's buffer), the raw mosaic (2 bytes a photosite),
+    LibRaw's half-size 4 x 16-bit image, and the 8-bit RGB result and its Pillow copy.
     """
     w, h = int(sizes.width), int(sizes.height)
     mp = w * h / 1e6
@@ -184,7 +184,8 @@ def _check_demosaic(sizes: Any, limits: Limits) -> None:
             "raise it with --max-megapixels",
         )
     half = ((w + 1) // 2) * ((h + 1) // 2)
-    need = (int(sizes.raw_width) * int(sizes.raw_height) * 2 + half * (8 + 3 + 3)) / (1 << 20)
+    mosaic = int(sizes.raw_width) * int(sizes.raw_height) * 2
+    need = (2 * file_bytes + mosaic + half * (8 + 3 + 3)) / (1 << 20)
     if need > limits.max_decode_mb:
         raise RawError(
             "decode",
