@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURE_DIR, PHOTOS, TINY_BIRDER
+from conftest import APP, FIXTURE_DIR, PHOTOS, TINY_BIRDER
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from indexer import imaging, raw
 from indexer.dedup import DedupOptions, dedup
@@ -288,3 +289,18 @@ def test_a_demosaic_over_the_limits_is_refused_before_it_runs(options, reason):
     # a preview big enough is used whatever the sensor's size: it is all that is decoded
     _, meta = imaging.open_image(BIRD, imaging.DecodeOptions(max_megapixels=0.3))
     assert meta.pixels_from == raw.PREVIEW and (meta.width, meta.height) == (576, 640)
+
+
+def test_the_duplicates_page_shows_raw_thumbnails_and_marks_pairs(library, monkeypatch):
+    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(library["index"]))
+    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
+    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/duplicates.py").run()
+    assert not at.exception
+    texts = [m.value for m in at.markdown]
+    assert ":green-badge[KEEP] :blue-badge[RAW+JPEG pair] `DSC_0001.NEF`" in texts
+    assert ":gray-badge[duplicate] :blue-badge[RAW+JPEG pair] `dsc_0001.jpg`" in texts
+    shown = {p.stem for p in (library["index"] / "thumbs").rglob("*.jpg")}
+    recs = _records(library["index"])
+    assert {recs[n]["hash"] for n in ("IMG_0412.CR2", "DSC_0001.NEF")} <= shown  # drawn as any
