@@ -304,3 +304,13 @@ def test_the_duplicates_page_shows_raw_thumbnails_and_marks_pairs(library, monke
     shown = {p.stem for p in (library["index"] / "thumbs").rglob("*.jpg")}
     recs = _records(library["index"])
     assert {recs[n]["hash"] for n in ("IMG_0412.CR2", "DSC_0001.NEF")} <= shown  # drawn as any
+
+
+def test_index_dedup_says_which_groups_are_one_shot(library):
+    done = _cli("dedup", "--index", str(library["index"]))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if "DSC_0001.NEF  [" in line) - 1
+    assert lines[head].endswith(", one RAW+JPEG shot (a pair, nothing to clean up)")
+    assert lines[head + 2].endswith("dsc_0001.jpg  (RAW+JPEG pair: left in place)")
+    assert any(line.endswith("IMG_0412-edit.jpg") for line in lines)  # a copy to clean up
