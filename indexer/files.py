@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from indexer import kinds
+from indexer import kinds, raw
 from indexer.atomic import atomic_path
 
 HASH_NAME = "blake2b-256"  # content_hash's algorithm, pinned in the catalog (meta content_hash)
@@ -261,6 +261,9 @@ def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) ->
         return
     if suffix in kinds.SIDECAR_SUFFIXES:
         result.skip(kinds.SIDECAR)
+        return
+    if suffix in kinds.RAW_SUFFIXES and not raw.available():  # counted, with the install hint
+        result.skip(kinds.RAW)
         return
     try:
         with open_regular(entry.path, buffering=0) as fh:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from indexer import files
+from indexer import exif as exif_meta
+from indexer import files, raw
 
 try:  # optional: HEIC/HEIF/AVIF support
     import pillow_heif
@@ -92,6 +92,7 @@ class ImageMeta:
     format: str
     taken_at: str | None = None
     camera: str | None = None
+    pixels_from: str | None = None  # RAW files: "preview" or "demosaic" (indexer.raw)
 
 
 _READ_ERRORS = {
@@ -122,6 +123,8 @@ def open_image(
     (default: the path, or "<upload>").
     """
     name = name or ("<upload>" if isinstance(source, bytes) else str(source))
+    if raw.is_raw(name):
+        return _open_raw(source, options, options.draft_to if draft_to is None else draft_to, name)
     try:
         with _opened(source) as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -162,6 +165,29 @@ def open_image(
     # Displayed size of the full-resolution picture (draft may have decoded it smaller).
     meta.width, meta.height = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     return img, meta
+
+
+def _open_raw(
+    source: str | Path | bytes, options: DecodeOptions, draft_to: int | None, name: str
+) -> tuple[Image.Image, ImageMeta]:
+    """A RAW camera file through LibRaw (indexer.raw): its preview or a half-size demosaic,
+    upright; the size is the sensor image's, the format the RAW's suffix (DNG, CR2, NEF...)."""
+    limits = raw.Limits(2 * IMAGE_SIZE, options.max_megapixels, options.max_decode_mb, draft_to)
+    try:
+        if isinstance(source, bytes):
+            pic = raw.decode(source, limits)
+        else:
+            with files.open_regular(source) as fh:
+                pic = raw.decode(fh.read(), limits)
+    except raw.RawError as exc:
+        raise ImageError(name, exc.stage, exc.reason) from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError, files.NotRegularFileError) as e:
+        raise ImageError(name, "read", _READ_ERRORS.get(type(e), e.strerror)) from None
+    except OSError as exc:
+        raise ImageError(name, "read", f"cannot read: {exc.strerror or exc}") from None
+    fmt = Path(name).suffix.lstrip(".").upper()
+    meta = ImageMeta(pic.width, pic.height, fmt, pic.taken_at, pic.camera, pic.pixels_from)
+    return pic.image, meta
 
 
 def decode_bytes(mode: str, size: tuple[int, int], transparency: bool = False) -> int:
@@ -344,12 +370,7 @@ def thumbnail(img: Image.Image, size: int = 256) -> Image.Image:
     return thumb
 
 
-_EXIF_IFD = 0x8769
 _ORIENTATION = 274
-_DATETIME_ORIGINAL = 36867
-_DATETIME = 306
-_MAKE = 271
-_MODEL = 272
 
 
 def _read_meta(img: Image.Image, fmt: str) -> ImageMeta:
@@ -359,28 +380,5 @@ def _read_meta(img: Image.Image, fmt: str) -> ImageMeta:
         exif = img.getexif()
     except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
         return meta
-    if not exif:
-        return meta
-    try:
-        sub = exif.get_ifd(_EXIF_IFD)
-    except Exception:  # noqa: BLE001
-        sub = {}
-    meta.taken_at = _parse_exif_date(sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME))
-    make = str(exif.get(_MAKE) or "").strip("\x00 ").strip()
-    model = str(exif.get(_MODEL) or "").strip("\x00 ").strip()
-    if model and make and model.lower().startswith(make.lower().split()[0]):
-        make = ""
-    meta.camera = " ".join(p for p in (make, model) if p) or None
+    meta.taken_at, meta.camera = exif_meta.taken_and_camera(exif)
     return meta
-
-
-def _parse_exif_date(value: object) -> str | None:
-    if not value:
-        return None
-    text = str(value).strip("\x00 ").strip()
-    for pattern in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d"):
-        try:
-            return datetime.strptime(text[:19], pattern).isoformat()
-        except ValueError:
-            continue
-    return None

@@ -14,6 +14,8 @@ VIDEO, AUDIO, DOCUMENT, SIDECAR, ARCHIVE, OTHER = (
 # What the walk skips besides files: hidden or excluded names, FIFOs/sockets/devices, and
 # folders reached a second time through a symlink.
 HIDDEN, SPECIAL, LOOP = "hidden", "special", "loop"
+# A RAW camera file while rawpy (the [raw] extra) is not installed: skipped, with a hint.
+RAW = "raw"
 
 _SUFFIXES = {
     VIDEO: ".mp4 .m4v .mov .qt .avi .mkv .webm .mts .m2ts .3gp .3g2 .wmv .asf .flv .f4v "
@@ -28,11 +30,14 @@ _SUFFIXES = {
 # registers, which include .pdf and .mpg that it can only write, not decode as photos)
 SUFFIX_KINDS: dict[str, str] = {s: k for k, text in _SUFFIXES.items() for s in text.split()}
 SIDECAR_SUFFIXES = frozenset(s for s, k in SUFFIX_KINDS.items() if k == SIDECAR)
-# Pictures PIL may not decode: they claim to be pictures, so a failure is ledgered.
-PICTURE_SUFFIXES = frozenset(
-    ".heic .heif .avif .jxl .dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .orf .rw2 .raf .pef "
-    ".srw .x3f .3fr .iiq .erf .kdc .mrw .raw".split()
+# RAW camera files: decoded by LibRaw (indexer.raw), never by Pillow (which would read a
+# DNG's or a NEF's small first page as the picture).
+RAW_SUFFIXES = frozenset(
+    ".cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .dng .rwl .srw .3fr .iiq .x3f "
+    ".erf .mef .mos .kdc .dcr .mrw .raw".split()
 )
+# Pictures PIL may not decode: they claim to be pictures, so a failure is ledgered.
+PICTURE_SUFFIXES = frozenset(".heic .heif .avif .jxl".split()) | RAW_SUFFIXES
 
 _FTYP_AUDIO = frozenset({b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "})
 _FTYP_VIDEO = frozenset(
@@ -101,6 +106,10 @@ _NOUNS = {
     HIDDEN: ("hidden or excluded name", "hidden or excluded names"),
     SPECIAL: ("special file", "special files"),
     LOOP: ("folder seen twice", "folders seen twice"),
+    RAW: (
+        "RAW file (pip install 'photo-index[raw]' to index it)",
+        "RAW files (pip install 'photo-index[raw]' to index them)",
+    ),
 }
 
 

@@ -60,6 +60,7 @@ class CatalogWrites:
                 format=meta.format,
                 taken_at=meta.taken_at,
                 camera=meta.camera,
+                pixels_from=meta.pixels_from,
                 phash=decoded.phashes[i],
                 vector=np.ascontiguousarray(batch.vectors[i], dtype=np.float32).tobytes(),
                 embedded_at=now,

@@ -42,8 +42,9 @@ def _decode_batch(batch: dict[str, np.ndarray], options: imaging.DecodeOptions) 
         meta = res.get("meta")
         out["meta"].append(
             [meta.width, meta.height, meta.format, meta.taken_at or "", meta.camera or ""]
+            + [meta.pixels_from or ""]
             if ok
-            else [0, 0, "", "", ""]
+            else [0, 0, "", "", "", ""]
         )
         out["phash"].append(res.get("phash") or 0)  # 0: no hash (never an informative one)
         out["error"].append("\t".join(res["error"]) if not ok else "")
@@ -225,10 +226,12 @@ def _to_encoded(batch: dict[str, Any]) -> EncodedBatch:
     rows = []
     for i, key in enumerate(batch["key"]):
         if bool(batch["ok"][i]):
-            w, h, fmt, taken, camera = batch["meta"][i]
+            w, h, fmt, taken, camera, pixels_from = batch["meta"][i]
             decoded.keys.append(str(key))
             decoded.metas.append(
-                imaging.ImageMeta(int(w), int(h), str(fmt), taken or None, camera or None)
+                imaging.ImageMeta(
+                    int(w), int(h), str(fmt), taken or None, camera or None, pixels_from or None
+                )
             )
             decoded.phashes.append(int(batch["phash"][i]) or None)
             decoded.digests.append(str(batch["digest"][i]) or None)

@@ -127,14 +127,16 @@ def summary(report: Report) -> str:
             lines.append(f"== {tier}: {describe_threshold(tier, g.threshold)} ==")
         contains = f", contains #{', #'.join(map(str, g.contains))}" if g.contains else ""
         resolved = f", resolved ({g.decision})" if g.resolved else ""
+        shot = ", one RAW+JPEG shot (a pair, nothing to clean up)" if g.relation == "pair" else ""
         lines.append(
             f"#{g.id}: {len(g.members)} files, similarity {g.min_score:.4f}-{g.max_score:.4f}"
-            f"{contains}{resolved}"
+            f"{contains}{resolved}{shot}"
         )
         lines.append(f"  keep    {g.keep}  [{g.reason}]")
         for m in g.members:
             if m["path"] != g.keep:
-                lines.append(f"  {m['score']:.4f}  {m['path']}")
+                pair = "  (RAW+JPEG pair: left in place)" if m.get("pair") else ""
+                lines.append(f"  {m['score']:.4f}  {m['path']}{pair}")
     counts = report.as_dict()["counts"]
     shown = [f"{n} {t}" for t, n in counts.items() if t != "similar" or report.thresholds.get(t)]
     lines.append(f"{len(report.groups)} groups: {', '.join(shown)} ({report.seconds:.2f} s)")

@@ -17,7 +17,9 @@ from indexer.dedup.review import summarize, threshold_words
 from indexer.files import human_size
 
 THUMB_GROUPS = 2000  # groups with inlined thumbnails (measured sizes: docs/benchmarks.md)
-FIELDS = ("path", "size", "width", "height", "format", "taken_at", "score", "protected", "thumb")
+FIELDS = (
+    "path", "size", "width", "height", "format", "taken_at", "score", "protected", "pair", "thumb",
+)  # fmt: skip
 
 _CSS = """
 body{font:14px system-ui,sans-serif;margin:1.5em;background:#f6f6f6;color:#222}
@@ -61,6 +63,7 @@ function member(g,m){const kept=m[P.path]===g[2];
   i.alt=m[P.path].split('/').pop();d.append(i);}
  else d.append(el('div','nopreview',t===-1?'no preview (see note)':'no preview'));
  d.append(el('span',kept?'badge keep':'badge dup',kept?'KEEP':'duplicate'));
+ if(m[P.pair])d.append(' ',el('span','badge protected','RAW+JPEG pair'));
  if(m[P.protected])d.append(' ',el('span','badge protected','protected'));
  d.append(el('br'),el('code',null,m[P.path]),el('br'),
   document.createTextNode(m[P.width]+'×'+m[P.height]+' · '+m[P.format]+' · '+size(m[P.size])),

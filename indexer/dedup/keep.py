@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from indexer.dedup.signals import DEFAULT_SIGNALS, Criterion, GroupContext, Member, pixels
+from indexer.dedup.signals import (
+    DEFAULT_SIGNALS,
+    RAW_FIRST,
+    Criterion,
+    GroupContext,
+    Member,
+    pixels,
+)
 from indexer.errors import UserError
 
 DEFAULT_KEEP = "camera,pixels,taken,copy-names,file-time,original-format,size"
@@ -176,10 +183,11 @@ def decide_keep(
 ) -> Choice:
     """The member to keep, why, and the deciding signal.
 
-    Preferred folders come first, in the order given, then the rule's criteria; each keeps the
-    best candidates (measured signals within their margin). Ties left go to the first path.
+    A RAW file comes first (signals.RAW_FIRST), then preferred folders, in the order given,
+    then the rule's criteria; each keeps the best candidates (measured signals within their
+    margin). Ties left go to the first path.
     """
-    criteria = [_preferred(prefer), *parse_rule(rule)]
+    criteria = [RAW_FIRST, _preferred(prefer), *parse_rule(rule)]
     candidates = sorted(members, key=lambda m: m["path"])
     if len(candidates) == 1:
         return Choice(candidates[0], "only member", "only")

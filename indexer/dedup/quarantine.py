@@ -68,6 +68,9 @@ def plan(report: dict[str, Any], name: str, tiers: Iterable[str]) -> dict[str, A
         "protected": sorted(
             {_b64(m["path"]) for g in report["groups"] for m in g["members"] if m.get("protected")}
         ),
+        "pairs": sorted(
+            {_b64(m["path"]) for g in report["groups"] for m in g["members"] if m.get("pair")}
+        ),
     }
 
 
@@ -97,9 +100,11 @@ exact and near-identical by default; near-duplicate only when --tiers names it. 
 deletes and never overwrites, and refuses a DEST inside the indexed folders. Without --apply
 it only prints what it would do, one line per file naming its tier and the kept copy.
 A file is skipped when it vanished or changed (size or modification time) since the report,
-when it lies in a protected (--prefer) folder, or when its group's kept copy is missing.
+when it lies in a protected (--prefer) folder, when it is half of a RAW+JPEG pair (unless
+--include-pairs), or when its group's kept copy is missing.
 
-    python3 THIS_SCRIPT [--apply] [--tiers exact,near-identical[,near-duplicate]] [DEST]
+    python3 THIS_SCRIPT [--apply] [--tiers exact,near-identical[,near-duplicate]]
+                        [--include-pairs] [DEST]
     python3 THIS_SCRIPT --restore [--apply] [DEST]     (moves quarantined files back)
 
 DEST defaults to a folder beside ROOT; --help prints ROOT and DEST. The plan is the base64
@@ -130,6 +135,7 @@ def load_plan():
     data["root"], data["dest"] = raw(data["root"]), raw(data["dest"])
     data["roots"] = [raw(r) for r in data.get("roots", [])]
     data["protected"] = {raw(p) for p in data["protected"]}
+    data["pairs"] = {raw(p) for p in data.get("pairs", [])}
     return data
 
 
@@ -208,6 +214,11 @@ def parse(argv, data):
         help="groups to act on (default %(default)s; near-duplicate only when named)",
     )
     parser.add_argument("--restore", action="store_true", help="move quarantined files back")
+    parser.add_argument(
+        "--include-pairs",
+        action="store_true",
+        help="also move halves of RAW+JPEG pairs (default: a pair is one shot, left alone)",
+    )
     args = parser.parse_args(argv)
     args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
     unknown = [t for t in args.tiers if t not in ORDER]
@@ -222,6 +233,8 @@ def check(member, g, data, dst, kept_ok):
     src = member[0]
     if src in data["protected"]:
         return "skip (protected folder):", src
+    if src in data["pairs"]:
+        return "skip (half of a RAW+JPEG pair; --include-pairs moves it):", src
     if not unchanged(*member):
         return "skip (missing or changed since the report):", src
     if g["id"] not in kept_ok:
@@ -246,6 +259,8 @@ def inside_roots(dest, roots):
 def main(argv):
     data = load_plan()
     args = parse(argv, data)
+    if args.include_pairs:
+        data["pairs"] = set()
     inside = None if args.restore else inside_roots(args.dest, data["roots"])
     if inside is not None:
         print(

@@ -22,7 +22,7 @@ class TierSummary:
     tier: str
     groups: int = 0
     files: int = 0
-    duplicates: int = 0  # non-kept members: what a quarantine of this tier would move
+    duplicates: int = 0  # non-kept members but pair halves: what a quarantine would move
     reclaim: int = 0  # their bytes
 
 
@@ -41,7 +41,7 @@ def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
         line.groups += 1
         for m in _get(g, "members"):
             line.files += 1
-            if m["path"] != keep:
+            if m["path"] != keep and not m.get("pair"):  # a pair's half stays (pairs.py)
                 line.duplicates += 1
                 line.reclaim += int(m.get("size") or 0)
     return out

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from indexer.raw import is_raw
+
 Member = dict[str, Any]
 PIXEL_MARGIN = 0.01  # more pixels win only when more than 1 % more (a 1-px crop does not)
 FILE_TIME_MARGIN_S = 60  # file times closer than this are one copy operation, not an order
@@ -186,3 +188,11 @@ DEFAULT_SIGNALS: dict[str, Criterion] = {
         lambda k, r, _: f"original format ({_fmt_name(k)}; the others are re-encodes)",
     ),
 }
+
+
+# Before any rule (keep.decide_keep): a RAW is the camera's original, never the copy to move.
+RAW_FIRST = Criterion(
+    "raw",
+    lambda m, _: 0 if is_raw(m["path"]) else 1,
+    lambda k, r, _: f"the camera's RAW file ({_fmt_name(k)}); a RAW is never the copy to move",
+)

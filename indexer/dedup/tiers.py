@@ -20,6 +20,7 @@ import numpy as np
 from indexer.dedup.decisions import Decision, Rules
 from indexer.dedup.graph import Pairs, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, decide_keep, in_folders
+from indexer.dedup.pairs import DUPLICATES, find_pairs, relation
 from indexer.dedup.stars import popcount64, split_stars
 from indexer.devices import check_device
 from indexer.errors import SettingsError
@@ -44,6 +45,7 @@ MEMBER_FIELDS = (
     "score",
     "mtime_ns",
     "protected",
+    "pair",  # the other half of a RAW+JPEG pair (pairs.py), else None
 )
 
 
@@ -108,6 +110,7 @@ class Group:
     contains: list[int] = field(default_factory=list)
     measure: str = ""
     keep_signal: str = ""  # the deciding signal's short name (docs/dedup.md)
+    relation: str = DUPLICATES  # PAIR: only the halves of one RAW+JPEG shot (pairs.py)
     resolved: bool = False  # a decision (indexer.dedup.decisions) shaped this group
     decision: str | None = None  # "keep" | "distinct"
 
@@ -145,6 +148,7 @@ def find_groups(
     row_of = {int(c): i for i, c in enumerate(ids)}
     hashes = {r["hash"]: int(r["content_id"]) for r in records} if decisions else {}
     builder = _Builder(by_content, vecs, row_of, options, Rules(decisions or (), hashes))
+    builder.pairs = find_pairs(r["path"] for r in records)
 
     for cid, recs in sorted(by_content.items(), key=lambda kv: kv[1][0]["path"]):
         if len(recs) > 1:
@@ -202,6 +206,7 @@ class _Builder:
         self._order: dict[int, int] = {}  # unit → place by the keep rule, for large pieces
         self._rule = (options.keep, options.prefer)
         self.rules = rules or Rules()
+        self.pairs: dict[str, str] = {}  # RAW+JPEG pairs: each half → the other (pairs.py)
 
     def exact(self, cid: int) -> None:
         if cid in self.rules.copies:  # `index decide distinct` on copies: all of them wanted
@@ -334,6 +339,7 @@ class _Builder:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
             m["protected"] = m["protected"] or self.rules.protects(m, kept)
+            m["pair"] = self.pairs.get(m["path"])
         group = Group(
             id=len(self.groups) + 1,
             tier=tier,
@@ -346,6 +352,7 @@ class _Builder:
             contains=contains,
             measure=MEASURES[tier],
             keep_signal=signal,
+            relation=relation(members),
             resolved=decision is not None,
             decision=decision,
         )

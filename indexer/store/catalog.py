@@ -61,6 +61,7 @@ class Content(Base):
     vector: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedded_at: Mapped[float | None] = mapped_column(Float)
     orphaned_at: Mapped[float | None] = mapped_column(Float)  # last path gone: a tombstone
+    pixels_from: Mapped[str | None] = mapped_column(String)  # RAW: "preview" | "demosaic"
 
 
 class File(Base):
@@ -149,7 +150,17 @@ def m003_decisions(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE UNIQUE INDEX ix_decisions_kind_hashes ON decisions(kind, hashes)")
 
 
-MIGRATIONS: list[schema.Migration] = [m001_initial, m002_tombstones, m003_decisions]
+def m004_raw_pixels_from(conn: sqlite3.Connection) -> None:
+    """RAW files: which pixels were embedded, the preview JPEG or a demosaic (indexer.raw)."""
+    conn.execute("ALTER TABLE contents ADD COLUMN pixels_from TEXT")
+
+
+MIGRATIONS: list[schema.Migration] = [
+    m001_initial,
+    m002_tombstones,
+    m003_decisions,
+    m004_raw_pixels_from,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)
 
@@ -347,6 +358,7 @@ class Catalog:
                 Content.taken_at,
                 Content.camera,
                 Content.phash,
+                Content.pixels_from,
             )
             .join(Content, Content.id == File.content_id)
             .order_by(File.path)

@@ -167,6 +167,8 @@ def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
                         st.image(data, width="stretch")
                     kept = m["path"] == group.keep
                     mark = ":green-badge[KEEP]" if kept else ":gray-badge[duplicate]"
+                    if m.get("pair"):  # one shot with its RAW/JPEG twin (indexer.dedup.pairs)
+                        mark += " :blue-badge[RAW+JPEG pair]"
                     st.markdown(f"{mark} {code(os.path.basename(m['path']))}")
                     st.caption(f"{m['score']:.4f} · {describe(m)}")
                     member_actions(loaded, view, group, m, members.index(m))
