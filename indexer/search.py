@@ -82,10 +82,13 @@ class Searcher:
         self._text_encoder: Any = None
         self._index: Any = None
         self._stamp: tuple[float, int] | None = None
+        self._milvus: Any = None
         self.lagging = False
 
     def close(self) -> None:
         self.catalog.close()
+        if self._milvus is not None:
+            self._milvus.close()
 
     # -- loading ---------------------------------------------------------------------------
     @property
@@ -182,6 +185,8 @@ class Searcher:
     ) -> list[Hit]:
         """Nearest pictures to a vector: one hit per path, best first, at most `k`."""
         _check_k(k)
+        if self.settings.milvus:
+            return self._search_milvus(vector, k, filters)
         index = self.index
         if index.ntotal == 0:
             return []
@@ -208,30 +213,60 @@ class Searcher:
             raise SearchError(f"no indexed picture with id {content_id}")
         return self.search_vector(vector, k, filters)
 
+    @property
+    def milvus(self) -> Any:
+        """The Milvus collection answering instead of the FAISS file (`settings.milvus`)."""
+        if self._milvus is None:
+            from indexer.milvus.query import MilvusIndex
+
+            meta = self.catalog.all_meta()
+            self._milvus = MilvusIndex(self.settings.milvus, self.settings.milvus_collection, meta)
+            self.lagging = self._milvus.lagging
+        return self._milvus
+
+    def _search_milvus(self, vector: np.ndarray, k: int, filters: Filters | None) -> list[Hit]:
+        """As the FAISS search, from Milvus: filters pushed down, then checked on each path."""
+        want = k
+        while True:
+            found, records, exhausted = self.milvus.search(vector, want * 2 + 8, filters)
+            hits = _hits(found, records, filters)
+            if len(hits) >= k or exhausted:
+                return hits[:k]
+            want *= 4
+
     def _join(self, found: list[tuple[float, int]], filters: Filters | None) -> list[Hit]:
         records: dict[int, list[dict[str, Any]]] = {}
         for rec in self.catalog.records([i for _, i in found]):
             records.setdefault(rec["content_id"], []).append(rec)
-        hits: list[Hit] = []
-        for score, cid in found:
-            for rec in records.get(cid, []):  # ids deleted since the save are dropped
-                if filters and not filters.accepts(rec):
-                    continue
-                hits.append(
-                    Hit(
-                        rank=len(hits) + 1,
-                        score=round(score, 6),
-                        id=cid,
-                        path=rec["path"],
-                        size=rec["size"],
-                        width=rec["width"],
-                        height=rec["height"],
-                        format=rec["format"],
-                        taken_at=rec["taken_at"],
-                        camera=rec["camera"],
-                    )
+        return _hits(found, records, filters)
+
+
+def _hits(
+    found: list[tuple[float, int]],
+    records: dict[int, list[dict[str, Any]]],
+    filters: Filters | None,
+) -> list[Hit]:
+    """One hit per path of each found content, best first, that the filters accept."""
+    hits: list[Hit] = []
+    for score, cid in found:
+        for rec in records.get(cid, []):  # ids deleted since the save are dropped
+            if filters and not filters.accepts(rec):
+                continue
+            hits.append(
+                Hit(
+                    rank=len(hits) + 1,
+                    score=round(score, 6),
+                    id=cid,
+                    path=rec["path"],
+                    size=rec["size"],
+                    width=rec["width"],
+                    height=rec["height"],
+                    format=rec["format"],
+                    taken_at=rec["taken_at"],
+                    camera=rec["camera"],
                 )
-        return hits
+            )
+    return hits
 
 
 def _check_k(k: int) -> None:

@@ -27,6 +27,7 @@ from indexer.cli.common import (
 )
 from indexer.cli.decide import decide_app
 from indexer.cli.dedup import dedup_command
+from indexer.cli.milvus import CollectionOpt, MilvusOpt, MilvusUriOpt, export_milvus_command
 from indexer.cli.serve import serve_command
 from indexer.settings import Settings
 from indexer.text import printable
@@ -73,6 +74,8 @@ def search(
     paths_only: Annotated[
         bool, typer.Option("--paths-only", help="Print one path per line.")
     ] = False,
+    milvus: MilvusOpt = None,
+    collection: CollectionOpt = None,
 ) -> None:
     """Nearest neighbours of an image, or pictures matching words: rank, score, path."""
     from indexer.search import is_image_query
@@ -84,8 +87,9 @@ def search(
     if image and len(query) > 1:
         fail("--image: give one picture")
     settings = Settings.from_env(
-        index=index, weights=weights, device=device, text_weights=text_weights
-    )
+        index=index, weights=weights, device=device, text_weights=text_weights, milvus=milvus,
+        milvus_collection=collection,
+    )  # fmt: skip
     words = " ".join(query) if as_text else None
     hits = run(lambda: run_search(Path(query[0]), settings, k=k, text=words), settings.index)
     if as_json:
@@ -202,15 +206,26 @@ def embed(
 
 @app.command("export")
 def export_cmd(
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (.parquet)")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (.parquet)")
+    ] = None,
     index: IndexOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="parquet")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="parquet | milvus")] = "parquet",
+    uri: MilvusUriOpt = None,
+    collection: CollectionOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Export id, path, content hash, vector and metadata for a distributed vector store."""
+    """Export id, path, content hash, vector and metadata for a distributed vector store;
+    `--format milvus` keeps a Milvus collection in sync (only what changed travels)."""
     from indexer.store.export import ExportError, export_parquet
 
+    if fmt == "milvus":
+        export_milvus_command(index, uri, collection, as_json)
+        return
     if fmt != "parquet":
-        fail(f"unknown export format {fmt!r}: use parquet")
+        fail(f"unknown export format {fmt!r}: use parquet or milvus")
+    if output is None:
+        fail("--format parquet needs --output FILE")
     settings = Settings.from_env(index=index)
     try:
         rows = run(lambda: export_parquet(settings.index, output), settings.index)

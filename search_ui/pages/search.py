@@ -227,7 +227,9 @@ def main() -> None:
             st.caption(f"{view.images} pictures indexed. Drop one here or pick one to search.")
         return
     show_query(loaded, st.session_state[state.QUERY])
-    if loaded.searcher.lagging:
+    if loaded.searcher.lagging and loaded.settings.milvus:
+        st.caption("The Milvus collection lags the catalog: run `index export --format milvus`.")
+    elif loaded.searcher.lagging:
         st.caption("The FAISS file lagged the catalog; it was caught up in memory.")
     show_grid(loaded, hits)
 
