@@ -101,10 +101,32 @@ def connect(uri: str, collection: str) -> Any:
             "Milvus needs pymilvus and milvus-lite: pip install 'photo-index[milvus]'"
         ) from None
     # pymilvus logs failed calls with their arguments; we say what failed in one line instead
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
-    target = uri if _SERVER.match(uri) else str(Path(uri).expanduser().absolute())
-    with failures(uri):
-        return MilvusClient(uri=target, token=os.environ.get(TOKEN_ENV, ""), timeout=TIMEOUT)
+    for name in ("pymilvus", "milvus_lite"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    if _SERVER.match(uri):
+        with failures(uri):
+            return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""), timeout=TIMEOUT)
+    try:
+        with failures(uri):
+            return MilvusClient(uri=str(Path(uri).expanduser().absolute()), timeout=TIMEOUT)
+    except MilvusError as exc:  # Milvus Lite: one process at a time holds the file
+        raise MilvusError(
+            f"{exc}: is another process using it? A Milvus Lite file serves one process at a "
+            "time; use a Milvus server to share a collection"
+        ) from None
+
+
+def close(client: Any, uri: str) -> None:
+    """Close the client; for a Milvus Lite file also stop its in-process server, which holds the
+    file's lock until then (so another process, say an export, can open it)."""
+    client.close()
+    if _SERVER.match(uri):
+        return
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # another milvus-lite: it lets go at exit
+        return
+    server_manager_instance.release_server(str(Path(uri).expanduser().absolute()))
 
 
 def pin_of(meta: dict[str, Any]) -> tuple[str, int]:

@@ -67,7 +67,7 @@ class MilvusIndex:
         try:
             props = mc.open_collection(self.client, uri, collection, pin, dim, create=False)
         except BaseException:
-            self.client.close()
+            mc.close(self.client, uri)
             raise
         # the collection lags the catalog: a sync is running, was cut short, or is due
         self.lagging = props.get(mc.GENERATION) != str(meta.get("generation", 0)) or not props.get(
@@ -75,7 +75,7 @@ class MilvusIndex:
         )
 
     def close(self) -> None:
-        self.client.close()
+        mc.close(self.client, self.uri)
 
     def search(
         self, vector: np.ndarray, fetch: int, filters: Any

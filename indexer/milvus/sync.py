@@ -159,7 +159,7 @@ def export_milvus(
                     synced=target if complete else "", generation=str(generation),
                 )  # fmt: skip
         finally:
-            client.close()
+            mc.close(client, uri)
     finally:
         cat.close()
     return {
