@@ -29,8 +29,10 @@ TIMEOUT = 30.0  # seconds per call to a server
 # complete sync sent ("" while a sync runs: a killed one leaves it empty, so the next one scans);
 # the catalog generation that sync saw
 PIN, SYNCED, GENERATION = "photo_index.encoder", "photo_index.synced", "photo_index.generation"
-FOLDER_KEYS = 4096  # Milvus's largest array; a content with more ancestor folders gets ["*"]
 PATHS_BYTES = 65_535  # Milvus's longest VARCHAR: the JSON list of a content's paths
+# the keys of a content's folders, " k1 k2 … " (matched with LIKE, which Milvus Lite evaluates
+# fast, unlike ARRAY_CONTAINS); a content with more ancestor folders than fit gets " * "
+FOLDER_KEYS = PATHS_BYTES // 33 - 1
 OUTPUT_FIELDS = ["paths", "size", "width", "height", "format", "taken_at", "camera"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _SERVER = re.compile(r"(https?|tcp|grpcs?)://", re.IGNORECASE)
@@ -157,7 +159,7 @@ def open_collection(client: Any, uri: str, name: str, pin: str, dim: int, create
                     f"no collection {name} at {shown(uri)}: run "
                     "`index export --format milvus --uri URI` first"
                 )
-            _create(client, name, pin, dim)
+            _create(client, uri, name, pin, dim)
         info = client.describe_collection(name)
         if PIN in (info.get("properties") or {}):
             client.load_collection(name)  # searches and queries need it in memory
@@ -178,7 +180,7 @@ def open_collection(client: Any, uri: str, name: str, pin: str, dim: int, create
     return props
 
 
-def _create(client: Any, name: str, pin: str, dim: int) -> None:
+def _create(client: Any, uri: str, name: str, pin: str, dim: int) -> None:
     """The collection: id, vector (metric IP), digest, content hash, paths and filter fields."""
     from pymilvus import DataType, MilvusClient
 
@@ -188,20 +190,16 @@ def _create(client: Any, name: str, pin: str, dim: int) -> None:
     schema.add_field("digest", DataType.VARCHAR, max_length=64)
     schema.add_field("hash", DataType.VARCHAR, max_length=256)
     schema.add_field("paths", DataType.VARCHAR, max_length=PATHS_BYTES)
-    schema.add_field(
-        "folders",
-        DataType.ARRAY,
-        element_type=DataType.VARCHAR,
-        max_capacity=FOLDER_KEYS,
-        max_length=32,
-    )
+    schema.add_field("folders", DataType.VARCHAR, max_length=PATHS_BYTES)
     schema.add_field("size", DataType.INT64)
     for field in ("width", "height"):
         schema.add_field(field, DataType.INT64, nullable=True)
     for field, length in (("format", 64), ("taken_at", 64), ("camera", 1024)):
         schema.add_field(field, DataType.VARCHAR, max_length=length, nullable=True)
     index = client.prepare_index_params()
-    index.add_index("vector", index_type="AUTOINDEX", metric_type="IP")
+    # Milvus Lite: exact search (its HNSW drops matches under a narrow filter); a server: its own
+    kind = "AUTOINDEX" if _SERVER.match(uri) else "FLAT"
+    index.add_index("vector", index_type=kind, metric_type="IP")
     client.create_collection(
         name,
         schema=schema,

@@ -32,7 +32,7 @@ def expression(filters: Any) -> str:
         root = os.path.abspath(filters.folder).rstrip(os.sep)
         if root:  # the root folder holds every path
             key = folder_key(root)
-            parts.append(f'(ARRAY_CONTAINS(folders, "{key}") or ARRAY_CONTAINS(folders, "*"))')
+            parts.append(f'(folders like "% {key} %" or folders == " * ")')
     if filters.date_from:
         parts.append(f'taken_at >= "{_date(filters.date_from, "from")}"')
     if filters.date_to:

@@ -66,15 +66,16 @@ def folder_key(folder: str) -> str:
     return hashlib.blake2b(os.fsencode(folder), digest_size=16).hexdigest()
 
 
-def folder_keys(paths: Sequence[str]) -> list[str]:
-    """Keys of every folder above each path (but /): `folder=X` is ARRAY_CONTAINS(folders, key)."""
+def folder_keys(paths: Sequence[str]) -> str:
+    """Keys of every folder above each path (but /), as " k1 k2 … ": `folder=X` is then
+    `folders like "% key %"` (hex keys: nothing to escape); " * " when too many to keep."""
     keys: set[str] = set()
     for path in paths:
         parent = os.path.dirname(path)
         while parent and parent != os.path.dirname(parent):
             keys.add(folder_key(parent))
             parent = os.path.dirname(parent)
-    return sorted(keys) if len(keys) <= mc.FOLDER_KEYS else ["*"]
+    return f" {' '.join(sorted(keys)) if len(keys) <= mc.FOLDER_KEYS else '*'} "
 
 
 def _utf8(value: Any) -> Any:
