@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -103,11 +104,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         rows = run(args, Path(tmp))
-    width = max(len(k) for k in rows)
     for key, value in rows.items():
-        print(f"{key:<{width}}  {value}")
+        print(f"{key:<52}  {value}")
     if args.json:
         print(json.dumps(rows))
+
+
+class Rows(dict):
+    """The figures, each also said on stderr as soon as it is measured (a long run shows life)."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        super().__setitem__(key, value)
+        print(f"{key:<52}  {value}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
@@ -115,7 +123,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     x, extra = x[: args.n], x[args.n :]
     start = time.perf_counter()
     settings = make_catalog(tmp / "index", x)
-    rows: dict[str, object] = {"vectors": f"{args.n} x {args.dim}"}
+    rows = Rows(vectors=f"{args.n} x {args.dim}")
     rows["catalog + FAISS build (s)"] = round(time.perf_counter() - start, 1)
     uri = args.uri or str(tmp / "bench.milvus.db")
     rows["milvus"] = "Milvus Lite (local file)" if args.uri is None else "server"
@@ -130,13 +138,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     queries = x[np.random.default_rng(1).choice(args.n, args.queries, replace=False)]
     queries = queries + 0.05 * np.random.default_rng(2).standard_normal(queries.shape, np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    rows.update(compare(settings, uri, queries))
+    compare(settings, uri, queries, rows)
     return rows
 
 
-def compare(settings: Settings, uri: str, queries: np.ndarray) -> dict[str, object]:
+def compare(settings: Settings, uri: str, queries: np.ndarray, rows: dict) -> None:
     """Latency of both searchers, and their top-10 overlap with each other and exact search."""
-    rows: dict[str, object] = {}
     local = Searcher(settings)
     remote = Searcher(replace(settings, milvus=uri, milvus_collection="bench"))
     try:
@@ -161,7 +168,6 @@ def compare(settings: Settings, uri: str, queries: np.ndarray) -> dict[str, obje
     finally:
         local.close()
         remote.close()
-    return rows
 
 
 if __name__ == "__main__":

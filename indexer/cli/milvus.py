@@ -4,6 +4,7 @@ point search and serve at a Milvus collection. The token is read from MILVUS_TOK
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from indexer.cli.common import fail, run
+from indexer.interrupts import raising_on, signum_of
 from indexer.settings import Settings
 
 MilvusOpt = Annotated[
@@ -62,6 +64,7 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def export_milvus_command(
@@ -75,10 +78,17 @@ def export_milvus_command(
     settings = Settings.from_env(index=index, milvus_collection=collection)
     bar = _Bar(enabled=not as_json)
     try:
-        done = run(
-            lambda: export_milvus(settings.index, uri, settings.milvus_collection, progress=bar),
-            settings.index,
-        )
+        with raising_on([signal.SIGTERM]):
+            done = run(
+                lambda: export_milvus(
+                    settings.index, uri, settings.milvus_collection, progress=bar
+                ),
+                settings.index,
+            )
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: what was sent stays sent
+        bar.close()
+        typer.echo("interrupted: run the same `index export` again to send the rest", err=True)
+        raise typer.Exit(128 + signum_of(exc)) from None
     finally:
         bar.close()
     if as_json:
