@@ -75,6 +75,7 @@ def change_one_percent(index: Path, n: int, new: np.ndarray, seed: int = 3) -> i
         s.execute(insert(Content), [_content(i, new[i - n], now) for i in added])
         s.execute(insert(File), [_file(i, now) for i in added])
         Catalog.bump_generation(s)
+    sync.sync_index(cat, Settings.from_env(env={}, index=index, device="cpu"))  # as a build does
     cat.close()
     return 2 * len(new)
 
