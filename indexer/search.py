@@ -24,6 +24,7 @@ from indexer.settings import Settings
 from indexer.store import sync
 from indexer.store.catalog import Catalog
 from indexer.store.home import require_content
+from indexer.text import printable
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Hit:
         return asdict(self)
 
 
+DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}([T ][0-9:.]{1,15})?)?)?")  # a taken_at prefix
+
+
 @dataclass
 class Filters:
     """Optional result filters: folder prefix, EXIF date range (ISO strings), file size."""
@@ -54,6 +58,13 @@ class Filters:
     date_to: str | None = None
     min_size: int | None = None
     max_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("from", self.date_from), ("to", self.date_to)):
+            if value and not DATE.fullmatch(str(value)):
+                raise SearchError(
+                    f"date {name} {printable(str(value))!r}: use YYYY, YYYY-MM or YYYY-MM-DD"
+                )
 
     def accepts(self, rec: dict[str, Any]) -> bool:
         if self.folder:

@@ -298,13 +298,23 @@ def test_cli_search_json_is_the_same_from_milvus(synced):
     settings, photos, uri = synced
     query = PHOTOS / "flat" / "cat.jpg"
     base = ("search", query, "--index", settings.index, "--weights", TINY_BIRDER, "--json")
-    local = invoke(*base, "--device", "cpu", "-k", "7")
-    remote = invoke(*base, "--device", "cpu", "-k", "7", "--milvus", uri)
-    assert local.exit_code == remote.exit_code == 0, remote.output
-    want, got = json.loads(local.stdout), json.loads(remote.stdout)
-    assert len(got) == 7
-    assert [(h["path"], h["id"]) for h in got] == [(h["path"], h["id"]) for h in want]
-    assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-5)
+    for where in (
+        ("-k", "7"),
+        ("-k", "4", "--folder", photos / "nested", "--min-size", "25000", "--max-size", "40000"),
+        ("-k", "10", "--taken-from", "2020", "--taken-to", "2021-12"),
+    ):
+        local = invoke(*base, "--device", "cpu", *where)
+        remote = invoke(*base, "--device", "cpu", *where, "--milvus", uri)
+        assert local.exit_code == remote.exit_code == 0, remote.output
+        want, got = json.loads(local.stdout), json.loads(remote.stdout)
+        assert len(got) == int(where[1]) or where[-1] == "2021-12"
+        assert [(h["path"], h["id"]) for h in got] == [(h["path"], h["id"]) for h in want]
+        assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], abs=1e-5)
+    dated = sorted(p.name for p in (photos / "dated").glob("*.jpg"))
+    assert sorted(Path(h["path"]).name for h in got) == dated[1:3]  # taken in 2020 and 2021
+    for bad in ("2020-13-01x", 'x" or 1==1'):
+        refused = invoke(*base, "--taken-from", bad, "--milvus", uri)
+        assert refused.exit_code == 1 and "use YYYY, YYYY-MM or YYYY-MM-DD" in refused.stderr
 
 
 def test_serve_points_the_app_at_milvus(synced, tiny_encoder):

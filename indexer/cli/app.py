@@ -27,6 +27,7 @@ from indexer.cli.common import (
 )
 from indexer.cli.decide import decide_app
 from indexer.cli.dedup import dedup_command
+from indexer.cli.filters import FolderOpt, MaxSizeOpt, MinSizeOpt, TakenFromOpt, TakenToOpt
 from indexer.cli.milvus import CollectionOpt, MilvusOpt, MilvusUriOpt, export_milvus_command
 from indexer.cli.serve import serve_command
 from indexer.settings import Settings
@@ -74,11 +75,16 @@ def search(
     paths_only: Annotated[
         bool, typer.Option("--paths-only", help="Print one path per line.")
     ] = False,
+    folder: FolderOpt = None,
+    taken_from: TakenFromOpt = None,
+    taken_to: TakenToOpt = None,
+    min_size: MinSizeOpt = None,
+    max_size: MaxSizeOpt = None,
     milvus: MilvusOpt = None,
     collection: CollectionOpt = None,
 ) -> None:
     """Nearest neighbours of an image, or pictures matching words: rank, score, path."""
-    from indexer.search import is_image_query
+    from indexer.search import Filters, is_image_query
     from indexer.search import search as run_search
 
     if text and image:
@@ -91,7 +97,8 @@ def search(
         milvus_collection=collection,
     )  # fmt: skip
     words = " ".join(query) if as_text else None
-    hits = run(lambda: run_search(Path(query[0]), settings, k=k, text=words), settings.index)
+    where = run(lambda: Filters(folder and str(folder), taken_from, taken_to, min_size, max_size))
+    hits = run(lambda: run_search(Path(query[0]), settings, k, where, text=words), settings.index)
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return

@@ -16,6 +16,7 @@ from indexer.milvus import client as mc
 from indexer.milvus.sync import folder_key
 
 TOPK_MAX = 16_384  # the most neighbours one Milvus search returns
+# a date pasted into an expression: digits and -:T. only (search.Filters checks it too)
 _DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}([T ][0-9:.]{1,15})?)?)?")
 
 
