@@ -105,6 +105,10 @@ def library(tmp_path, tiny_encoder) -> tuple[Path, Path, Path]:
 
 
 def test_export_then_again_moves_nothing(library):
+    from indexer.search import Searcher
+    from indexer.settings import Settings
+    from indexer.store.catalog import Catalog
+
     photos, index, uri = library
     first = _export(index, uri)
     n = len(_catalog(index))
@@ -113,6 +117,18 @@ def test_export_then_again_moves_nothing(library):
     again = _export(index, uri)
     assert (again["upserted"], again["deleted"], again["unchanged"]) == (0, 0, n)
     assert again["generation"] == first["generation"]
+    cat = Catalog(index)
+    with cat.session() as s:  # what `verify --repair` does after rebuilding the FAISS file
+        Catalog.bump_generation(s)
+    cat.close()
+    bumped = _export(index, uri)
+    assert (bumped["upserted"], bumped["generation"]) == (0, first["generation"] + 1)
+    searcher = Searcher(Settings.from_env(env={}, index=index, milvus=str(uri)))
+    try:
+        assert searcher.milvus.collection == "photos"  # opened: not behind the catalog
+        assert not searcher.lagging
+    finally:
+        searcher.close()
 
 
 def test_sync_sends_only_what_changed(library, tiny_encoder):
@@ -342,3 +358,26 @@ def test_missing_collection_says_how_to_make_it(synced):
                   "--weights", TINY_BIRDER, "--milvus", uri, "--collection", "nope")  # fmt: skip
     assert proc.exit_code == 1
     assert "no collection nope" in proc.stderr and "index export --format milvus" in proc.stderr
+
+
+def test_ui_answers_from_milvus(synced, monkeypatch):
+    """The search page (as `index serve --milvus` starts it) shows what it shows locally."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import APP
+
+    settings, photos, uri = synced
+    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(settings.index))
+    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
+    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+    shown = []
+    for milvus in ("", str(uri)):
+        monkeypatch.setenv("PHOTO_INDEX_MILVUS", milvus)
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.session_state["upload_bytes"] = (PHOTOS / "flat" / "cat.jpg").read_bytes()
+        at.run()
+        assert not at.exception and not at.error
+        shown.append([m.value for m in at.markdown if m.value.startswith("**#")])
+        said = [c.value for c in at.caption if c.value.startswith("Answered from Milvus")]
+        assert len(said) == bool(milvus)
+    assert len(shown[1]) == 12 and shown[1] == shown[0]

@@ -152,6 +152,8 @@ def export_milvus(
             props = mc.open_collection(client, uri, collection, pin, dim, create=True)
             if props.get(mc.SYNCED) == target:
                 sent, gone = [], []
+                if props.get(mc.GENERATION) != str(generation):  # a build that changed nothing
+                    mc.set_properties(client, uri, collection, generation=str(generation))
             else:
                 sent, gone, missing = _send(cat, client, uri, collection, entries, batch, progress)
                 complete = cat.generation() == generation and not missing
