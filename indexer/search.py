@@ -9,6 +9,7 @@ the index when a build has saved a new one.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from indexer.settings import Settings
 from indexer.store import sync
 from indexer.store.catalog import Catalog
 from indexer.store.home import require_content
+from indexer.text import printable
 
 
 @dataclass
@@ -47,6 +49,9 @@ class Hit:
         return asdict(self)
 
 
+DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}([T ][0-9:.]{1,15})?)?)?")  # a taken_at prefix
+
+
 @dataclass
 class Filters:
     """Optional result filters: folder prefix, EXIF date range (ISO strings), file size."""
@@ -56,6 +61,13 @@ class Filters:
     date_to: str | None = None
     min_size: int | None = None
     max_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("from", self.date_from), ("to", self.date_to)):
+            if value and not DATE.fullmatch(str(value)):
+                raise SearchError(
+                    f"date {name} {printable(str(value))!r}: use YYYY, YYYY-MM or YYYY-MM-DD"
+                )
 
     def accepts(self, rec: dict[str, Any]) -> bool:
         if self.folder:
@@ -84,10 +96,13 @@ class Searcher:
         self._text_encoder: Any = None
         self._index: Any = None
         self._stamp: tuple[float, int] | None = None
+        self._milvus: Any = None
         self.lagging = False
 
     def close(self) -> None:
         self.catalog.close()
+        if self._milvus is not None:
+            self._milvus.close()
 
     # -- loading ---------------------------------------------------------------------------
     @property
@@ -212,6 +227,8 @@ class Searcher:
     ) -> list[Hit]:
         """Nearest pictures to a vector: one hit per path, best first, at most `k`."""
         _check_k(k)
+        if self.settings.milvus:
+            return self._search_milvus(vector, k, filters)
         index = self.index
         if index.ntotal == 0:
             return []
@@ -239,30 +256,60 @@ class Searcher:
             raise SearchError(f"no indexed picture with id {content_id}")
         return self.search_vector(vector, k, filters)
 
+    @property
+    def milvus(self) -> Any:
+        """The Milvus collection answering instead of the FAISS file (`settings.milvus`)."""
+        if self._milvus is None:
+            from indexer.milvus.query import MilvusIndex
+
+            meta = self.catalog.all_meta()
+            self._milvus = MilvusIndex(self.settings.milvus, self.settings.milvus_collection, meta)
+            self.lagging = self._milvus.lagging
+        return self._milvus
+
+    def _search_milvus(self, vector: np.ndarray, k: int, filters: Filters | None) -> list[Hit]:
+        """As the FAISS search, from Milvus: filters pushed down, then checked on each path."""
+        want = k
+        while True:
+            found, records, exhausted = self.milvus.search(vector, want * 2 + 8, filters)
+            hits = _hits(found, records, filters)
+            if len(hits) >= k or exhausted:
+                return hits[:k]
+            want *= 4
+
     def _join(self, found: list[tuple[float, int]], filters: Filters | None) -> list[Hit]:
         records: dict[int, list[dict[str, Any]]] = {}
         for rec in self.catalog.records([i for _, i in found]):
             records.setdefault(rec["content_id"], []).append(rec)
-        hits: list[Hit] = []
-        for score, cid in found:
-            for rec in records.get(cid, []):  # ids deleted since the save are dropped
-                if filters and not filters.accepts(rec):
-                    continue
-                hits.append(
-                    Hit(
-                        rank=len(hits) + 1,
-                        score=round(score, 6),
-                        id=cid,
-                        path=rec["path"],
-                        size=rec["size"],
-                        width=rec["width"],
-                        height=rec["height"],
-                        format=rec["format"],
-                        taken_at=rec["taken_at"],
-                        camera=rec["camera"],
-                    )
+        return _hits(found, records, filters)
+
+
+def _hits(
+    found: list[tuple[float, int]],
+    records: dict[int, list[dict[str, Any]]],
+    filters: Filters | None,
+) -> list[Hit]:
+    """One hit per path of each found content, best first, that the filters accept."""
+    hits: list[Hit] = []
+    for score, cid in found:
+        for rec in records.get(cid, []):  # ids deleted since the save are dropped
+            if filters and not filters.accepts(rec):
+                continue
+            hits.append(
+                Hit(
+                    rank=len(hits) + 1,
+                    score=round(score, 6),
+                    id=cid,
+                    path=rec["path"],
+                    size=rec["size"],
+                    width=rec["width"],
+                    height=rec["height"],
+                    format=rec["format"],
+                    taken_at=rec["taken_at"],
+                    camera=rec["camera"],
                 )
-        return hits
+            )
+    return hits
 
 
 def _check_k(k: int) -> None:

@@ -1,8 +1,9 @@
 """Paths and defaults in one place: CLI flags > environment variables > these defaults.
 
 Every face (CLI, UI, benches) builds a `Settings` with `Settings.from_env(**flags)` and passes
-it down explicitly. The one other reader of the environment is the weights download
-(encoder/weights.py), which honours Hugging Face's own HF_HUB_OFFLINE like huggingface_hub.
+it down explicitly. The other readers of the environment are the weights download
+(encoder/weights.py), which honours Hugging Face's own HF_HUB_OFFLINE like huggingface_hub, and
+the Milvus connection (milvus/client.py), which takes its token only from MILVUS_TOKEN.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class Settings:
     ray_address: str | None = None  # None = start a local Ray instance
     ray_actors: int = 0  # encoder actors; 0 = one per GPU in the cluster, else 1
     tombstone_days: float = 30.0  # keep the vectors of files gone from every path this long
+    milvus: str | None = None  # search a Milvus collection (Lite .db file or http://host:port)
+    milvus_collection: str = "photos"  # ... this one, kept in sync by `index export`
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **flags: object) -> Settings:

@@ -161,6 +161,8 @@ def open_index() -> tuple[Loaded, CatalogView] | None:
         settings.dtype,
         settings.max_megapixels,
         settings.max_decode_mb,
+        settings.milvus,  # `index serve --milvus URI`: answers from that collection
+        settings.milvus_collection,
         stamp[0][:2],  # device and inode: a replaced catalog file gets a fresh Searcher
     )
     try:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,3 +84,22 @@ def test_dedup_ui_bench_runs(tmp_path):
     cells = [c.strip().replace(",", "") for c in row.strip("|").split("|")]
     assert len(cells) == 8 and cells[1] == "122"  # 45 exact groups of 2–3 files, 5 pairs
     assert all(float(c) > 0 for c in cells)
+
+
+def test_milvus_bench_runs(tmp_path):
+    """bench/milvus.py end to end on a small catalog and Milvus Lite: every figure is printed."""
+    pytest.importorskip("milvus_lite", reason="needs milvus-lite: pip install '.[milvus]'")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "milvus.py"), "--n", "1000", "--queries", "10"]
+        + ["--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT / "bench",
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for figure in ("export rate (vectors/s)", "re-export, nothing changed", "Milvus", "overlap"):
+        assert figure in proc.stdout
+    overlap = next(x for x in proc.stdout.splitlines() if x.startswith("top-10 overlap"))
+    assert float(overlap.split()[-1]) >= 0.9

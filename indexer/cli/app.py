@@ -27,6 +27,8 @@ from indexer.cli.common import (
 )
 from indexer.cli.decide import decide_app
 from indexer.cli.dedup import dedup_command
+from indexer.cli.filters import FolderOpt, MaxSizeOpt, MinSizeOpt, TakenFromOpt, TakenToOpt
+from indexer.cli.milvus import CollectionOpt, MilvusOpt, MilvusUriOpt, export_milvus_command
 from indexer.cli.serve import serve_command
 from indexer.settings import Settings
 from indexer.text import printable
@@ -84,10 +86,18 @@ def search(
     paths_only: Annotated[
         bool, typer.Option("--paths-only", help="Print one path per line.")
     ] = False,
+    folder: FolderOpt = None,
+    taken_from: TakenFromOpt = None,
+    taken_to: TakenToOpt = None,
+    min_size: MinSizeOpt = None,
+    max_size: MaxSizeOpt = None,
+    milvus: MilvusOpt = None,
+    collection: CollectionOpt = None,
 ) -> None:
     """Nearest neighbours of images and/or words, added (+) and subtracted (--minus): rank,
     score, path."""
     from indexer.query import parse_words
+    from indexer.search import Filters
     from indexer.search import search as run_search
 
     if text and image:
@@ -95,9 +105,11 @@ def search(
     force = "text" if text else "image" if image else None
     plus, less = run(lambda: parse_words(query or [], minus or [], force))
     settings = Settings.from_env(
-        index=index, weights=weights, device=device, text_weights=text_weights
-    )
-    hits = run(lambda: run_search(None, settings, k=k, terms=plus, minus=less), settings.index)
+        index=index, weights=weights, device=device, text_weights=text_weights, milvus=milvus,
+        milvus_collection=collection,
+    )  # fmt: skip
+    where = run(lambda: Filters(folder and str(folder), taken_from, taken_to, min_size, max_size))
+    hits = run(lambda: run_search(None, settings, k, where, terms=plus, minus=less), settings.index)
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
@@ -212,15 +224,26 @@ def embed(
 
 @app.command("export")
 def export_cmd(
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (.parquet)")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (.parquet)")
+    ] = None,
     index: IndexOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="parquet")] = "parquet",
+    fmt: Annotated[str, typer.Option("--format", help="parquet | milvus")] = "parquet",
+    uri: MilvusUriOpt = None,
+    collection: CollectionOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Export id, path, content hash, vector and metadata for a distributed vector store."""
+    """Export id, path, content hash, vector and metadata for a distributed vector store;
+    `--format milvus` keeps a Milvus collection in sync (only what changed travels)."""
     from indexer.store.export import ExportError, export_parquet
 
+    if fmt == "milvus":
+        export_milvus_command(index, uri, collection, as_json)
+        return
     if fmt != "parquet":
-        fail(f"unknown export format {fmt!r}: use parquet")
+        fail(f"unknown export format {fmt!r}: use parquet or milvus")
+    if output is None:
+        fail("--format parquet needs --output FILE")
     settings = Settings.from_env(index=index)
     try:
         rows = run(lambda: export_parquet(settings.index, output), settings.index)

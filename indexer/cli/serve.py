@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from indexer.cli.milvus import CollectionOpt, MilvusOpt
 from indexer.interrupts import run_child
 from indexer.settings import Settings
 from indexer.store.catalog import CATALOG_FILE
@@ -48,6 +49,9 @@ def serve_environment(settings: Settings) -> dict[str, str]:
                 str(weights.absolute()) if weights.exists() else str(weights)
             )
     env["PHOTO_INDEX_DEVICE"] = settings.device
+    if settings.milvus:  # the app answers from this collection (its token: MILVUS_TOKEN)
+        env["PHOTO_INDEX_MILVUS"] = settings.milvus
+        env["PHOTO_INDEX_MILVUS_COLLECTION"] = settings.milvus_collection
     return env
 
 
@@ -77,10 +81,17 @@ def serve_command(
     max_upload_mb: Annotated[
         int, typer.Option(help="Largest query image accepted, in MB.", min=1)
     ] = 20,
+    milvus: MilvusOpt = None,
+    collection: CollectionOpt = None,
 ) -> None:
     """Open the browser UI (search by image, duplicates, index status) on http://HOST:PORT."""
     settings = Settings.from_env(
-        index=index, weights=weights, text_weights=text_weights, device=device
+        index=index,
+        weights=weights,
+        text_weights=text_weights,
+        device=device,
+        milvus=milvus,
+        milvus_collection=collection,
     )
     env = serve_environment(settings)
     if not (settings.index / CATALOG_FILE).exists():

@@ -257,7 +257,15 @@ def main() -> None:
             )
         return
     show_query(loaded, st.session_state[state.QUERY])
-    if loaded.searcher.lagging:
+    milvus = loaded.settings.milvus
+    if milvus:
+        from indexer.milvus.client import shown  # a password in the URI is masked
+
+        where = f"collection {code(loaded.settings.milvus_collection)} at {code(shown(milvus))}"
+        st.caption(f"Answered from Milvus, {where}.")
+    if loaded.searcher.lagging and milvus:
+        st.caption("The Milvus collection lags the catalog: run `index export --format milvus`.")
+    elif loaded.searcher.lagging:
         st.caption("The FAISS file lagged the catalog; it was caught up in memory.")
     show_grid(loaded, hits)
 
