@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ class Searcher:
         self.catalog = Catalog(settings.index, readonly=True)
         self._encoder = encoder
         self._text_encoder: Any = None
+        self.text_note: str | None = None  # why the text tower could not be checked, if so
         self._index: Any = None
         self._stamp: tuple[float, int] | None = None
         self.lagging = False
@@ -110,16 +112,14 @@ class Searcher:
 
     @property
     def text_encoder(self) -> Any:
-        """The text tower, loaded once: from `text_weights`, else from the build's weights file
-        when it is a full CLIP; refused when its width is not the index's."""
+        """The text tower, loaded once: from `text_weights`, else the build's weights file when
+        it is a full CLIP, else the default download; refused when it is not the index's CLIP
+        (`check_text_source`), which may also leave a note in `text_note`."""
         if self._text_encoder is None:
-            encoder = _load_text_tower(self.settings, self.catalog.get_meta("weights_path"))
+            pinned = self.catalog.get_meta("encoder") or {}
             dim = int(self.catalog.get_meta("dim", 0))
-            if dim and encoder.dim != dim:
-                raise SearchError(
-                    f"the text tower projects to {encoder.dim} dimensions but the index at "
-                    f"{self.settings.index} holds {dim}: use the same CLIP as the build"
-                )
+            encoder = _load_text_tower(self.settings, self.catalog.get_meta("weights_path"), dim)
+            self.text_note = check_text_source(encoder, pinned, dim, self.settings.index)
             self._text_encoder = encoder
         return self._text_encoder
 
@@ -247,12 +247,14 @@ def is_image_query(query: str) -> bool:
     return not any(c.isspace() for c in query) and bool(re.search(r"[/\\]|\.\w+$", query))
 
 
-def _load_text_tower(settings: Settings, build_weights: str | None) -> Any:
-    """`settings.text_weights`, else the build's weights if that file has a text tower too."""
+def _load_text_tower(settings: Settings, build_weights: str | None, dim: int) -> Any:
+    """`settings.text_weights`, else the build's weights if that file has a text tower too,
+    else OpenAI's ViT-L/14 (downloaded once, sha256 checked) for an index of its width."""
+    from indexer.encoder import weights as hub
     from indexer.encoder.text_encoder import load_text_encoder
 
-    def load(path: str) -> Any:
-        return load_text_encoder(path, device=settings.device, dtype=settings.dtype)
+    def load(path: str | Path, sha256: str | None = None) -> Any:
+        return load_text_encoder(path, device=settings.device, dtype=settings.dtype, sha256=sha256)
 
     if settings.text_weights:
         return load(settings.text_weights)  # its own errors name the file
@@ -261,10 +263,50 @@ def _load_text_tower(settings: Settings, build_weights: str | None) -> Any:
             return load(build_weights)
         except CheckpointError:
             pass
+    if dim == hub.TEXT.dim:
+        return load(hub.default_weights(settings.cache_dir, spec=hub.TEXT), hub.TEXT.sha256)
     raise SearchError(
         "text search needs a CLIP text tower: pass --text-weights PATH (a full-CLIP checkpoint: "
-        "OpenAI ViT-L-14.pt, an open_clip state dict, or a Hugging Face CLIPModel folder)"
+        "OpenAI ViT-L-14.pt, an open_clip state dict, or a Hugging Face CLIPModel folder); "
+        f"the default, OpenAI's ViT-L/14, projects to {hub.TEXT.dim} dimensions and this index "
+        f"holds {dim}"
     )
+
+
+def check_text_source(encoder: Any, pinned: dict, dim: int, index: str | Path) -> str | None:
+    """SearchError when a text tower cannot be the CLIP whose image tower the index pinned:
+    another width, or another image projection beside it (fingerprint.py). None when it is
+    that CLIP; a note when it cannot be told (a text-only file, an index built before
+    fingerprints were recorded): the width matches, so it is used."""
+    from indexer.encoder import weights as hub
+    from indexer.encoder.fingerprint import same_projection
+
+    text = encoder.identity
+    if dim and text["dim"] != dim:
+        raise SearchError(
+            f"the text tower projects to {text['dim']} dimensions but the index at "
+            f"{index} holds {dim}: use the same CLIP as the build"
+        )
+    pair = (pinned.get("weights_sha256"), text.get("weights_sha256"))
+    if pair[0] == pair[1] or pair == (hub.IMAGE.sha256, hub.TEXT.sha256):
+        return None  # one full-CLIP file, or the pinned default image and text files
+    name = printable_path(os.fspath(encoder.weights_path or "the text weights"))
+    same = same_projection(pinned.get("image_fingerprint"), text.get("image_fingerprint"))
+    if same is False:
+        raise SearchError(
+            f"{name}: this text tower belongs to another CLIP than the index at {index} was "
+            f"built with (the image projection beside it is not that of the index's encoder, "
+            f"{pinned.get('architecture')}, weights {str(pinned.get('weights_sha256'))[:12]}): "
+            "pass --text-weights with the full CLIP of the build's image weights"
+        )
+    if same:
+        return None
+    why = (
+        "the file has no image tower to compare"
+        if text.get("image_fingerprint") is None
+        else "the index was built before encoder fingerprints were recorded; a build records it"
+    )
+    return f"{name}: not checked to be the CLIP the index was built with ({why}); its width matches"
 
 
 def _check_query_file(path: str | Path) -> None:
@@ -289,16 +331,21 @@ def search(
     filters: Filters | None = None,
     encoder: Any = None,
     text: str | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> list[Hit]:
     """One-shot query by image, or by `text` when it is given (loads the encoder and index,
     answers, closes). Options, the index and the query file are checked before the encoder loads.
+    `on_note` gets the text tower's note, if any (`Searcher.text_note`).
     """
     _check_k(k)
     searcher = Searcher(settings.validate(), encoder=encoder)
     try:
         require_content(searcher.catalog, needs=("vectors",))
         if text is not None:
-            return searcher.search_text(text, k, filters)
+            hits = searcher.search_text(text, k, filters)
+            if searcher.text_note and on_note:
+                on_note(searcher.text_note)
+            return hits
         return searcher.search_image(image, k, filters)
     finally:
         searcher.close()

@@ -63,7 +63,7 @@ def search(
             "--text-weights",
             help="Full-CLIP checkpoint for text queries (OpenAI ViT-L-14.pt, open_clip state "
             "dict, Hugging Face CLIPModel folder) [env PHOTO_INDEX_TEXT_WEIGHTS; default: the "
-            "build's weights]",
+            "build's weights if they hold a text tower, else OpenAI's ViT-L/14, downloaded once]",
         ),
     ] = None,
     index: IndexOpt = None,
@@ -87,7 +87,14 @@ def search(
         index=index, weights=weights, device=device, text_weights=text_weights
     )
     words = " ".join(query) if as_text else None
-    hits = run(lambda: run_search(Path(query[0]), settings, k=k, text=words), settings.index)
+
+    def note(message: str) -> None:
+        typer.echo(f"note: {printable(message)}", err=True)
+
+    hits = run(
+        lambda: run_search(Path(query[0]), settings, k=k, text=words, on_note=note),
+        settings.index,
+    )
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
