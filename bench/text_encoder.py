@@ -192,7 +192,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=TextConfig.layers)
     parser.add_argument("--width", type=int, default=TextConfig.width, help="also the projection")
     parser.add_argument("--n", type=int, default=100_000, help="vectors in the FAISS index")
-    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--queries", type=int, default=50, help="0: no latency part")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = parser.parse_args()
     if args.threads:
@@ -217,10 +217,11 @@ def main() -> None:
             encoders = {d: load_text_encoder(folder, args.device, d) for d in dtypes}
         throughput(encoders, hf, [int(b) for b in args.batch.split(",")], args.iters, args.device)
         del hf
-        index, what = ivf_index(args.n, cfg.proj_dim)
-        print(f"FAISS: {what}")
-        for dtype in dtypes:
-            query_latency(encoders[dtype], index, args.queries)
+        if args.queries:
+            index, what = ivf_index(args.n, cfg.proj_dim)
+            print(f"FAISS: {what}")
+            for dtype in dtypes:
+                query_latency(encoders[dtype], index, args.queries)
 
 
 if __name__ == "__main__":
