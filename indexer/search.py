@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from indexer import imaging
-from indexer.errors import CheckpointError, EncoderError, SearchError
+from indexer.errors import EncoderError, SearchError
 from indexer.pins import encoder_identity_changed
 from indexer.query import ImageLike, Term, check_query_file, check_terms, combine
 from indexer.query import is_image_query as is_image_query  # the CLI's test, kept here too
@@ -28,6 +28,7 @@ from indexer.store import sync
 from indexer.store.catalog import Catalog
 from indexer.store.home import require_content
 from indexer.text import printable
+from indexer.text_tower import check_text_source, load_text_tower
 
 
 @dataclass
@@ -94,6 +95,7 @@ class Searcher:
         self.catalog = Catalog(settings.index, readonly=True)
         self._encoder = encoder
         self._text_encoder: Any = None
+        self.text_note: str | None = None  # why the text tower could not be checked, if so
         self._index: Any = None
         self._stamp: tuple[float, int] | None = None
         self._milvus: Any = None
@@ -127,16 +129,14 @@ class Searcher:
 
     @property
     def text_encoder(self) -> Any:
-        """The text tower, loaded once: from `text_weights`, else from the build's weights file
-        when it is a full CLIP; refused when its width is not the index's."""
+        """The text tower, loaded once: from `text_weights`, else the build's weights file when
+        it is a full CLIP, else the default download; refused when it is not the index's CLIP
+        (`check_text_source`), which may also leave a note in `text_note`."""
         if self._text_encoder is None:
-            encoder = _load_text_tower(self.settings, self.catalog.get_meta("weights_path"))
+            pinned = self.catalog.get_meta("encoder") or {}
             dim = int(self.catalog.get_meta("dim", 0))
-            if dim and encoder.dim != dim:
-                raise SearchError(
-                    f"the text tower projects to {encoder.dim} dimensions but the index at "
-                    f"{self.settings.index} holds {dim}: use the same CLIP as the build"
-                )
+            encoder = load_text_tower(self.settings, self.catalog.get_meta("weights_path"), dim)
+            self.text_note = check_text_source(encoder, pinned, dim, self.settings.index)
             self._text_encoder = encoder
         return self._text_encoder
 
@@ -322,26 +322,6 @@ def _image_of(term: Term) -> ImageLike:
     return term.image
 
 
-def _load_text_tower(settings: Settings, build_weights: str | None) -> Any:
-    """`settings.text_weights`, else the build's weights if that file has a text tower too."""
-    from indexer.encoder.text_encoder import load_text_encoder
-
-    def load(path: str) -> Any:
-        return load_text_encoder(path, device=settings.device, dtype=settings.dtype)
-
-    if settings.text_weights:
-        return load(settings.text_weights)  # its own errors name the file
-    if build_weights and os.path.exists(build_weights):
-        try:
-            return load(build_weights)
-        except CheckpointError:
-            pass
-    raise SearchError(
-        "text search needs a CLIP text tower: pass --text-weights PATH (a full-CLIP checkpoint: "
-        "OpenAI ViT-L-14.pt, an open_clip state dict, or a Hugging Face CLIPModel folder)"
-    )
-
-
 def search(
     image: ImageLike | None,
     settings: Settings,
@@ -351,10 +331,12 @@ def search(
     text: str | None = None,
     terms: Sequence[Term] = (),
     minus: Sequence[Term] = (),
+    on_note: Callable[[str], None] | None = None,
 ) -> list[Hit]:
     """One-shot query (loads the encoders and index, answers, closes): `image`, `text` and
     `terms` are added, `minus` subtracted. Options, the query terms and the index are checked
-    before an encoder loads."""
+    before an encoder loads. `on_note` gets the text tower's note, if any (`Searcher.text_note`).
+    """
     _check_k(k)
     positives = [Term(image=image)] if image is not None else []
     positives += [Term(text=text)] if text is not None else []
@@ -364,6 +346,9 @@ def search(
     searcher = Searcher(settings, encoder=encoder)
     try:
         require_content(searcher.catalog, needs=("vectors",))
-        return searcher.search_terms(positives, minus, k, filters)
+        hits = searcher.search_terms(positives, minus, k, filters)
+        if searcher.text_note and on_note:
+            on_note(searcher.text_note)
+        return hits
     finally:
         searcher.close()

@@ -103,3 +103,28 @@ def test_milvus_bench_runs(tmp_path):
         assert figure in proc.stdout
     overlap = next(x for x in proc.stdout.splitlines() if x.startswith("top-10 overlap"))
     assert float(overlap.split()[-1]) >= 0.9
+
+
+def test_text_encoder_bench_runs(tmp_path):
+    """bench/text_encoder.py at a tiny size: both models agree, every figure is printed."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "text_encoder.py"), "--layers", "1"]
+        + ["--width", "64", "--batch", "1,4", "--iters", "1", "--n", "3000", "--queries", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    rows = [line.split() for line in lines if line.startswith(("fp32 ", "bf16 "))]
+    assert [r[:2] for r in rows] == [["fp32", "1"], ["bf16", "1"], ["fp32", "4"], ["bf16", "4"]]
+    assert all(float(r[3]) > 0 for r in rows)  # ours prompts/s
+    try:
+        import transformers  # noqa: F401 - the reference is in the [bench] extra
+    except ImportError:
+        return
+    for dtype, *_, diff in rows:  # max |ours - HF| of the normalized projections
+        assert float(diff) < (1e-5 if dtype == "fp32" else 2e-2)
+    assert sum("query latency" in line and "median" in line for line in lines) == 2

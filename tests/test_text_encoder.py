@@ -53,6 +53,18 @@ def test_layouts_give_the_reference_features(text_encoder, expected, padding):
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
+def test_one_prompt_at_a_time_gives_the_reference(text_encoder, expected):
+    """Alone, a prompt runs only up to its end-of-text token (not the batch's longest, not 77):
+    the same projections, whatever its length and padding."""
+    lengths = set()
+    for padding in ("input_ids", "input_ids_eot_padded"):
+        for i, ids in enumerate(expected[padding]):
+            got = text_encoder.encode_ids(ids[None])[0]
+            np.testing.assert_allclose(got, expected["projection_normalized"][i], atol=1e-4)
+            lengths.add(int(ids.argmax()) + 1)
+    assert min(lengths) <= 3 and max(lengths) == 77
+
+
 def test_prompt_with_text_after_the_first_eot_pools_at_the_first(text_encoder, expected):
     """Prompt 41 has ids after its first 49407: the pooled token is the first (argmax)."""
     ids = expected["input_ids"][41:42]
@@ -70,13 +82,15 @@ def test_image_text_cosines_match_the_reference(layout, text_encoder, expected):
     cosine = image @ text_encoder.encode_ids(expected["input_ids"]).T
     np.testing.assert_allclose(cosine, expected["image_text_cosine"], atol=1e-4, rtol=0)
     assert (cosine.argmax(1) == expected["image_text_cosine"].argmax(1)).all()
-    same = images.identity["weights_sha256"] == text_encoder.identity["weights_sha256"]
-    assert same and images.identity["dim"] == text_encoder.identity["dim"]
+    for key in ("weights_sha256", "dim", "image_fingerprint"):
+        assert images.identity[key] == text_encoder.identity[key]
 
 
 def test_identity_names_the_file_width_and_layout(layout, text_encoder):
     weights = OPEN_CLIP if layout == "open_clip" else HF / "model.safetensors"
-    assert text_encoder.identity == {
+    identity = dict(text_encoder.identity)
+    assert len(identity.pop("image_fingerprint")) == 16  # the image projection beside it
+    assert identity == {
         "weights_sha256": sha256_file(weights),
         "architecture": "clip-text w64 l2 h1 m256 c77 v49408 proj32",
         "dim": 32,

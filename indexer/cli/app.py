@@ -76,7 +76,7 @@ def search(
             "--text-weights",
             help="Full-CLIP checkpoint for text queries (OpenAI ViT-L-14.pt, open_clip state "
             "dict, Hugging Face CLIPModel folder) [env PHOTO_INDEX_TEXT_WEIGHTS; default: the "
-            "build's weights]",
+            "build's weights if they hold a text tower, else OpenAI's ViT-L/14, downloaded once]",
         ),
     ] = None,
     index: IndexOpt = None,
@@ -109,7 +109,14 @@ def search(
         milvus_collection=collection,
     )  # fmt: skip
     where = run(lambda: Filters(folder and str(folder), taken_from, taken_to, min_size, max_size))
-    hits = run(lambda: run_search(None, settings, k, where, terms=plus, minus=less), settings.index)
+
+    def note(message: str) -> None:
+        typer.echo(f"note: {printable(message)}", err=True)
+
+    hits = run(
+        lambda: run_search(None, settings, k, where, terms=plus, minus=less, on_note=note),
+        settings.index,
+    )
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return

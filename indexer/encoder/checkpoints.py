@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from indexer.encoder.fingerprint import projection_fingerprint
 from indexer.encoder.keymap import LAYOUTS, Plan, Tensors
 from indexer.encoder.model import ACTIVATIONS, CLIPVisionTower, ViTConfig
 from indexer.errors import CheckpointError
@@ -302,10 +303,12 @@ def build_model(ckpt: Checkpoint) -> CLIPVisionTower:
 
 
 def identity(ckpt: Checkpoint, sha256: str | None = None) -> dict:
-    """What an index pins: weights sha256 (hashed unless known), architecture, dim, layout."""
+    """What an index pins: weights sha256 (hashed unless known), architecture, dim, layout, and
+    the projection's fingerprint (a text tower is checked against it: fingerprint.py)."""
     return {
         "weights_sha256": sha256 or sha256_file(ckpt.file),
         "architecture": ckpt.cfg.architecture,
         "dim": ckpt.cfg.proj_dim,
         "layout": ckpt.layout,
+        "image_fingerprint": projection_fingerprint(ckpt.state["proj.weight"]),
     }

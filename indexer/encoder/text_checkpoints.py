@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from indexer.encoder.checkpoints import first_line, map_tensors, read_weights, state_dict_of
-from indexer.encoder.keymap import Plan, Tensors, hf_blocks, open_clip_blocks
+from indexer.encoder.fingerprint import projection_fingerprint
+from indexer.encoder.keymap import LAYOUTS, Plan, Tensors, hf_blocks, open_clip_blocks
 from indexer.encoder.model import ACTIVATIONS
 from indexer.encoder.text_model import CLIPTextTower, TextConfig
 from indexer.errors import CheckpointError
@@ -36,6 +37,7 @@ class TextCheckpoint:
     state: Tensors
     layout: str  # open_clip | torchscript | hf
     file: Path
+    image_fingerprint: list[float] | None = None  # of the file's image projection, if it has one
 
 
 def _open_clip_plan(n: int) -> Plan:
@@ -151,7 +153,17 @@ def load_text_checkpoint(path: str | Path) -> TextCheckpoint:
     state = map_tensors(plan, tensors, layout, file)
     cfg = _infer(state, n, hints, file)
     _check_shapes(cfg, state, plan, file)
-    return TextCheckpoint(cfg, state, layout, file)
+    return TextCheckpoint(cfg, state, layout, file, _image_fingerprint(tensors, kind, file))
+
+
+def _image_fingerprint(tensors: dict, kind: str, file: Path) -> list[float] | None:
+    """The fingerprint of the image projection stored beside the text tower (the image loader's
+    key map says where), or None for a text-only file."""
+    entry = LAYOUTS[kind].plan(0, tensors)["proj.weight"]
+    if not all(src in tensors for src in entry[0]):
+        return None
+    proj = map_tensors({"proj.weight": entry}, tensors, kind, file)["proj.weight"]
+    return projection_fingerprint(proj)
 
 
 def build_text_model(ckpt: TextCheckpoint) -> CLIPTextTower:
@@ -167,13 +179,16 @@ def build_text_model(ckpt: TextCheckpoint) -> CLIPTextTower:
 
 
 def text_identity(ckpt: TextCheckpoint, sha256: str | None = None) -> dict:
-    """What an index may pin: weights sha256 (hashed unless known), architecture, dim, layout.
+    """What an index may pin: weights sha256 (hashed unless known), architecture, dim, layout,
+    and the fingerprint of the image projection beside it (None: a text-only file).
 
-    The same keys as the image encoder's identity; one full-CLIP file gives both the same sha.
+    The same keys as the image encoder's identity; one full-CLIP file gives both the same sha
+    and the same fingerprint.
     """
     return {
         "weights_sha256": sha256 or sha256_file(ckpt.file),
         "architecture": ckpt.cfg.architecture,
         "dim": ckpt.cfg.proj_dim,
         "layout": ckpt.layout,
+        "image_fingerprint": ckpt.image_fingerprint,
     }

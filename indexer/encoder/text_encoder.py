@@ -24,7 +24,12 @@ class TextEncoder:
     """A loaded CLIP text tower on a device; stateless between calls."""
 
     def __init__(
-        self, model: CLIPTextTower, device: torch.device, dtype: str, identity: dict
+        self,
+        model: CLIPTextTower,
+        device: torch.device,
+        dtype: str,
+        identity: dict,
+        weights_path: Path | None = None,
     ) -> None:
         self.model = model.to(device).eval()
         if dtype == "bf16":  # what autocast would cast them to on every call: same numbers
@@ -34,6 +39,7 @@ class TextEncoder:
         self.device = device
         self.dtype = dtype
         self.identity = identity
+        self.weights_path = weights_path  # the file read (a HF folder's weights file)
         self.dim = model.cfg.proj_dim
         self.context = model.cfg.context
         self.vocab = model.cfg.vocab
@@ -80,11 +86,16 @@ class TextEncoder:
 
 
 def load_text_encoder(
-    weights: str | Path, device: str = "auto", dtype: str = "auto"
+    weights: str | Path,
+    device: str = "auto",
+    dtype: str = "auto",
+    *,
+    sha256: str | None = None,
 ) -> TextEncoder:
     """Load the text tower of a CLIP checkpoint (file or HF folder) on one device.
 
     dtype "auto": as the image encoder (bf16 on CUDA and native-bf16 CPUs, else fp32).
+    `sha256`: the file's, when already verified (else it is hashed for the identity).
     Raises CheckpointError (one line naming the file) for anything we cannot use.
     """
     dev = resolve_devices(device)[0]
@@ -92,4 +103,5 @@ def load_text_encoder(
     if dtype not in DTYPES:
         raise DeviceError(f"unknown dtype {dtype!r}: use auto, fp32 or bf16")
     ckpt = load_text_checkpoint(weights)
-    return TextEncoder(build_text_model(ckpt), dev, dtype, text_identity(ckpt))
+    ident = text_identity(ckpt, sha256)
+    return TextEncoder(build_text_model(ckpt), dev, dtype, ident, ckpt.file)

@@ -82,11 +82,14 @@ class CLIPTextTower(nn.Module):
         """int64 ids [B, context] → {"projection" (L2-normalized fp32), "pooled", "features"}.
 
         "pooled" is ln_final at the first end-of-text token (the largest id, 49407);
-        "features" is the projection before normalization.
+        "features" is the projection before normalization. The attention is causal, so the
+        positions after the last end-of-text token change nothing pooled: they are not run
+        (a 5-word query costs a tenth of the 77 positions).
         """
-        x = self.tokens(ids)
+        eot = ids.argmax(dim=-1)
+        x = self.tokens(ids[:, : int(eot.max()) + 1] if ids.numel() else ids)
         rows = torch.arange(ids.shape[0], device=ids.device)
-        pooled = self.norm(x[rows, ids.argmax(dim=-1)])
+        pooled = self.norm(x[rows, eot])
         features = self.proj(pooled).float()
         return {
             "projection": F.normalize(features, dim=-1),
