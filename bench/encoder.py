@@ -48,14 +48,16 @@ def make_hf_folder(folder: Path, layers: int) -> Path | None:
     return folder
 
 
-def load_hf(folder: Path, device: str) -> torch.nn.Module:
-    """The reference model with PyTorch SDPA attention (its fastest built-in path)."""
-    from transformers import CLIPVisionModelWithProjection
+def load_hf(folder: Path, device: str, model_class: type | None = None) -> torch.nn.Module:
+    """The reference model (`model_class`, default CLIPVisionModelWithProjection) with PyTorch
+    SDPA attention (its fastest built-in path); the text bench passes its text class."""
+    if model_class is None:
+        from transformers import CLIPVisionModelWithProjection as model_class
 
     try:
-        model = CLIPVisionModelWithProjection.from_pretrained(folder, attn_implementation="sdpa")
+        model = model_class.from_pretrained(folder, attn_implementation="sdpa")
     except (TypeError, ValueError):
-        model = CLIPVisionModelWithProjection.from_pretrained(folder)
+        model = model_class.from_pretrained(folder)
     return model.to(device).eval()
 
 

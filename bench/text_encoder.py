@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from dedup import synthetic  # clustered unit vectors, as the FAISS bench
-from encoder import race  # alternating rounds, the image encoder bench's timer
+from encoder import load_hf, race  # the image encoder bench's reference loader and timer
 
 from indexer.encoder.text_encoder import TextConfig, TextEncoder, load_text_encoder
 from indexer.encoder.text_model import CLIPTextTower
@@ -72,15 +72,10 @@ def make_hf_folder(folder: Path, cfg: TextConfig) -> Path | None:
     return folder
 
 
-def load_hf(folder: Path, device: str) -> torch.nn.Module:
-    """The reference model with PyTorch SDPA attention (its fastest built-in path)."""
+def _hf_text_class() -> type:
     from transformers import CLIPTextModelWithProjection
 
-    try:
-        model = CLIPTextModelWithProjection.from_pretrained(folder, attn_implementation="sdpa")
-    except (TypeError, ValueError):
-        model = CLIPTextModelWithProjection.from_pretrained(folder)
-    return model.to(device).eval()
+    return CLIPTextModelWithProjection
 
 
 def ours_without_hf(cfg: TextConfig, device: str, dtype: str) -> TextEncoder:
@@ -213,7 +208,7 @@ def main() -> None:
             encoders = {d: ours_without_hf(cfg, args.device, d) for d in dtypes}
             hf = None
         else:
-            hf = load_hf(folder, args.device)
+            hf = load_hf(folder, args.device, _hf_text_class())
             encoders = {d: load_text_encoder(folder, args.device, d) for d in dtypes}
         throughput(encoders, hf, [int(b) for b in args.batch.split(",")], args.iters, args.device)
         del hf
