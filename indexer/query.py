@@ -33,6 +33,7 @@ class Term:
     text: str | None = None
     image: ImageLike | None = None
     weight: float = 1.0
+    name: str | None = None  # picture bytes' file name: its suffix says RAW (an upload's name)
 
     def __post_init__(self) -> None:
         if (self.text is None) == (self.image is None):

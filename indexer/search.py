@@ -155,8 +155,11 @@ class Searcher:
         return self._index
 
     # -- queries ---------------------------------------------------------------------------
-    def embed_query(self, image: str | Path | bytes | Image.Image) -> np.ndarray:
-        """The query's normalized projection, preprocessed exactly as `index build` does."""
+    def embed_query(
+        self, image: str | Path | bytes | Image.Image, name: str | None = None
+    ) -> np.ndarray:
+        """The query's normalized projection, preprocessed exactly as `index build` does;
+        `name` names bytes (an upload): its suffix picks the RAW decoder, as a path's does."""
         if isinstance(image, Image.Image):
             img = image
         else:
@@ -164,7 +167,7 @@ class Searcher:
                 check_query_file(image)
             try:
                 options = imaging.DecodeOptions.from_settings(self.settings, draft=True)
-                img, _ = imaging.open_image(image, options)
+                img, _ = imaging.open_image(image, options, name=name)
             except imaging.ImageError as exc:
                 raise SearchError(f"{exc.path}: {exc.reason}") from None
         pixels = imaging.to_uint8(img)[None]
@@ -201,7 +204,7 @@ class Searcher:
         texts = [t.text for t in terms if t.text is not None]
         text_vectors = iter(self.embed_texts(texts) if texts else ())
         vectors = [
-            next(text_vectors) if t.text is not None else self.embed_query(_image_of(t))
+            next(text_vectors) if t.text is not None else self.embed_query(_image_of(t), t.name)
             for t in terms
         ]
         weights = [t.weight for t in positives] + [-t.weight for t in negatives]

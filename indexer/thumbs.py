@@ -67,11 +67,13 @@ def jpeg_thumbnail(
     *,
     quality: int = JPEG_QUALITY,
     options: imaging.DecodeOptions = imaging.DecodeOptions(),
+    name: str | None = None,
 ) -> bytes | None:
-    """A JPEG thumbnail (EXIF-oriented, longer side `size`) of a file or of bytes, or None
-    when it cannot be decoded. The one renderer behind the cache, reports and query previews."""
+    """A JPEG thumbnail (EXIF-oriented, longer side `size`) of a file or of bytes (`name`: their
+    file name, whose suffix says RAW), or None when it cannot be decoded. The one renderer
+    behind the cache, reports and query previews."""
     try:
-        img, _ = imaging.open_image(source, options, draft_to=size)
+        img, _ = imaging.open_image(source, options, draft_to=size, name=name)
         buf = io.BytesIO()
         imaging.thumbnail(img, size).save(buf, "JPEG", quality=quality)
     except (imaging.ImageError, OSError, ValueError):

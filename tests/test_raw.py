@@ -314,3 +314,18 @@ def test_index_dedup_says_which_groups_are_one_shot(library):
     assert lines[head].endswith(", one RAW+JPEG shot (a pair, nothing to clean up)")
     assert lines[head + 2].endswith("dsc_0001.jpg  (RAW+JPEG pair: left in place)")
     assert any(line.endswith("IMG_0412-edit.jpg") for line in lines)  # a copy to clean up
+
+
+def test_a_raw_dropped_on_the_search_page_finds_its_indexed_copy(library, monkeypatch):
+    """An upload's file name says RAW, as a path's suffix does: LibRaw decodes it (Pillow alone
+    would read a DNG as a TIFF), so the indexed copy comes first with the same vector."""
+    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(library["index"]))
+    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
+    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["upload_bytes"] = (library["lib"] / "DSC_0001.NEF").read_bytes()
+    at.session_state["upload_name"] = "DSC_0001.NEF"
+    at.run()
+    assert not at.exception and not at.error
+    ranks = [m.value for m in at.markdown if m.value.startswith("**#")]
+    assert ranks[0] == "**#1** · 1.0000 · `DSC_0001.NEF`"

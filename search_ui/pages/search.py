@@ -120,9 +120,10 @@ def embed(loaded: Loaded, query: state.Query) -> tuple[np.ndarray, bytes | None]
     preview; the text tower loads once, with the cached searcher."""
     if query.text is not None:
         return loaded.searcher.query_vector([Term(text=query.text)]), None
-    vector = loaded.searcher.query_vector([Term(image=query.data or b"")])
+    data = query.data or b""
+    vector = loaded.searcher.query_vector([Term(image=data, name=query.label)])
     options = imaging.DecodeOptions.from_settings(loaded.settings)
-    return vector, jpeg_thumbnail(query.data or b"", 160, options=options)
+    return vector, jpeg_thumbnail(data, 160, options=options, name=query.label)
 
 
 def find(loaded: Loaded, query: state.Query, k: int, filters: Filters) -> list[Hit] | None:
