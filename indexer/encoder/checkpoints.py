@@ -223,16 +223,7 @@ def _infer(state: Tensors, n: int, hints: dict, file: Path) -> ViTConfig:
     if grid * grid + 1 != pos.shape[1]:
         raise CheckpointError(file, f"{pos.shape[1]} positions is not 1 + a square patch grid")
     width = conv.shape[0]
-    try:
-        heads = int(hints.get("num_heads") or hints.get("num_attention_heads") or width // 64 or 1)
-        eps = float(hints.get("layer_norm_eps", 1e-5))
-    except (TypeError, ValueError):
-        raise CheckpointError(file, "config has a non-numeric head count or eps") from None
-    act = str(hints.get("hidden_act", "quick_gelu")).lower()
-    if act not in ACTIVATIONS:
-        raise CheckpointError(file, f"activation {act!r} is not supported (quick_gelu or gelu)")
-    if width % heads:
-        raise CheckpointError(file, f"width {width} is not divisible by {heads} heads")
+    heads, eps, act = block_hints(hints, width, file)
     cfg = ViTConfig(
         width=width,
         layers=n,
@@ -249,18 +240,41 @@ def _infer(state: Tensors, n: int, hints: dict, file: Path) -> ViTConfig:
     said |= dict.fromkeys(("num_layers", "num_hidden_layers"), cfg.layers)
     said |= dict.fromkeys(("mlp_dim", "intermediate_size"), cfg.mlp)
     said |= {"patch_size": cfg.patch, "image_size": cfg.image_size, "projection_dim": cfg.proj_dim}
+    check_config(said, hints, file)
+    return cfg
+
+
+def block_hints(hints: dict, width: int, file: Path) -> tuple[int, float, str]:
+    """Heads, layer-norm eps and activation of a tower `width` wide: from its config where it
+    says them (Birder or HF names), else OpenAI's conventions (64-wide heads, 1e-5, QuickGELU)."""
+    try:
+        heads = int(hints.get("num_heads") or hints.get("num_attention_heads") or width // 64 or 1)
+        eps = float(hints.get("layer_norm_eps") or 1e-5)
+    except (TypeError, ValueError):
+        raise CheckpointError(file, "config has a non-numeric head count or eps") from None
+    act = str(hints.get("hidden_act", "quick_gelu")).lower()
+    if act not in ACTIVATIONS:
+        raise CheckpointError(file, f"activation {act!r} is not supported (quick_gelu or gelu)")
+    if heads < 1 or width % heads:
+        raise CheckpointError(file, f"width {width} is not divisible by {heads} heads")
+    return heads, eps, act
+
+
+def check_config(said: dict, hints: dict, file: Path) -> None:
+    """A config value that contradicts the size read from the weights (`said`) is refused."""
     for key, actual in said.items():
         if hints.get(key) not in (None, actual):
             raise CheckpointError(
                 file, f"config says {key}={hints[key]} but the weights have {actual}"
             )
-    return cfg
 
 
-def _check_shapes(cfg: ViTConfig, state: Tensors, plan: Plan, file: Path) -> None:
-    """Every tensor must have the shape our model (built on the meta device) expects."""
+def check_shapes(
+    model: Callable[[], torch.nn.Module], state: Tensors, plan: Plan, file: Path
+) -> None:
+    """Every tensor must have the shape `model()` (built here on the meta device) expects."""
     with torch.device("meta"):
-        expected = CLIPVisionTower(cfg).state_dict()
+        expected = model().state_dict()
     for key, want in expected.items():
         got = state[key].shape
         if got != want.shape:
@@ -285,7 +299,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     owns = LAYOUTS["open_clip" if layout == "torchscript" else layout].owns
     state = map_tensors(plan, tensors, layout, file, owns)
     cfg = _infer(state, n, hints, file)
-    _check_shapes(cfg, state, plan, file)
+    check_shapes(lambda: CLIPVisionTower(cfg), state, plan, file)
     return Checkpoint(cfg, state, layout, file)
 
 
@@ -296,7 +310,7 @@ def build_model(ckpt: Checkpoint) -> CLIPVisionTower:
     state = {k: v.contiguous() for k, v in ckpt.state.items()}
     try:
         model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:  # _check_shapes makes this a bug, but say which file
+    except RuntimeError as exc:  # check_shapes makes this a bug, but say which file
         raise CheckpointError(ckpt.file, f"weights do not fit: {first_line(exc)}") from None
     model.reset_normalization()
     return model.eval()

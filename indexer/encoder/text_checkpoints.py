@@ -14,15 +14,21 @@ from pathlib import Path
 
 import torch
 
-from indexer.encoder.checkpoints import first_line, map_tensors, read_weights, state_dict_of
+from indexer.encoder.checkpoints import (
+    block_hints,
+    check_config,
+    check_shapes,
+    first_line,
+    map_tensors,
+    read_weights,
+    state_dict_of,
+)
 from indexer.encoder.fingerprint import projection_fingerprint
 from indexer.encoder.keymap import LAYOUTS, Plan, Tensors, hf_blocks, open_clip_blocks
-from indexer.encoder.model import ACTIVATIONS
 from indexer.encoder.text_model import CLIPTextTower, TextConfig
 from indexer.errors import CheckpointError
 from indexer.files import sha256_file
 
-HEAD_WIDTH = 64  # OpenAI's convention: a state dict does not say its head count
 _BLOCKS = {
     "open_clip": r"transformer\.resblocks\.(\d+)\.",
     "hf": r"text_model\.encoder\.layers\.(\d+)\.",
@@ -94,16 +100,7 @@ def _infer(state: Tensors, n: int, hints: dict, file: Path) -> TextConfig:
     if emb.ndim != 2 or pos.ndim != 2 or fc1.ndim != 2 or proj.ndim != 2:
         raise CheckpointError(file, "embedding, MLP or projection tensors have the wrong rank")
     width = emb.shape[1]
-    try:
-        heads = int(hints.get("num_attention_heads") or max(1, width // HEAD_WIDTH))
-        eps = float(hints.get("layer_norm_eps") or 1e-5)
-    except (TypeError, ValueError):
-        raise CheckpointError(file, "config has a non-numeric head count or eps") from None
-    act = str(hints.get("hidden_act", "quick_gelu")).lower()
-    if act not in ACTIVATIONS:
-        raise CheckpointError(file, f"activation {act!r} is not supported (quick_gelu or gelu)")
-    if heads < 1 or width % heads:
-        raise CheckpointError(file, f"width {width} is not divisible by {heads} heads")
+    heads, eps, act = block_hints(hints, width, file)
     cfg = TextConfig(
         vocab=emb.shape[0],
         context=pos.shape[0],
@@ -117,25 +114,8 @@ def _infer(state: Tensors, n: int, hints: dict, file: Path) -> TextConfig:
     )
     said = {"hidden_size": cfg.width, "num_hidden_layers": cfg.layers, "vocab_size": cfg.vocab}
     said |= {"intermediate_size": cfg.mlp, "max_position_embeddings": cfg.context}
-    for key, actual in said.items():
-        if hints.get(key) not in (None, actual):
-            raise CheckpointError(
-                file, f"config says {key}={hints[key]} but the weights have {actual}"
-            )
+    check_config(said, hints, file)
     return cfg
-
-
-def _check_shapes(cfg: TextConfig, state: Tensors, plan: Plan, file: Path) -> None:
-    """Every tensor must have the shape our model (built on the meta device) expects."""
-    with torch.device("meta"):
-        expected = CLIPTextTower(cfg).state_dict()
-    for key, want in expected.items():
-        if state[key].shape != want.shape:
-            src = "+".join(plan[key][0])
-            raise CheckpointError(
-                file,
-                f"wrong shape for {src}: {list(state[key].shape)}, expected {list(want.shape)}",
-            )
 
 
 def load_text_checkpoint(path: str | Path) -> TextCheckpoint:
@@ -152,7 +132,7 @@ def load_text_checkpoint(path: str | Path) -> TextCheckpoint:
     plan = _hf_plan(n) if kind == "hf" else _open_clip_plan(n)
     state = map_tensors(plan, tensors, layout, file)
     cfg = _infer(state, n, hints, file)
-    _check_shapes(cfg, state, plan, file)
+    check_shapes(lambda: CLIPTextTower(cfg), state, plan, file)
     return TextCheckpoint(cfg, state, layout, file, _image_fingerprint(tensors, kind, file))
 
 
@@ -173,7 +153,7 @@ def build_text_model(ckpt: TextCheckpoint) -> CLIPTextTower:
     state = {k: v.contiguous() for k, v in ckpt.state.items()}
     try:
         model.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:  # _check_shapes makes this a bug, but say which file
+    except RuntimeError as exc:  # check_shapes makes this a bug, but say which file
         raise CheckpointError(ckpt.file, f"weights do not fit: {first_line(exc)}") from None
     return model.eval()
 
