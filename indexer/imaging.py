@@ -123,8 +123,9 @@ def open_image(
     (default: the path, or "<upload>").
     """
     name = name or ("<upload>" if isinstance(source, bytes) else str(source))
+    draft_to = options.draft_to if draft_to is None else draft_to
     if raw.is_raw(name):
-        return _open_raw(source, options, options.draft_to if draft_to is None else draft_to, name)
+        return _open_raw(source, options, draft_to, name)
     try:
         with _opened(source) as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -132,7 +133,6 @@ def open_image(
             fmt = img.format or "UNKNOWN"
             w, h = img.size
             _check_pixels(name, w, h, options.max_megapixels)
-            draft_to = options.draft_to if draft_to is None else draft_to
             if draft_to and fmt == "JPEG":
                 short = min(w, h)
                 scale = (2 * draft_to) / short
@@ -174,11 +174,8 @@ def _open_raw(
     upright; the size is the sensor image's, the format the RAW's suffix (DNG, CR2, NEF...)."""
     limits = raw.Limits(2 * IMAGE_SIZE, options.max_megapixels, options.max_decode_mb, draft_to)
     try:
-        if isinstance(source, bytes):
-            pic = raw.decode(source, limits)
-        else:
-            with files.open_regular(source) as fh:
-                pic = raw.decode(fh.read(), limits)
+        with _opened(source) as fh:
+            pic = raw.decode(fh.read(), limits)
     except raw.RawError as exc:
         raise ImageError(name, exc.stage, exc.reason) from None
     except (FileNotFoundError, PermissionError, IsADirectoryError, files.NotRegularFileError) as e:

@@ -22,6 +22,8 @@ from indexer.errors import SearchError
 from indexer.files import open_regular, printable_path
 
 ImageLike = str | Path | bytes | Image.Image
+# a taken_at prefix a date filter may give: YYYY[-MM[-DD[ HH:MM:SS]]] (digits and -:T. only)
+DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}([T ][0-9:.]{1,15})?)?)?")
 SEPARATOR = "+"  # a command-line argument of its own between two query terms
 
 

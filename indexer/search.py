@@ -9,7 +9,6 @@ the index when a build has saved a new one.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from PIL import Image
 from indexer import imaging
 from indexer.errors import EncoderError, SearchError
 from indexer.pins import encoder_identity_changed
-from indexer.query import ImageLike, Term, check_query_file, check_terms, combine
+from indexer.query import DATE, ImageLike, Term, check_query_file, check_terms, combine
 from indexer.query import is_image_query as is_image_query  # the CLI's test, kept here too
 from indexer.settings import Settings
 from indexer.store import sync
@@ -48,9 +47,6 @@ class Hit:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}([T ][0-9:.]{1,15})?)?)?")  # a taken_at prefix
 
 
 @dataclass

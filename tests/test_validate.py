@@ -169,7 +169,7 @@ def assert_says_where_to_get_the_weights(proc: subprocess.CompletedProcess, seco
     assert proc.returncode == 1 and seconds < 10, (seconds, proc.stderr)
     assert "Traceback" not in proc.stderr and "Retrying" not in proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
-    assert weights.DOWNLOAD_URL in line and weights.FILENAME in line
+    assert weights.IMAGE.url in line and weights.IMAGE.filename in line
     assert "--weights PATH" in line and "PHOTO_INDEX_WEIGHTS" in line
 
 

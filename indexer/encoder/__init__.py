@@ -19,7 +19,7 @@ from indexer.atomic import atomic_path
 from indexer.encoder.checkpoints import CheckpointError, build_model, identity, load_checkpoint
 from indexer.encoder.keymap import to_open_clip
 from indexer.encoder.model import CLIPVisionTower, ViTConfig
-from indexer.encoder.weights import SHA256 as DEFAULT_SHA256
+from indexer.encoder.weights import IMAGE as DEFAULT_WEIGHTS
 from indexer.encoder.weights import WeightsError, default_weights
 from indexer.errors import DeviceError
 
@@ -257,7 +257,7 @@ def load_encoder(
     if weights:
         path, known_sha = Path(weights).expanduser(), None
     else:
-        path, known_sha = default_weights(cache_dir), DEFAULT_SHA256  # verified once
+        path, known_sha = default_weights(cache_dir), DEFAULT_WEIGHTS.sha256  # verified once
     ckpt = load_checkpoint(path)
     ident = identity(ckpt, known_sha)
     ident["preprocess"] = imaging.PREPROCESS_VERSION

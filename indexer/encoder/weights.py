@@ -74,8 +74,6 @@ TEXT = HubFile(
         "state dict or OpenAI ViT-L-14.pt) or set PHOTO_INDEX_TEXT_WEIGHTS."
     ),
 )
-REPO_ID, FILENAME, SHA256 = IMAGE.repo_id, IMAGE.filename, IMAGE.sha256
-DOWNLOAD_URL, WHERE_HINT, OFFLINE_HINT = IMAGE.url, IMAGE.where_hint, IMAGE.offline_hint
 PROBE_SECONDS = 3.0  # how long the hub may take to accept a connection before we call it offline
 _TRUE = ("1", "true", "yes", "on")
 
@@ -111,9 +109,7 @@ def verify_sha256(path: str | Path, expected: str | None = None, spec: HubFile =
         pass
 
 
-def default_weights(
-    cache_dir: str | Path | None = None, expected: str | None = None, spec: HubFile = IMAGE
-) -> Path:
+def default_weights(cache_dir: str | Path | None = None, spec: HubFile = IMAGE) -> Path:
     """Path of the verified pinned file `spec`, downloading it unless HF_HUB_OFFLINE is set.
 
     A cached copy is used without asking the hub; otherwise a short probe says within seconds
@@ -141,7 +137,7 @@ def default_weights(
                 f"({unreachable}): {spec.where_hint}{spec.offline_hint}"
             ) from None
         path = _download(cache, spec)
-    verify_sha256(path, expected, spec)
+    verify_sha256(path, spec=spec)
     return Path(path)
 
 

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
 import numpy as np
 
 from indexer.milvus import client as mc
 from indexer.milvus.sync import folder_key
+from indexer.query import DATE
 
 TOPK_MAX = 16_384  # the most neighbours one Milvus search returns
-# a date pasted into an expression: digits and -:T. only (search.Filters checks it too)
-_DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}([T ][0-9:.]{1,15})?)?)?")
 
 
 def expression(filters: Any) -> str:
@@ -47,7 +45,7 @@ def expression(filters: Any) -> str:
 
 
 def _date(value: str, name: str) -> str:
-    if not _DATE.fullmatch(str(value)):
+    if not DATE.fullmatch(str(value)):  # pasted into the expression: checked again
         raise mc.MilvusError(f"date {name} {value!r}: use YYYY, YYYY-MM or YYYY-MM-DD")
     return str(value)
 

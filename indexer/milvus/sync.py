@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from indexer.milvus import client as mc
-from indexer.store.catalog import Catalog, Content, has_file
+from indexer.store.catalog import Catalog, Content, chunked, has_file
 
 BATCH = 1000  # entities per upsert (~3 MB of 768-d vectors per call)
 Progress = Callable[[int, int], None]  # (entities sent so far, entities to send)
@@ -195,12 +195,12 @@ def _send(
     total, done = len(send) + len(gone), 0
     missing = 0
     with mc.failures(uri):
-        for chunk in _batches(gone, batch):
+        for chunk in chunked(gone, batch):
             client.delete(name, ids=list(chunk))
             done += len(chunk)
             if progress:
                 progress(done, total)
-        for chunk in _batches(send, batch):
+        for chunk in chunked(send, batch):
             ids, vectors = cat.vectors_for(chunk)
             pairs = zip(ids.tolist(), vectors, strict=True)
             rows = [entries[int(cid)].entity(v) for cid, v in pairs]
@@ -211,8 +211,3 @@ def _send(
             if progress:
                 progress(done, total)
     return send, gone, missing
-
-
-def _batches(ids: list[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), max(1, size)):
-        yield ids[start : start + max(1, size)]

@@ -175,10 +175,10 @@ def buried() -> Any:
     return Content.orphaned_at >= 0.0
 
 
-def chunked(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    """Slices of at most SQL_CHUNK items, for `column.in_(...)` queries."""
-    for start in range(0, len(items), SQL_CHUNK):
-        yield items[start : start + SQL_CHUNK]
+def chunked(items: Sequence[Any], size: int = SQL_CHUNK) -> Iterator[Sequence[Any]]:
+    """Slices of at most `size` items (default: SQL_CHUNK, for `column.in_(...)` queries)."""
+    for start in range(0, len(items), max(1, size)):
+        yield items[start : start + max(1, size)]
 
 
 class Catalog:
