@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from PIL import Image
 
@@ -292,10 +292,15 @@ _ALGORITHMS = {  # name -> hashlib constructor; blake2b-256 is the catalog's con
 }
 
 
+def hasher(algorithm: str = HASH_NAME) -> Any:
+    """A fresh hashlib object of one of our named algorithms (to hash a stream as written)."""
+    return _ALGORITHMS[algorithm]()
+
+
 def file_digest(source: str | Path | bytes, algorithm: str = HASH_NAME) -> str:
     """Hex digest of a file (streamed through `open_regular`: a FIFO never hangs) or of bytes
     already read; the one hasher behind content hashes, weight pins and index checks."""
-    h = _ALGORITHMS[algorithm]()
+    h = hasher(algorithm)
     if isinstance(source, bytes):
         h.update(source)
         return h.hexdigest()

@@ -124,7 +124,7 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
             problems["orphan_contents"] = orphans
         if unembedded:
             problems["unembedded_contents"] = unembedded
-        catalog_ids, _ = cat.all_vectors()
+        catalog_ids = cat.vector_ids()
         _check_faiss(settings, cat, catalog_ids, problems)
     finally:
         cat.close()
@@ -180,7 +180,8 @@ def _check_faiss(
 ) -> None:
     """FAISS ids against the catalog's, and the FAISS file's generation against the catalog's."""
     try:
-        index, state = vectors.load(sync.index_path(settings.index))
+        # every byte hashed; the lists mapped, not read: only their ids are compared
+        index, state = vectors.load(sync.index_path(settings.index), mmap=True, full_check=True)
     except FileNotFoundError:
         if len(catalog_ids):
             problems["index_file"] = "missing"

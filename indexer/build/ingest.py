@@ -7,13 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 from sqlalchemy import delete, insert, select, update
 
 from indexer import files as fs
 from indexer.build.pipeline import EncodedBatch
 from indexer.build.plan import Plan
 from indexer.store import tombstones
+from indexer.store import vector_codec as codec
 from indexer.store.catalog import Catalog, Content, Failure, File, chunked
 
 
@@ -62,7 +62,7 @@ class CatalogWrites:
                 camera=meta.camera,
                 pixels_from=meta.pixels_from,
                 phash=decoded.phashes[i],
-                vector=np.ascontiguousarray(batch.vectors[i], dtype=np.float32).tobytes(),
+                vector=codec.encode(batch.vectors[i]),
                 embedded_at=now,
                 orphaned_at=None,
             )

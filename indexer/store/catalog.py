@@ -34,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from indexer.errors import DamagedCatalogError, describe_os_error
 from indexer.hints import no_index
 from indexer.store import schema
+from indexer.store import vector_codec as codec
 from indexer.store.salvage import recover_interrupted
 from indexer.store.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
 
@@ -155,11 +156,18 @@ def m004_raw_pixels_from(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE contents ADD COLUMN pixels_from TEXT")
 
 
+def m005_float16_vectors(conn: sqlite3.Connection) -> None:
+    """Vectors are written as float16 from now on (store.vector_rows); older rows stay float32
+    and are read by their length. No row changes: the step marks the catalog so that an older
+    photo-index, which would read float16 as float32, refuses it."""
+
+
 MIGRATIONS: list[schema.Migration] = [
     m001_initial,
     m002_tombstones,
     m003_decisions,
     m004_raw_pixels_from,
+    m005_float16_vectors,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)
@@ -168,6 +176,11 @@ IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQ
 def has_file() -> Any:
     """SQL: a path points at this content (only those are in FAISS; others are tombstones)."""
     return select(File.id).where(File.content_id == Content.id).exists()
+
+
+def embedded() -> tuple[Any, Any]:
+    """SQL conditions: a content with a vector and a path (the contents FAISS holds)."""
+    return Content.vector.is_not(None), has_file()
 
 
 def buried() -> Any:
@@ -274,38 +287,44 @@ class Catalog:
         with self.session() as s:
             return {
                 "images": s.scalar(select(func.count(File.id))) or 0,
-                "vectors": s.scalar(
-                    select(func.count(Content.id)).where(Content.vector.is_not(None), has_file())
-                )
-                or 0,
+                "vectors": s.scalar(select(func.count(Content.id)).where(*embedded())) or 0,
                 "tombstones": s.scalar(select(func.count(Content.id)).where(buried())) or 0,
                 "failures": s.scalar(select(func.count()).select_from(Failure)) or 0,
             }
 
-    def vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (ids int64, vectors float32 [n, dim]) for every embedded content with a path."""
-        last = -1
+    def vectors(
+        self, batch: int = codec.BATCH, dtype: type = np.float32
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (ids int64, vectors [n, dim]) of every embedded content with a path, in id
+        order, `batch` rows at a time, each batch in its own short transaction."""
+        dim, last = int(self.get_meta("dim", 0)), -1
         while True:
             with self.session() as s:
                 rows = s.execute(
                     select(Content.id, Content.vector)
-                    .where(Content.vector.is_not(None), has_file(), Content.id > last)
+                    .where(*embedded(), Content.id > last)
                     .order_by(Content.id)
                     .limit(batch)
                 ).all()
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
             last = int(ids[-1])
-            yield ids, vecs
+            yield ids, codec.decode([r[1] for r in rows], dim, dtype)
 
     def all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every (id, vector) at once; the empty case has shape (0, dim or 0)."""
+        """Every (id, vector) at once, for small collections and tests: commands stream
+        (`vectors()`) or hold one float16 copy (dedup)."""
         parts = list(self.vectors())
         if not parts:
             return np.zeros(0, np.int64), np.zeros((0, self.get_meta("dim", 0)), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def vector_ids(self) -> np.ndarray:
+        """Sorted ids of the embedded contents with a path (8 bytes each, no vector read)."""
+        with self.session() as s:
+            found = s.scalars(select(Content.id).where(*embedded()).order_by(Content.id))
+            return np.fromiter(found, dtype=np.int64)
 
     def vectors_for(self, content_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of the given contents that have a vector and a path, in id order."""
@@ -313,35 +332,25 @@ class Catalog:
         rows: list[Any] = []
         with self.session() as s:
             for chunk in chunked(ids):
-                rows.extend(
-                    s.execute(
-                        select(Content.id, Content.vector).where(
-                            Content.id.in_(chunk), Content.vector.is_not(None), has_file()
-                        )
-                    )
-                )
+                found = select(Content.id, Content.vector).where(Content.id.in_(chunk))
+                rows.extend(s.execute(found.where(*embedded())))
         rows.sort(key=lambda r: r[0])
         dim = int(self.get_meta("dim", 0))
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-        return (
-            np.array([r[0] for r in rows], dtype=np.int64),
-            np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]),
-        )
+        found_ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return found_ids, codec.decode([r[1] for r in rows], dim)
 
     def sample_ids(self, n: int, seed: int = 0) -> list[int]:
         """Up to `n` random ids of embedded contents (a fixed seed keeps tuning repeatable)."""
-        with self.session() as s:
-            ids = s.scalars(select(Content.id).where(Content.vector.is_not(None), has_file())).all()
+        ids = self.vector_ids()
         if len(ids) <= n:
-            return list(ids)
+            return ids.tolist()
         rng = np.random.default_rng(seed)
-        return sorted(int(i) for i in rng.choice(np.asarray(ids), size=n, replace=False))
+        return sorted(int(i) for i in rng.choice(ids, size=n, replace=False))
 
     def vector_for(self, content_id: int) -> np.ndarray | None:
         with self.session() as s:
             blob = s.scalar(select(Content.vector).where(Content.id == content_id))
-        return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
+        return None if blob is None else codec.decode([blob], self.get_meta("dim", 0))[0]
 
     def records(self, content_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
         """Files joined with their content metadata (one dict per path), for reports and UI."""
@@ -374,19 +383,10 @@ class Catalog:
         return [dict(r._mapping) for r in rows]
 
     def failures(self) -> list[dict[str, Any]]:
+        keys = ("path", "stage", "reason", "attempts", "first_seen", "last_seen")
         with self.session() as s:
             rows = s.scalars(select(Failure).order_by(Failure.path)).all()
-            return [
-                {
-                    "path": f.path,
-                    "stage": f.stage,
-                    "reason": f.reason,
-                    "attempts": f.attempts,
-                    "first_seen": f.first_seen,
-                    "last_seen": f.last_seen,
-                }
-                for f in rows
-            ]
+            return [{k: getattr(f, k) for k in keys} for f in rows]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

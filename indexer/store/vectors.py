@@ -7,7 +7,6 @@ fast and atomic: a save either fully replaces the previous files or leaves them 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -16,37 +15,30 @@ from typing import Any
 
 import faiss
 import numpy as np
-from faiss.contrib.ivf_tools import add_preassigned
 
 from indexer.atomic import atomic_path
 from indexer.devices import cuda_device
 from indexer.errors import IndexFileError
-from indexer.files import file_digest, write_atomic
+from indexer.files import file_digest, hasher, write_atomic
+from indexer.store import ivf_fill
+from indexer.store.exact import VectorSource, rerank
+from indexer.store.index_choice import (  # noqa: F401 - the index choice, named here too
+    FLAT_MAX,
+    MAX_TRAIN_PER_LIST,
+    MIN_TRAIN_PER_LIST,
+    IndexSpec,
+    choose_nlist,
+    choose_spec,
+    train_size,
+)
+from indexer.store.ivf_fill import KMEANS_ITERATIONS, Chunks
 
-FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
-MIN_TRAIN_PER_LIST = 39
-MAX_TRAIN_PER_LIST = 50  # k-means cost grows with the sample; 39-50 per list is enough
 RETRAIN_GROWTH = 4.0
-KMEANS_ITERATIONS = 10
+RERANK = 8  # an SQ8/PQ search re-ranks k × RERANK candidates by their stored vectors
+FINGERPRINT_BYTES = 1 << 20  # a reader checks the size, mtime and a digest of head and tail
 # the layout of vectors.json; a file without one is version 1. A newer or unknown version is
 # unusable here: the build rebuilds the FAISS file from the catalog, readers search exactly.
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """Which FAISS index: kind is flat | ivf-flat | ivf-sq8 | ivf-pq."""
-
-    kind: str = "flat"
-    nlist: int | None = None
-    pq_m: int | None = None
-
-    @property
-    def description(self) -> str:
-        if self.kind == "flat":
-            return "IDMap2,Flat"
-        tail = {"ivf-flat": "Flat", "ivf-sq8": "SQ8", "ivf-pq": f"PQ{self.pq_m}"}[self.kind]
-        return f"IVF{self.nlist},{tail}"
 
 
 @dataclass
@@ -61,30 +53,6 @@ def gpu_count() -> int:
     return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
 
 
-def choose_nlist(n: int) -> int:
-    """A power of two near 8·√N (inside 4–16·√N), lowered until ≥ 39·nlist training vectors."""
-    nlist = 2 ** round(math.log2(max(1.0, 8 * math.sqrt(n))))
-    while nlist > 1 and n < MIN_TRAIN_PER_LIST * nlist:
-        nlist //= 2
-    return max(1, nlist)
-
-
-def choose_spec(n: int, dim: int, memory_budget_mb: float = 0) -> IndexSpec:
-    """Exact while small; IVF-Flat when large; SQ8 then PQ when over the memory budget."""
-    if n < FLAT_MAX:
-        return IndexSpec("flat")
-    nlist = choose_nlist(n)
-    budget = memory_budget_mb * 1e6
-    if not budget or n * (dim * 4 + 8) <= budget:
-        return IndexSpec("ivf-flat", nlist)
-    if n * (dim + 8) <= budget:
-        return IndexSpec("ivf-sq8", nlist)
-    for m in (96, 64, 48, 32, 24, 16, 12, 8, 4):
-        if dim % m == 0 and n * (m + 8) <= budget:
-            return IndexSpec("ivf-pq", nlist, m)
-    return IndexSpec("ivf-pq", nlist, next(m for m in (8, 4, 2, 1) if dim % m == 0))
-
-
 class VectorIndex:
     """A FAISS index whose ids are catalog content ids, plus how it was built and tuned."""
 
@@ -96,6 +64,8 @@ class VectorIndex:
         self.dim = dim
         self.nprobe = nprobe
         self.trained_for = trained_for
+        self.exact: VectorSource | None = None  # set: SQ8/PQ hits are re-ranked exactly
+        self.read_only = False  # memory-mapped from its file: never modified
 
     @classmethod
     def create(cls, spec: IndexSpec, dim: int) -> VectorIndex:
@@ -121,52 +91,47 @@ class VectorIndex:
         use_gpu: bool | None = None,
         torch_device: str | None = "auto",
     ) -> None:
-        """Train (IVF, on a random sample) and add everything, on a GPU when there is one.
-
-        faiss-gpu trains and adds on its GPUs; with faiss-cpu, an IVF-Flat index is trained and
-        its vectors assigned by torch on `torch_device` ("auto": CUDA when torch sees a GPU;
-        None: FAISS on the CPU).
-        """
+        """Train (IVF, on a random sample) and add arrays already in memory (see `fill`)."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
+        take = train_size(len(vectors), self.spec.nlist or 0) if self.is_ivf else 0
+        rows = np.random.default_rng(seed).choice(len(vectors), size=take, replace=False)
+        step = 50_000
+
+        def chunks() -> Iterable[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, len(ids), step):
+                yield ids[start : start + step], vectors[start : start + step]
+
+        self.fill(chunks, vectors[np.sort(rows)], seed, use_gpu, torch_device)
+
+    def fill(
+        self,
+        chunks: Chunks,
+        sample: np.ndarray,
+        seed: int = 0,
+        use_gpu: bool | None = None,
+        torch_device: str | None = "auto",
+    ) -> None:
+        """Train an IVF index on `sample`, then add the stream `chunks` (called twice: each
+        list is allocated once, `ivf_fill`); an exact index just adds the stream.
+
+        faiss-gpu trains on its GPUs; with faiss-cpu, an IVF-Flat index is trained and its
+        vectors assigned by torch on `torch_device` ("auto": CUDA when torch sees a GPU;
+        None: FAISS on the CPU).
+        """
         if not self.is_ivf or self.index.is_trained:
-            self.index.add_with_ids(vectors, ids)
-        else:
-            nlist = self.spec.nlist or 1
-            rng = np.random.default_rng(seed)
-            take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
-            sample = vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))]
-            if torch_device == "auto":
-                torch_device = cuda_device()
-            on_torch = torch_device and not use_gpu and self.spec.kind == "ivf-flat"
-            if not (on_torch and self._build_on_torch(ids, vectors, sample, torch_device, seed)):
-                faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
-                target = faiss.index_cpu_to_all_gpus(self.index) if use_gpu else self.index
-                target.train(sample)
-                target.add_with_ids(vectors, ids)
-                self.index = faiss.index_gpu_to_cpu(target) if use_gpu else target
-        self.trained_for = len(ids)
-
-    def _build_on_torch(
-        self, ids: np.ndarray, vectors: np.ndarray, sample: np.ndarray, device: str, seed: int
-    ) -> bool:
-        """IVF-Flat trained and filled by torch k-means and assignment on `device`; False when
-        the GPU runs out of memory (the caller then trains with FAISS on the CPU)."""
-        from indexer import gpu_math  # imports torch
-
-        nlist = self.spec.nlist or 1
-        try:
-            centroids = gpu_math.spherical_kmeans(sample, nlist, device, KMEANS_ITERATIONS, seed)
-            labels = gpu_math.assign(vectors, centroids, device)
-        except gpu_math.OutOfMemoryError:
-            return False
-        ivf = faiss.extract_index_ivf(self.index)
-        ivf.quantizer.add(centroids)
-        ivf.is_trained = True
-        add_preassigned(ivf, vectors, labels, ids)
-        self.index.ntotal = ivf.ntotal
-        return True
+            for ids, x in chunks():
+                self.add(ids, x)
+            self.trained_for = self.ntotal
+            return
+        use_gpu = gpu_count() > 0 if use_gpu is None else use_gpu
+        device = cuda_device() if torch_device == "auto" else torch_device
+        self.index, assign = ivf_fill.train(
+            self.index, self.spec, sample, seed=seed, use_gpu=use_gpu, torch_device=device
+        )
+        del sample
+        ivf_fill.fill(self.index, chunks, assign)
+        self.trained_for = self.ntotal
 
     def build_sharded(
         self,
@@ -186,9 +151,8 @@ class VectorIndex:
             return
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        nlist = self.spec.nlist or 1
         rng = np.random.default_rng(seed)
-        take = min(len(vectors), MAX_TRAIN_PER_LIST * nlist)
+        take = train_size(len(vectors), self.spec.nlist or 1)
         faiss.extract_index_ivf(self.index).cp.niter = KMEANS_ITERATIONS
         self.index.train(vectors[np.sort(rng.choice(len(vectors), size=take, replace=False))])
         empty = faiss.serialize_index(self.index)
@@ -201,6 +165,7 @@ class VectorIndex:
         self.trained_for = len(ids)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._writable()
         self.index.add_with_ids(
             np.ascontiguousarray(vectors, dtype=np.float32),
             np.ascontiguousarray(ids, dtype=np.int64),
@@ -208,8 +173,13 @@ class VectorIndex:
 
     def remove(self, ids: Any) -> int:
         """Remove ids (absent ones are ignored); returns how many were removed."""
+        self._writable()
         arr = np.ascontiguousarray(np.asarray(list(ids), dtype=np.int64))
         return int(self.index.remove_ids(arr)) if len(arr) else 0
+
+    def _writable(self) -> None:
+        if self.read_only:  # a write to the mapping would crash the process
+            raise ValueError("a memory-mapped index is read-only: load it with mmap=False")
 
     def ids(self) -> np.ndarray:
         """Every id stored in the index (order unspecified)."""
@@ -229,11 +199,15 @@ class VectorIndex:
     def search(
         self, queries: np.ndarray, k: int, nprobe: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) [nq, k]; missing neighbours have id -1."""
+        """(scores, ids) [nq, k]; missing neighbours have id -1. SQ8/PQ codes with an `exact`
+        source fetch k × RERANK candidates and rank them by their stored vectors."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         if self.is_ivf:
             faiss.extract_index_ivf(self.index).nprobe = int(nprobe or self.nprobe or 1)
-        return self.index.search(queries, k)
+        if self.exact is None or not self.spec.approximate:
+            return self.index.search(queries, k)
+        _, candidates = self.index.search(queries, min(max(1, self.ntotal), k * RERANK))
+        return rerank(queries, candidates, k, self.exact)
 
     def needs_retrain(self, n: int) -> bool:
         """Outgrown: exact index past FLAT_MAX, or N ≫ what the IVF quantizer was trained on."""
@@ -242,9 +216,14 @@ class VectorIndex:
         return n > RETRAIN_GROWTH * max(1, self.trained_for) or n < FLAT_MAX // 2
 
     def tune_nprobe(
-        self, queries: np.ndarray, target_recall: float = 0.95, k: int = 10
+        self,
+        queries: np.ndarray,
+        target_recall: float = 0.95,
+        k: int = 10,
+        truth: np.ndarray | None = None,
     ) -> TuneResult:
-        """Smallest power-of-two nprobe reaching recall@k ≥ target against exhaustive search."""
+        """Smallest power-of-two nprobe reaching recall@k ≥ target against `truth` (ids [nq, k]
+        of the exact neighbours; default: this index searched over all its lists)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = min(k, max(1, self.ntotal))
         if not self.is_ivf or not len(queries):
@@ -253,7 +232,8 @@ class VectorIndex:
             ms = (time.perf_counter() - start) * 1000 / max(1, len(queries))
             return TuneResult(None, 1.0, ms)
         nlist = self.spec.nlist or 1
-        _, truth = self.search(queries, k, nprobe=nlist)  # all lists = exact for these codes
+        if truth is None:
+            _, truth = self.search(queries, k, nprobe=nlist)  # all lists: exact for these codes
         best = TuneResult(nlist, 1.0, 0.0)
         nprobe = 1
         while nprobe <= nlist:
@@ -264,7 +244,7 @@ class VectorIndex:
             if recall >= target_recall or nprobe == nlist:
                 best = TuneResult(nprobe, recall, ms)
                 break
-            nprobe *= 2
+            nprobe = min(nprobe * 2, nlist)
         self.nprobe = best.nprobe
         return best
 
@@ -278,8 +258,15 @@ class VectorIndex:
         path = Path(path)
         try:
             with atomic_path(path, durable=True) as tmp_index:
+                digest = hasher("blake2b-128")
                 with open(tmp_index, "wb") as fh:
-                    faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
+
+                    def write(data: bytes) -> int:  # hashed as written: no second read
+                        digest.update(data)
+                        return fh.write(data)
+
+                    faiss.write_index(self.index, faiss.PyCallbackIOWriter(write))
+                st = tmp_index.stat()
                 doc = {
                     **state,
                     "state_version": STATE_VERSION,
@@ -288,8 +275,10 @@ class VectorIndex:
                     "nprobe": self.nprobe,
                     "trained_for": self.trained_for,
                     "ntotal": self.ntotal,
-                    "faiss_bytes": tmp_index.stat().st_size,
-                    "faiss_blake2b": _digest(tmp_index),
+                    "faiss_bytes": st.st_size,
+                    "faiss_mtime_ns": st.st_mtime_ns,
+                    "faiss_fingerprint": fingerprint(tmp_index, st.st_size),
+                    "faiss_blake2b": digest.hexdigest(),
                 }
                 write_atomic(_state_path(path), json.dumps(doc), durable=True)
         except (OSError, RuntimeError) as exc:
@@ -300,8 +289,16 @@ class VectorIndex:
             ) from None
 
 
-def load(path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
-    """Read an index and its state; IndexFileError if the pair is corrupt or mismatched."""
+def load(
+    path: str | Path, *, mmap: bool = False, full_check: bool = False
+) -> tuple[VectorIndex, dict[str, Any]]:
+    """Read an index and its state; IndexFileError if the pair is corrupt or mismatched.
+
+    The file is checked by its size, mtime and a digest of its head and tail (the whole file
+    is hashed only when its mtime changed, e.g. a copied folder, or with `full_check`, as
+    `index verify` does). `mmap` maps the lists from the file instead of reading them (for
+    readers: pages come in as searches touch them; the index is then read-only).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(str(path))
@@ -310,16 +307,40 @@ def load(path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
     except (OSError, ValueError):
         raise IndexFileError(f"{path}: its state file is missing or unreadable") from None
     spec, dim = _spec(path, state)
-    if path.stat().st_size != state.get("faiss_bytes") or _digest(path) != state.get(
-        "faiss_blake2b"
-    ):
+    if not _matches(path, state, full_check):
         raise IndexFileError(f"{path}: file is truncated, corrupt or not the one its state names")
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
     except RuntimeError as exc:
         raise IndexFileError(f"{path}: FAISS cannot read it ({exc})") from None
     vi = VectorIndex(index, spec, dim, state.get("nprobe"), state.get("trained_for", 0))
+    vi.read_only = mmap
     return vi, state
+
+
+def _matches(path: Path, state: dict[str, Any], full_check: bool) -> bool:
+    """Whether the file is the one the state describes: size, then mtime and fingerprint,
+    then (mtime changed, no fingerprint recorded, or `full_check`) the whole file's digest."""
+    st = path.stat()
+    if st.st_size != state.get("faiss_bytes"):
+        return False
+    stored = state.get("faiss_fingerprint")
+    if stored is not None and fingerprint(path, st.st_size) != stored:
+        return False
+    if stored is not None and st.st_mtime_ns == state.get("faiss_mtime_ns") and not full_check:
+        return True
+    return _digest(path) == state.get("faiss_blake2b")
+
+
+def fingerprint(path: Path, size: int) -> str:
+    """BLAKE2b of the file's size, first and last FINGERPRINT_BYTES: cheap at any size."""
+    digest = hasher("blake2b-128")
+    digest.update(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(FINGERPRINT_BYTES))
+        fh.seek(max(0, size - FINGERPRINT_BYTES))
+        digest.update(fh.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()
 
 
 def _spec(path: Path, state: Any) -> tuple[IndexSpec, int]:
