@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.build.rehash import META_KEY as PHASH_META
+from indexer.dedup import candidates
 from indexer.dedup import report as _report
 from indexer.dedup.decisions import load as load_decisions
 from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
@@ -114,17 +115,25 @@ def dedup(
     parse_rule(options.keep)  # fail fast on a bad --keep
     started = time.perf_counter()
     cat = Catalog(index_dir, readonly=True)
-    try:
+    search: dict[str, Any] = {}
+    try:  # arrays first; the records (one dict per path) only of pictures some tier may group
         require_content(cat, needs=("images",))
-        records = cat.records()
-        ids, vecs = cat.all_vectors()
+        coll = candidates.read(cat)
         decisions = load_decisions(cat)
         phash_version = cat.get_meta(PHASH_META, 1)
+        lent = candidates.lent_cells(index_dir)
+        pairs = candidates.tier_pairs(coll, options, search, lent)
+        del lent
+        coll.vecs = coll.vecs[:0]  # the float16 copy is done with: scores come from the catalog
+        wanted = candidates.involved(coll, pairs)
+        records = cat.records(wanted)
+        ids, vecs = cat.vectors_for(wanted)
     finally:
         cat.close()
-    search: dict[str, Any] = {}
+    pairs = candidates.rescore(pairs, ids, vecs, options, search)
     cid_of = {r["path"]: int(r["content_id"]) for r in records}
-    groups = find_groups(records, ids, vecs, options, search, decisions)
+    groups = find_groups(records, ids, vecs, options, search, decisions, pairs)
+    search["exact"] = {"contents": coll.contents, "files": coll.files}  # not only those read
     search["near-identical"]["phash_version"] = phash_version  # 1: made before alpha/flat rules
     return Report(
         groups=groups,

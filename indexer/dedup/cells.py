@@ -1,5 +1,9 @@
 """CLIP pairs by matrix products on the CPU: exact blocked joins for small sets and the
 inverted-file cell join (spherical k-means cells, probes tuned on a sample) for large ones.
+
+The vectors may be float16 (dedup holds one half-size copy): each block is multiplied in
+float32. A `Confirm` also collects, from the same products, the pairs over a lower cosine whose
+pHashes are close: the near-identical tier's candidates, found without comparing every pHash.
 """
 
 from __future__ import annotations
@@ -9,8 +13,11 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
+
+from indexer.dedup.stars import popcount64
 
 MAX_PROBES = 16  # the most cells a vector is compared against
 TUNE_QUERIES = 500  # sample whose exact neighbours set the number of probed cells
@@ -18,6 +25,43 @@ MIN_TUNE_PAIRS = 50  # too few pairs over the threshold: tune on the sample's mo
 KMEANS_ITERATIONS = 10
 KMEANS_SAMPLE_PER_CELL = 32
 BLOCK_ELEMENTS = 1 << 23  # similarities computed per matrix product (32 MB of float32)
+Hits = tuple[np.ndarray, np.ndarray, np.ndarray]  # (rows, cols, similarity or differing bits)
+
+
+@dataclass
+class Confirm:
+    """pHash per row of the vectors (`usable`: an informative one): a pair over `floor` cosine
+    whose hashes differ in at most `max_bits` bits is a near-identical candidate."""
+
+    codes: np.ndarray
+    usable: np.ndarray
+    max_bits: int
+    floor: float
+
+    def hits(self, sims: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> Hits:
+        """(row, col, differing bits) of a block's pairs over the floor with close hashes."""
+        r, c = np.nonzero(sims >= self.floor)
+        qi, nj = rows[r].astype(np.int64), cols[c].astype(np.int64)
+        keep = (qi != nj) & self.usable[qi] & self.usable[nj]
+        qi, nj = qi[keep], nj[keep]
+        bits = popcount64(np.bitwise_xor(self.codes[qi], self.codes[nj]))
+        close = bits <= self.max_bits
+        return qi[close], nj[close], bits[close].astype(np.float32)
+
+    def hits_of_pairs(self, i: np.ndarray, j: np.ndarray, s: np.ndarray) -> Hits:
+        """The same test on pairs found another way (the GPU's exact join)."""
+        over = s >= self.floor
+        i, j = i[over], j[over]
+        keep = self.usable[i] & self.usable[j]
+        i, j = i[keep], j[keep]
+        bits = popcount64(np.bitwise_xor(self.codes[i], self.codes[j]))
+        close = bits <= self.max_bits
+        return i[close], j[close], bits[close].astype(np.float32)
+
+
+def f32(x: np.ndarray) -> np.ndarray:
+    """A block as float32 (BLAS has no float16 products), contiguous."""
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def choose_cells(n: int) -> int:
@@ -33,7 +77,7 @@ def spherical_kmeans(
     from indexer import gpu_math  # imports torch
 
     take = min(len(x), cells * KMEANS_SAMPLE_PER_CELL)
-    sample = x[np.sort(rng.choice(len(x), take, replace=False))]
+    sample = f32(x[np.sort(rng.choice(len(x), take, replace=False))])
     seed = int(rng.integers(1 << 31))
     return gpu_math.spherical_kmeans(sample, cells, "cpu", iterations, seed)
 
@@ -43,7 +87,7 @@ def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int) -> np.ndarray:
     out = np.empty((len(x), p), np.int32)
     step = max(1, BLOCK_ELEMENTS // max(1, len(centroids)))
     for start in range(0, len(x), step):
-        sims = x[start : start + step] @ centroids.T
+        sims = f32(x[start : start + step]) @ centroids.T
         if p == 1:
             out[start : start + step, 0] = np.argmax(sims, axis=1)
             continue
@@ -93,21 +137,27 @@ def exact_join(
     k: int,
     rows: np.ndarray | None = None,
     keep_best: bool = False,
+    confirm: Confirm | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each of `rows` against every vector, in tiles: its k best hits ≥ threshold.
 
-    `keep_best` keeps each row's k most similar neighbours even below the threshold.
+    `keep_best` keeps each row's k most similar neighbours even below the threshold; with a
+    `confirm`, returns (hits, near-identical candidates) instead.
     """
     rows = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
-    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    out: list[Hits] = []
+    near: list[Hits] = []
     chunk = min(len(rows), 4096)
-    cols = max(k, BLOCK_ELEMENTS // chunk)
+    cols = max(k, BLOCK_ELEMENTS // max(1, chunk))
     for r0 in range(0, len(rows), chunk):
         r = rows[r0 : r0 + chunk]
+        xr = f32(x[r])
         best_s = np.full((len(r), k), -np.inf, np.float32)
         best_j = np.full((len(r), k), -1, np.int64)
         for c0 in range(0, len(x), cols):
-            sims = x[r] @ x[c0 : c0 + cols].T
+            sims = xr @ f32(x[c0 : c0 + cols]).T
+            if confirm is not None:
+                near.append(confirm.hits(sims, r, np.arange(c0, c0 + sims.shape[1])))
             local = r - c0
             inside = (local >= 0) & (local < sims.shape[1])
             sims[np.flatnonzero(inside), local[inside]] = -np.inf  # no self-pairs
@@ -123,6 +173,8 @@ def exact_join(
             keep &= best_s >= threshold
         rr = np.broadcast_to(r[:, None], best_s.shape)
         out.append((rr[keep], best_j[keep], best_s[keep]))
+    if confirm is not None:
+        return concat_hits(out), concat_hits(near)  # type: ignore[return-value]
     return concat_hits(out)
 
 
@@ -134,8 +186,10 @@ def cell_join(
     threshold: float,
     k: int,
     workers: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each vector against the members of its probed cells, cell by cell (matrix products).
+    confirm: Confirm | None = None,
+) -> tuple[Hits, Hits]:
+    """Each vector against the members of its probed cells, cell by cell (matrix products):
+    (hits ≥ threshold, near-identical candidates of `confirm`, empty without one).
 
     Cells run in parallel threads, each product on one BLAS thread: many small products
     scale better this way than one multi-threaded BLAS call at a time.
@@ -151,20 +205,22 @@ def cell_join(
     work = (m_ends - m_starts) * (q_ends - q_starts)
     cells = [int(c) for c in np.argsort(-work, kind="stable") if work[c]]  # big cells first
 
-    def join(c: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def join(c: int) -> list[tuple[Hits, Hits | None]]:
         m = members[m_starts[c] : m_ends[c]]
         q = queries[q_starts[c] : q_ends[c]]
-        xm_t = np.ascontiguousarray(x[m].T)
+        xm_t = np.ascontiguousarray(f32(x[m]).T)
         step = max(1, BLOCK_ELEMENTS // len(m))
-        return [
-            _hits(x[q[s : s + step]] @ xm_t, q[s : s + step], m, threshold, k)
-            for s in range(0, len(q), step)
-        ]
+        out = []
+        for s in range(0, len(q), step):
+            sims = f32(x[q[s : s + step]]) @ xm_t
+            near = None if confirm is None else confirm.hits(sims, q[s : s + step], m)
+            out.append((_hits(sims, q[s : s + step], m, threshold, k), near))
+        return out
 
     workers = workers or os.cpu_count() or 1
     with _one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
-        out = [hit for hits in pool.map(join, cells) for hit in hits]
-    return concat_hits(out)
+        found = [hit for hits in pool.map(join, cells) for hit in hits]
+    return concat_hits([h for h, _ in found]), concat_hits([c for _, c in found if c is not None])
 
 
 @contextmanager
@@ -197,9 +253,7 @@ def _hits(
     return qi[keep], nj[keep], s[keep].astype(np.float32)
 
 
-def concat_hits(
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def concat_hits(parts: list[Hits]) -> Hits:
     """(rows, cols, sims) of several blocks as one int64, int64, float32 triple."""
     if not parts:
         return no_pairs()

@@ -18,10 +18,13 @@ import numpy as np
 from indexer.clock import Laps
 from indexer.dedup.cells import (
     MAX_PROBES,
+    Confirm,
+    Hits,
     cell_join,
     choose_cells,
     concat_hits,
     exact_join,
+    f32,
     nearest_cells,
     no_pairs,
     spherical_kmeans,
@@ -100,7 +103,8 @@ def _partitioned_join(
     probes: int | None,
     target_recall: float,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    confirm: Confirm | None = None,
+) -> tuple[Hits, Hits, dict[str, Any]]:
     """Each vector against the members of its nearest cells (k-means, or the IVF's lent
     centroids); the probed cells tuned on a sample to `target_recall` unless `probes` is given."""
     n, clock = len(x), Laps()
@@ -108,17 +112,19 @@ def _partitioned_join(
         lent if lent is not None else spherical_kmeans(x, min(cells or choose_cells(n), n), rng)
     )
     ncells = len(centroids)
-    clock.lap("kmeans")
+    clock.lap("kmeans" if lent is None else "lent cells")
     nearest = nearest_cells(x, centroids, min(MAX_PROBES, ncells))
     clock.lap("assign")
     recall = None
     if probes is None:
         probes, recall = tune_probes(x, nearest, threshold, target_recall, rng)
         clock.lap("tune")
-    qi, nj, s = cell_join(x, nearest[:, :probes], nearest[:, 0], ncells, threshold, k)
+    hits, near = cell_join(
+        x, nearest[:, :probes], nearest[:, 0], ncells, threshold, k, confirm=confirm
+    )
     clock.lap("join")
     info = {"method": "ivf", "vectors": n, "cells": ncells, "probes": int(probes)}
-    return qi, nj, s, {**info, "sample_recall": recall, "seconds": clock.laps}
+    return hits, near, {**info, "sample_recall": recall, "seconds": clock.laps}
 
 
 def cosine_pairs(
@@ -134,7 +140,32 @@ def cosine_pairs(
     seed: int = 0,
     device: str = "auto",
 ) -> Pairs:
-    """Pairs of L2-normalized vectors with cosine ≥ `threshold`, each vector's k best at most.
+    """Pairs of L2-normalized vectors with cosine ≥ `threshold`, each vector's k best at most
+    (`clip_pairs` without a pHash confirmation)."""
+    pairs, _ = clip_pairs(
+        ids, vecs, threshold, k, target_recall=target_recall, cells=cells, probes=probes,
+        index=index, seed=seed, device=device,
+    )  # fmt: skip
+    return pairs
+
+
+def clip_pairs(
+    ids: np.ndarray,
+    vecs: np.ndarray,
+    threshold: float,
+    k: int = 16,
+    *,
+    target_recall: float = 0.99,
+    cells: int | None = None,
+    probes: int | None = None,
+    index: Any = None,
+    seed: int = 0,
+    device: str = "auto",
+    confirm: Confirm | None = None,
+) -> tuple[Pairs, Pairs]:
+    """Pairs of L2-normalized vectors (float32 or float16) with cosine ≥ `threshold`, each
+    vector's k best at most; and, with a `confirm`, every pair the search compares that is
+    over its floor cosine with close pHashes (score: differing bits; no k limit).
 
     Exact up to EXACT_MAX vectors; beyond, a partition whose probed cells are tuned so that a
     sample's exact pairs are found with `target_recall` (`cells`/`probes` override the tuning).
@@ -144,29 +175,45 @@ def cosine_pairs(
     keeps the CPU search.
     """
     ids = np.ascontiguousarray(ids, dtype=np.int64)
-    x = np.ascontiguousarray(vecs, dtype=np.float32)
+    x = vecs if vecs.dtype in (np.float16, np.float32) else f32(vecs)
     n = len(ids)
     if n < 2:
-        return Pairs(*no_pairs(), info={"method": "exact", "vectors": n})
+        empty = Pairs(*no_pairs(), info={"method": "exact", "vectors": n})
+        return empty, Pairs(*no_pairs())
     k = max(1, min(k, n - 1))
     join_device = None if cells is not None else _join_device(device, x.shape)
     lent = _ivf_centroids(index)
+    near: Hits = no_pairs()
     if join_device:
-        from indexer.gpu_math import cosine_join
-
-        i, j, s = cosine_join(x, threshold, join_device)
-        qi, nj, s = np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([s, s])
+        qi, nj, s, near = _gpu_join(x, threshold, join_device, confirm)
         info: dict[str, Any] = {"method": f"exact on {join_device}", "vectors": n}
     elif n <= EXACT_MAX and cells is None and lent is None:
-        qi, nj, s = exact_join(x, threshold, k)
+        found = exact_join(x, threshold, k, confirm=confirm)
+        (qi, nj, s), near = found if confirm is not None else (found, near)  # type: ignore[misc]
         info = {"method": "exact", "vectors": n}
     else:
-        qi, nj, s, info = _partitioned_join(
-            x, threshold, k, lent, cells, probes, target_recall, np.random.default_rng(seed)
-        )
+        (qi, nj, s), near, info = _partitioned_join(
+            x, threshold, k, lent, cells, probes, target_recall, np.random.default_rng(seed),
+            confirm,
+        )  # fmt: skip
     qi, nj, s = _top_k(qi, nj, s, k)
     a, b, s = _canonical(ids[qi], ids[nj], s)
-    return Pairs(a, b, s, info)
+    return Pairs(a, b, s, info), Pairs(*_canonical(ids[near[0]], ids[near[1]], near[2]))
+
+
+def _gpu_join(
+    x: np.ndarray, threshold: float, device: str, confirm: Confirm | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Hits]:
+    """Every pair over the threshold, exact on the GPU (both directions, for `_top_k`); with a
+    `confirm`, the join runs at its floor and its pHash-close pairs are the candidates."""
+    from indexer.gpu_math import cosine_join
+
+    low = threshold if confirm is None else min(threshold, confirm.floor)
+    i, j, s = cosine_join(f32(x), low, device)
+    near = no_pairs() if confirm is None else confirm.hits_of_pairs(i, j, s)
+    over = s >= threshold
+    i, j, s = i[over], j[over], s[over]
+    return np.concatenate([i, j]), np.concatenate([j, i]), np.concatenate([s, s]), near
 
 
 def _join_device(device: str, shape: tuple[int, ...]) -> str | None:
@@ -219,10 +266,13 @@ def _top_k(
     return q[keep], j[keep], s[keep]
 
 
-def hamming_pairs(ids: np.ndarray, hashes: np.ndarray, max_distance: int) -> Pairs:
+def hamming_pairs(
+    ids: np.ndarray, hashes: np.ndarray, max_distance: int, queries: np.ndarray | None = None
+) -> Pairs:
     """Pairs of 64-bit hashes (signed int64) within `max_distance` bits; exact.
 
-    A FAISS binary flat range search in query blocks: popcount comparisons, no matrix.
+    A FAISS binary flat range search in query blocks: popcount comparisons, no matrix. Every
+    hash is a query, or only the rows `queries` (against all the hashes).
     """
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     info = {"method": "faiss IndexBinaryFlat range_search", "hashes": len(ids)}
@@ -231,13 +281,14 @@ def hamming_pairs(ids: np.ndarray, hashes: np.ndarray, max_distance: int) -> Pai
     codes = np.ascontiguousarray(np.asarray(hashes, dtype=">i8").view(np.uint8).reshape(-1, 8))
     index = faiss.IndexBinaryFlat(64)
     index.add(codes)
+    rows = np.arange(len(codes)) if queries is None else np.asarray(queries, np.int64)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for start in range(0, len(codes), HAMMING_BLOCK):
-        block = codes[start : start + HAMMING_BLOCK]
-        lims, dist, nb = index.range_search(block, max_distance + 1)  # strict: dist < radius
-        q = start + np.repeat(np.arange(len(block)), np.diff(lims.astype(np.int64)))
+    for start in range(0, len(rows), HAMMING_BLOCK):
+        block = rows[start : start + HAMMING_BLOCK]
+        lims, dist, nb = index.range_search(codes[block], max_distance + 1)  # dist < radius
+        q = block[np.repeat(np.arange(len(block)), np.diff(lims.astype(np.int64)))]
         nb = nb.astype(np.int64)
-        keep = nb > q  # each pair once
+        keep = nb > q if queries is None else nb != q  # each pair once (_canonical dedupes)
         parts.append((q[keep], nb[keep], dist[keep].astype(np.float32)))
     q, nb, dist = concat_hits(parts)
     a, b, d = _canonical(ids[q], ids[nb], dist)

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from indexer.dedup import candidates
+from indexer.dedup.cells import f32
 from indexer.dedup.decisions import Decision, Rules
-from indexer.dedup.graph import Pairs, cosine_pairs, hamming_pairs
+from indexer.dedup.graph import Pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, decide_keep, in_folders
 from indexer.dedup.pairs import DUPLICATES, find_pairs, relation
 from indexer.dedup.stars import popcount64, split_stars
@@ -132,19 +134,21 @@ def find_groups(
     options: DedupOptions,
     stats: dict[str, Any] | None = None,
     decisions: list[Decision] | None = None,
+    pairs: dict[str, Pairs] | None = None,
 ) -> list[Group]:
     """Every tier's groups for catalog `records` (one per path) and content vectors.
 
     `stats`, when given, receives the pair counts and how each search was done; `decisions`
-    (`index decide`) keep pictures apart and choose kept files.
+    (`index decide`) keep pictures apart and choose kept files. `pairs` (candidates.tier_pairs)
+    are each tier's pairs when already found: `records` then need only cover the contents in
+    them and the copies (dedup() reads no other record).
     """
     stats = {} if stats is None else stats
     by_content: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         by_content[int(rec["content_id"])].append(rec)
-    have = np.fromiter(by_content, dtype=np.int64, count=len(by_content))
-    keep_vec = np.isin(ids, have)  # contents that still have a file
-    ids, vecs = ids[keep_vec], vecs[keep_vec]
+    if pairs is None:
+        pairs = candidates.tier_pairs(candidates.of_records(records, ids, vecs), options, stats)
     row_of = {int(c): i for i, c in enumerate(ids)}
     hashes = {r["hash"]: int(r["content_id"]) for r in records} if decisions else {}
     builder = _Builder(by_content, vecs, row_of, options, Rules(decisions or (), hashes))
@@ -154,31 +158,13 @@ def find_groups(
         if len(recs) > 1:
             builder.exact(cid)
     stats["exact"] = {"contents": len(by_content), "files": len(records)}
-
-    hashed = [(c, r[0]["phash"]) for c, r in by_content.items() if hash_informative(r[0]["phash"])]
-    h_ids = np.array([c for c, _ in hashed], np.int64)
-    h_vals = np.array([h for _, h in hashed], np.int64)
-    pairs = hamming_pairs(h_ids, h_vals, options.hamming)
-    stats["near-identical"] = {**pairs.info, "pairs": len(pairs)}
-    pairs.score = 1.0 - pairs.score / 64.0
-    builder.tier("near-identical", pairs, options.hamming)
-
-    active = [
-        (tier, value)
-        for tier, value in (
-            ("near-duplicate", options.near_duplicate),
-            ("similar", options.similar),
-        )
-        if value is not None
-    ]
-    lowest = min(v for _, v in active)
-    pairs = cosine_pairs(
-        ids, vecs, lowest, k=options.k, target_recall=options.target_recall, device=options.device
-    )
-    for tier, threshold in active:
-        sel = pairs.score >= threshold
-        stats[tier] = {**pairs.info, "pairs": int(sel.sum())}
-        builder.tier(tier, Pairs(pairs.a[sel], pairs.b[sel], pairs.score[sel]), threshold)
+    builder.tier("near-identical", pairs["near-identical"], options.hamming)
+    for tier, threshold in (
+        ("near-duplicate", options.near_duplicate),
+        ("similar", options.similar),
+    ):
+        if threshold is not None:
+            builder.tier(tier, pairs[tier], threshold)
     return builder.groups
 
 
@@ -312,7 +298,7 @@ class _Builder:
         home = self.row_of.get(center)
         if home is None:
             return np.zeros(len(units)), np.zeros(len(units), bool)
-        picked = self.vecs[[r for r in rows if r is not None]] @ self.vecs[home]
+        picked = f32(self.vecs[[r for r in rows if r is not None]]) @ f32(self.vecs[home])
         scores = np.zeros(len(units), np.float64)
         scores[usable] = picked
         return scores, usable & (scores >= threshold)
@@ -366,7 +352,7 @@ class _Builder:
         if tier != "near-identical":
             a, b = self.row_of.get(member["content_id"]), self.row_of.get(kept["content_id"])
             if a is not None and b is not None:
-                return round(float(np.dot(self.vecs[a], self.vecs[b])), 6)
+                return round(float(np.dot(f32(self.vecs[a]), f32(self.vecs[b]))), 6)
         if member.get("phash") is not None and kept.get("phash") is not None:
             return round(1.0 - hamming(member["phash"], kept["phash"]) / 64.0, 6)
         return 0.0  # no common measure (a picture without a vector or a hash)
