@@ -37,21 +37,27 @@ def rerank(
 
 
 def neighbours(
-    queries: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray]], k: int
+    queries: np.ndarray,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    k: int,
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Ids [nq, k] of each query's k nearest stored vectors (inner product), best first, over
-    a stream of (ids, vectors) batches: one pass, memory of one batch and one block."""
+    a stream of (ids, vectors) batches, leaving out the ids `exclude`: one pass, memory of one
+    batch and one block."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     best_s = np.full((len(queries), k), -np.inf, np.float32)
     best_i = np.full((len(queries), k), -1, np.int64)
     for ids, x in chunks:
         for start in range(0, len(ids), BLOCK):
-            block = np.ascontiguousarray(x[start : start + BLOCK], dtype=np.float32)
-            sims = np.concatenate([best_s, queries @ block.T], axis=1)
+            block_ids = ids[start : start + BLOCK]
+            sims = queries @ np.ascontiguousarray(x[start : start + BLOCK], dtype=np.float32).T
+            if exclude is not None:
+                sims[:, np.isin(block_ids, exclude)] = -np.inf
+            sims = np.concatenate([best_s, sims], axis=1)
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             cols = np.concatenate(
-                [best_i, np.broadcast_to(ids[start : start + BLOCK], (len(queries), len(block)))],
-                axis=1,
+                [best_i, np.broadcast_to(block_ids, (len(queries), len(block_ids)))], axis=1
             )
             best_s = np.take_along_axis(sims, top, axis=1)
             best_i = np.take_along_axis(cols, top, axis=1)

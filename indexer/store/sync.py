@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ INDEX_FILE = "vectors.faiss"
 BuildIvf = Callable[[vectors.VectorIndex, np.ndarray, np.ndarray], None]
 TUNE_QUERIES = 500
 RETUNE_GROWTH = 0.10  # an incremental build retunes nprobe once the index changed by 10 %
-SAMPLE_BATCH = 10_000
+SAMPLE_BATCH = 5_000
 log = logging.getLogger(__name__)
 
 
@@ -168,7 +168,7 @@ def _tune(
     tune = index.tune_nprobe(queries) if len(held) and not index.is_ivf else None  # exact
     if len(held) and index.is_ivf:
         index.remove(held)
-        truth = exact.neighbours(queries, _without(cat.vectors(), held), 10)
+        truth = exact.neighbours(queries, cat.vectors(), 10, exclude=held)
         tune = index.tune_nprobe(queries, target_recall=target_recall, k=10, truth=truth)
         index.add(held, queries)
     return {
@@ -181,14 +181,6 @@ def _tune(
         "build_seconds": round(build_seconds, 3),
         "tuned_for": index.ntotal,
     }
-
-
-def _without(
-    batches: Iterator[tuple[np.ndarray, np.ndarray]], held: np.ndarray
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    for ids, x in batches:
-        keep = ~np.isin(ids, held)
-        yield ids[keep], x[keep]
 
 
 def open_index(cat: Catalog, index_dir: str | Path) -> tuple[Any, bool]:
