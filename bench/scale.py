@@ -244,7 +244,7 @@ def search_child(args: argparse.Namespace) -> None:
     searcher = Searcher(Settings.from_env(index=Path(args.index)))
     queries = np.load(Path(args.index) / "queries.npy")
     searcher.search_vector(queries[0], 10)  # opens the index
-    start_s = time.perf_counter() - started
+    start_s, at_start = time.perf_counter() - started, memory()
     times, found = [], []
     for q in queries:
         t = time.perf_counter()
@@ -252,7 +252,16 @@ def search_child(args: argparse.Namespace) -> None:
         times.append(time.perf_counter() - t)
         found.append([h.id for h in hits])
     ms = [round(1000 * t, 3) for t in times]
-    print(json.dumps({"start_seconds": round(start_s, 3), "ms": ms, "ids": found}))
+    rss = {"at_start": at_start, "after_queries": memory()}
+    print(json.dumps({"start_seconds": round(start_s, 3), "ms": ms, "ids": found, "rss_mb": rss}))
+
+
+def memory() -> dict[str, int]:
+    """This process's resident memory in MiB: private (anonymous) and mapped from files (the
+    memory-mapped FAISS lists: page cache the kernel can drop)."""
+    status = Path("/proc/self/status").read_text().split("\n")
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in status if line.startswith("Rss")}
+    return {"anon": kb.get("RssAnon", 0) // 1024, "file": kb.get("RssFile", 0) // 1024}
 
 
 def search_scores(index: Path, child: dict) -> dict:
@@ -268,6 +277,7 @@ def search_scores(index: Path, child: dict) -> dict:
     ms = np.asarray(child["ms"])
     return {
         "start_seconds": child["start_seconds"],
+        "rss_mb": child["rss_mb"],
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "recall_at_10": round(sum(hits) / (10 * len(queries)), 4),
