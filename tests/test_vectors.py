@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 
 import faiss
 import numpy as np
@@ -100,3 +101,71 @@ def test_corrupt_or_truncated_file_is_detected(tmp_path):
     (tmp_path / "vectors.json").unlink()
     with pytest.raises(IndexFileError, match="state file"):
         vectors.load(path)
+
+
+def held_out(n: int, dim: int, extra: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n stored vectors, `extra` queries of the same clusters that are not stored, and the
+    rows of each query's 10 exact nearest stored vectors."""
+    x = clustered(n + extra, dim, clusters=200, spread=0.6)
+    stored, queries = x[:n], x[n:]
+    exact = faiss.IndexFlatIP(dim)
+    exact.add(stored)
+    return stored, queries, exact.search(queries, 10)[1]
+
+
+def recall(truth: np.ndarray, got: np.ndarray) -> float:
+    hits = [len(set(t) & set(g)) for t, g in zip(truth.tolist(), got.tolist(), strict=True)]
+    return sum(hits) / truth.size
+
+
+@pytest.mark.parametrize("spec", [IndexSpec("ivf-sq8", 64), IndexSpec("ivf-pq", 64, 16)])
+def test_compressed_codes_are_reranked_by_the_stored_vectors(spec):
+    n, dim = 20_000, 64
+    stored, queries, truth = held_out(n, dim)
+    ids = np.arange(n, dtype=np.int64) * 5 + 3  # catalog ids are not row numbers
+    index = VectorIndex.create(spec, dim)
+    index.build(ids, stored)
+    index.exact = lambda want: (np.sort(want), stored[(np.sort(want) - 3) // 5])
+    tune = index.tune_nprobe(queries, 0.95, 10, truth=ids[truth])
+    assert tune.recall_at_10 >= 0.95 and tune.nprobe < spec.nlist
+    scores, got = index.search(queries, 10)
+    assert recall(ids[truth], got) >= 0.95
+    exact_scores = np.einsum("ij,ij->i", stored[(got[:, 0] - 3) // 5], queries)
+    np.testing.assert_allclose(scores[:, 0], exact_scores, atol=1e-5)  # stored, not code, scores
+    index.exact = None  # the codes alone rank worse: what re-ranking is for
+    _, coded = index.search(queries, 10, nprobe=tune.nprobe)
+    assert recall(ids[truth], coded) < recall(ids[truth], got)
+
+
+def test_readers_trust_size_mtime_and_fingerprint_verify_reads_every_byte(tmp_path):
+    index = VectorIndex.create(IndexSpec(), 64)
+    index.build(np.arange(12_000), clustered(12_000, 64))  # 3 MB: a middle past both ends
+    path = tmp_path / "vectors.faiss"
+    index.save(path, {"generation": 1})
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle, size and mtime kept
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    vectors.read_state(path)  # a reader's check: cheap at any size, blind to this byte
+    with pytest.raises(IndexFileError, match="corrupt"):
+        vectors.load(path, full_check=True)  # `index verify`
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # e.g. a copied folder
+    with pytest.raises(IndexFileError, match="corrupt"):
+        vectors.load(path)  # another mtime: the whole file is hashed
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))  # the same bytes, a new mtime: still the file of its state
+    assert vectors.load(path)[0].ntotal == 12_000
+
+
+def test_a_memory_mapped_index_answers_and_refuses_writes(tmp_path):
+    x = clustered(60_000, 32)
+    index = VectorIndex.create(choose_spec(len(x), 32), 32)
+    index.build(np.arange(60_000), x)
+    path = tmp_path / "vectors.faiss"
+    index.save(path, {"generation": 1})
+    mapped, _ = vectors.load(path, mmap=True)
+    assert np.array_equal(mapped.search(x[:50], 10, nprobe=8)[1], index.search(x[:50], 10, 8)[1])
+    assert np.array_equal(np.sort(mapped.ids()), np.arange(60_000))
+    with pytest.raises(ValueError, match="read-only"):
+        mapped.remove([1])  # writing to the mapping would crash the process

@@ -22,15 +22,17 @@ if TYPE_CHECKING:
 FailedKnown = dict[str, tuple[int | None, int | None]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IndexedFile:
-    """One catalog file with its content: what a scanned file of that path is compared to."""
+    """One catalog file with its content: what a scanned file of that path is compared to
+    (slotted: a rescan holds one per indexed file). `hash` is needed, and read, only for a
+    content without a vector (it is embedded again under that hash)."""
 
     path: str
     size: int
     mtime_ns: int
     content_id: int
-    hash: str
+    hash: str | None
     has_vector: bool
 
 
@@ -120,8 +122,12 @@ def classify(
     be a copy or a move: it goes to `one_read` (the decode worker hashes it), the rest to
     `to_hash`. An unchanged file that failed before is not tried again unless `retry_failed`.
     """
-    rows = list(rows)
-    indexed = {r.path: r for r in rows if under_roots(r.path, roots)}
+    indexed: dict[str, IndexedFile] = {}
+    taken = set(tombstone_sizes)  # sizes of indexed files: a new file of one may be a copy
+    for r in rows:  # one pass, no list of every row
+        taken.add(r.size)
+        if under_roots(r.path, roots):
+            indexed[r.path] = r
     draft = Draft(indexed, [], [], defaultdict(list), [], [], [])
     candidates: list[FileEntry] = []
     for entry in scan.images:
@@ -142,8 +148,7 @@ def classify(
     seen = scanned | {e.path for e, _ in not_read}
     gone = [p for p in failed_known if p not in seen and under_roots(p, roots)]
     draft.ledger_gone = guard.seen_gone(scan, gone)  # not those behind an unseen folder
-    sizes = Counter(e.size for e in candidates)
-    taken = {r.size for r in rows} | tombstone_sizes  # a tombstone may come back
+    sizes = Counter(e.size for e in candidates)  # (taken: a tombstone may come back too)
     for entry in candidates:
         alone = sizes[entry.size] == 1 and entry.size not in taken
         (draft.one_read if alone else draft.to_hash).append(entry)

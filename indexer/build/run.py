@@ -216,21 +216,26 @@ class _Build:
         the plan's links, deletions and ledger entries in one transaction; returns it."""
         with self.cat.session() as session:
             tombstone_sizes = self.writes.bury_pathless(session)
-            rows = [plan.IndexedFile(*row) for row in session.execute(
-                select(File.path, File.size, File.mtime_ns, File.content_id, Content.hash)
-                .join(Content, Content.id == File.content_id)
-                .add_columns(Content.vector.is_not(None))
-            )]  # fmt: skip
             failed_known = {f.path: (f.size, f.mtime_ns) for f in session.scalars(select(Failure))}
-        draft = plan.classify(
-            scan,
-            rows,
-            failed_known,
-            roots=self.roots,
-            tombstone_sizes=tombstone_sizes,
-            retry_failed=self.retry_failed,
-            guard=self.guard,
-        )
+            # files alone (small rows); the hashes only of contents without a vector
+            unembedded = dict(session.execute(
+                select(Content.id, Content.hash).where(Content.vector.is_(None))
+            ).all())  # fmt: skip
+            rows = (
+                plan.IndexedFile(path, size, mtime, cid, unembedded.get(cid), cid not in unembedded)
+                for path, size, mtime, cid in session.execute(
+                    select(File.path, File.size, File.mtime_ns, File.content_id)
+                )
+            )
+            draft = plan.classify(
+                scan,
+                rows,
+                failed_known,
+                roots=self.roots,
+                tombstone_sizes=tombstone_sizes,
+                retry_failed=self.retry_failed,
+                guard=self.guard,
+            )
         hashed: list[tuple[fs.FileEntry, str]] = []
         unread: list[plan.NewFailure] = []
         for entry, digest, error in fs.hash_files(draft.to_hash):

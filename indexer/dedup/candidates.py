@@ -138,7 +138,7 @@ def tier_pairs(
     )  # fmt: skip
     if alone:
         near = hamming_pairs(coll.hash_ids, coll.hashes, options.hamming)
-        how = {"method": "pHash, every pair", **near.info}
+        how = {**near.info, "method": "pHash, every pair"}
     else:
         near = _with_vectorless(coll, near, options.hamming)
         how = {"method": "CLIP neighbours confirmed by pHash", "least_cosine": CONFIRM_COSINE}

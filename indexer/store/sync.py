@@ -53,10 +53,11 @@ def sync_index(
     path = index_path(settings.index)
     now = {"generation": cat.generation(), "dim": int(cat.get_meta("dim", 0))}
     n = cat.counts()["vectors"]
-    index, state = (None, {}) if rebuild else _load(path)
-    step = _decide(index, state, now, n, generation_at_start, settings.target_recall)
+    state = {} if rebuild else _state(path)  # decided from the state: KEEP reads no index
+    step = _decide(state, now, n, generation_at_start, settings.target_recall)
     if step == KEEP:
         return {key: state[key] for key in INFO_KEYS}
+    index, state = _load(path) if step != REBUILD else (None, {})
     started = time.perf_counter()
     if step == APPLY and index is not None:
         _apply(cat, index, added or set(), removed or set())
@@ -81,7 +82,6 @@ INFO_KEYS += ("build_seconds", "tuned_for")  # tuned_for: ntotal when nprobe was
 
 
 def _decide(
-    index: vectors.VectorIndex | None,
     state: dict[str, Any],
     now: dict[str, int],
     n: int,
@@ -89,8 +89,11 @@ def _decide(
     target_recall: float,
 ) -> str:
     """KEEP the saved file, RETUNE it (same vectors, other target), APPLY this run's changes
-    to it, or REBUILD it from the catalog."""
-    if index is None or index.needs_retrain(n) or index.dim != max(now["dim"], 1):
+    to it, or REBUILD it from the catalog: from its state alone."""
+    if not state or state.get("dim") != max(now["dim"], 1):
+        return REBUILD
+    spec = vectors.IndexSpec(**state["spec"])
+    if vectors.outgrown(spec, state.get("trained_for", 0), n):
         return REBUILD
     if state.get("generation") == now["generation"]:
         tuned = state.get("target_recall") == target_recall and set(INFO_KEYS) <= set(state)
@@ -106,6 +109,17 @@ def _outgrew_tuning(index: vectors.VectorIndex, state: dict[str, Any], target: f
     if state.get("target_recall") != target or not tuned_for or not set(INFO_KEYS) <= set(state):
         return True
     return abs(index.ntotal - tuned_for) > RETUNE_GROWTH * tuned_for
+
+
+def _state(path: Path) -> dict[str, Any]:
+    """The saved file's checked state, or {} when missing or unusable (then rebuilt)."""
+    try:
+        return vectors.read_state(path)
+    except FileNotFoundError:
+        return {}
+    except vectors.IndexFileError as exc:
+        log.warning("%s; rebuilding it from the catalog", exc)
+        return {}
 
 
 def _load(path: Path) -> tuple[vectors.VectorIndex | None, dict[str, Any]]:

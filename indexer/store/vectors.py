@@ -210,10 +210,7 @@ class VectorIndex:
         return rerank(queries, candidates, k, self.exact)
 
     def needs_retrain(self, n: int) -> bool:
-        """Outgrown: exact index past FLAT_MAX, or N ≫ what the IVF quantizer was trained on."""
-        if not self.is_ivf:
-            return n >= FLAT_MAX
-        return n > RETRAIN_GROWTH * max(1, self.trained_for) or n < FLAT_MAX // 2
+        return outgrown(self.spec, self.trained_for, n)
 
     def tune_nprobe(
         self,
@@ -294,10 +291,28 @@ def load(
 ) -> tuple[VectorIndex, dict[str, Any]]:
     """Read an index and its state; IndexFileError if the pair is corrupt or mismatched.
 
+    `mmap` maps the lists from the file instead of reading them (for readers: pages come in
+    as searches touch them; the index is then read-only). Checks: `read_state`.
+    """
+    path = Path(path)
+    state = read_state(path, full_check=full_check)
+    spec, dim = _spec(path, state)
+    try:
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+    except RuntimeError as exc:
+        raise IndexFileError(f"{path}: FAISS cannot read it ({exc})") from None
+    vi = VectorIndex(index, spec, dim, state.get("nprobe"), state.get("trained_for", 0))
+    vi.read_only = mmap
+    return vi, state
+
+
+def read_state(path: str | Path, *, full_check: bool = False) -> dict[str, Any]:
+    """The state of the FAISS file at `path`, once the file is checked to be the one it
+    describes; FileNotFoundError, or IndexFileError if the pair is corrupt or mismatched.
+
     The file is checked by its size, mtime and a digest of its head and tail (the whole file
     is hashed only when its mtime changed, e.g. a copied folder, or with `full_check`, as
-    `index verify` does). `mmap` maps the lists from the file instead of reading them (for
-    readers: pages come in as searches touch them; the index is then read-only).
+    `index verify` does): reading the state costs the same at any size.
     """
     path = Path(path)
     if not path.exists():
@@ -306,16 +321,17 @@ def load(
         state = json.loads(_state_path(path).read_text())
     except (OSError, ValueError):
         raise IndexFileError(f"{path}: its state file is missing or unreadable") from None
-    spec, dim = _spec(path, state)
+    _spec(path, state)
     if not _matches(path, state, full_check):
         raise IndexFileError(f"{path}: file is truncated, corrupt or not the one its state names")
-    try:
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
-    except RuntimeError as exc:
-        raise IndexFileError(f"{path}: FAISS cannot read it ({exc})") from None
-    vi = VectorIndex(index, spec, dim, state.get("nprobe"), state.get("trained_for", 0))
-    vi.read_only = mmap
-    return vi, state
+    return state
+
+
+def outgrown(spec: IndexSpec, trained_for: int, n: int) -> bool:
+    """Exact index past FLAT_MAX, or N ≫ what the IVF quantizer was trained on."""
+    if spec.kind == "flat":
+        return n >= FLAT_MAX
+    return n > RETRAIN_GROWTH * max(1, trained_for) or n < FLAT_MAX // 2
 
 
 def _matches(path: Path, state: dict[str, Any], full_check: bool) -> bool:
