@@ -60,7 +60,7 @@ class Settings:
     max_decode_mb: float = 768.0  # MiB one decode may hold (imaging.decode_bytes)
     decode_timeout: float = 60.0  # seconds per image (in decode worker processes)
     excludes: tuple[str, ...] = field(default=DEFAULT_EXCLUDES)
-    memory_budget_mb: float = 0.0  # 0 = no budget: Flat/IVF-Flat; else SQ8/PQ when needed
+    memory_budget_mb: float = 0.0  # the FAISS build's peak; 0 = a quarter of the RAM (index_choice)
     target_recall: float = 0.95
     cache_dir: Path | None = None  # weights cache (defaults to the huggingface_hub cache)
     engine: str = "local"  # local | ray
@@ -123,7 +123,7 @@ _NUMBERS = (
     ("workers", 0, False, "a whole number of 1 or more (0 = one per core)"),
     ("max_megapixels", 0, True, "a number above 0"),
     ("decode_timeout", 0, True, "a number of seconds above 0"),
-    ("memory_budget_mb", 0, False, "a number of MB, 0 or more (0 = no budget)"),
+    ("memory_budget_mb", 0, False, "a number of MB, 0 or more (0 = a quarter of the RAM)"),
     ("ray_actors", 0, False, "a whole number, 0 or more (0 = one per GPU)"),
     ("target_recall", 0, True, "a number in (0, 1]"),
 )

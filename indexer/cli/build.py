@@ -44,7 +44,8 @@ def build_command(
         list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
     ] = None,
     memory_budget_mb: Annotated[
-        float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
+        float | None,
+        typer.Option(help="FAISS build memory (MB): IVF-Flat, SQ8 or PQ [default: RAM/4]."),
     ] = None,
     reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,

@@ -20,6 +20,7 @@ import numpy as np
 from indexer.dedup.stars import popcount64
 
 MAX_PROBES = 16  # the most cells a vector is compared against
+NEIGHBOUR_CELLS = 48  # with known cells: a vector's probes are among its cell's nearest cells
 TUNE_QUERIES = 500  # sample whose exact neighbours set the number of probed cells
 MIN_TUNE_PAIRS = 50  # too few pairs over the threshold: tune on the sample's most similar pairs
 KMEANS_ITERATIONS = 10
@@ -94,6 +95,27 @@ def nearest_cells(x: np.ndarray, centroids: np.ndarray, p: int) -> np.ndarray:
         part = np.argpartition(-sims, p - 1, axis=1)[:, :p]
         order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1)
         out[start : start + step] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def nearest_from_primary(
+    x: np.ndarray, centroids: np.ndarray, primary: np.ndarray, p: int
+) -> np.ndarray:
+    """int32 [n, p] as `nearest_cells` when each vector's own cell is known (the IVF list it is
+    stored in): its other p - 1 cells are the nearest among its cell's NEIGHBOUR_CELLS nearest
+    cells, so the cost grows with N, not N × cells."""
+    ncells = len(centroids)
+    around = nearest_cells(centroids, centroids, min(ncells, NEIGHBOUR_CELLS))  # itself first
+    out = np.empty((len(x), p), np.int32)
+    order = np.argsort(primary, kind="stable")
+    ends = np.cumsum(np.bincount(primary, minlength=ncells))
+    with _one_blas_thread():  # many small products: threads would only spin
+        for cell in np.flatnonzero(np.diff(np.concatenate([[0], ends]))).tolist():
+            rows = order[ends[cell - 1] if cell else 0 : ends[cell]]
+            near = around[cell]
+            sims = f32(x[rows]) @ centroids[near].T
+            sims[:, near == cell] = np.inf  # its own cell comes first
+            out[rows] = near[np.argsort(-sims, axis=1, kind="stable")[:, :p]]
     return out
 
 

@@ -26,6 +26,7 @@ from indexer.dedup.cells import (
     exact_join,
     f32,
     nearest_cells,
+    nearest_from_primary,
     no_pairs,
     spherical_kmeans,
     tune_probes,
@@ -104,16 +105,22 @@ def _partitioned_join(
     target_recall: float,
     rng: np.random.Generator,
     confirm: Confirm | None = None,
+    primary: np.ndarray | None = None,
 ) -> tuple[Hits, Hits, dict[str, Any]]:
     """Each vector against the members of its nearest cells (k-means, or the IVF's lent
-    centroids); the probed cells tuned on a sample to `target_recall` unless `probes` is given."""
+    centroids with each vector's own list, `primary`); the probed cells tuned on a sample to
+    `target_recall` unless `probes` is given."""
     n, clock = len(x), Laps()
     centroids = (
         lent if lent is not None else spherical_kmeans(x, min(cells or choose_cells(n), n), rng)
     )
     ncells = len(centroids)
     clock.lap("kmeans" if lent is None else "lent cells")
-    nearest = nearest_cells(x, centroids, min(MAX_PROBES, ncells))
+    p = min(MAX_PROBES, ncells)
+    if primary is not None:
+        nearest = nearest_from_primary(x, centroids, primary, p)
+    else:
+        nearest = nearest_cells(x, centroids, p)
     clock.lap("assign")
     recall = None
     if probes is None:
@@ -192,9 +199,10 @@ def clip_pairs(
         (qi, nj, s), near = found if confirm is not None else (found, near)  # type: ignore[misc]
         info = {"method": "exact", "vectors": n}
     else:
+        primary = None if lent is None else _ivf_primary(index, ids, x, lent)
         (qi, nj, s), near, info = _partitioned_join(
             x, threshold, k, lent, cells, probes, target_recall, np.random.default_rng(seed),
-            confirm,
+            confirm, primary,
         )  # fmt: skip
     qi, nj, s = _top_k(qi, nj, s, k)
     a, b, s = _canonical(ids[qi], ids[nj], s)
@@ -244,6 +252,25 @@ def _ivf_centroids(index: Any) -> np.ndarray | None:
         return None
     c = ivf.quantizer.reconstruct_n(0, ivf.nlist).astype(np.float32)
     return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+
+
+def _ivf_primary(
+    index: Any, ids: np.ndarray, x: np.ndarray, centroids: np.ndarray
+) -> np.ndarray | None:
+    """Each vector's list in a lent `VectorIndex` (where it is stored: no search), the nearest
+    cell of the vectors it does not hold yet; None for a bare FAISS index."""
+    if not hasattr(index, "lists"):
+        return None
+    stored, where = index.lists()
+    order = np.argsort(stored, kind="stable")
+    stored, where = stored[order], where[order]
+    pos = np.minimum(np.searchsorted(stored, ids), max(0, len(stored) - 1))
+    found = stored[pos] == ids if len(stored) else np.zeros(len(ids), bool)
+    primary = np.where(found, where[pos] if len(where) else 0, 0).astype(np.int32)
+    missing = np.flatnonzero(~found)
+    if len(missing):
+        primary[missing] = nearest_cells(x[missing], centroids, 1)[:, 0]
+    return primary
 
 
 def _top_k(

@@ -185,16 +185,21 @@ class VectorIndex:
         """Every id stored in the index (order unspecified)."""
         if not self.is_ivf:
             return faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        ivf = faiss.extract_index_ivf(self.index)
-        lists = ivf.invlists
-        parts = []
+        return self.lists()[0]
+
+    def lists(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, the inverted list of each) of an IVF index, read list by list (a memory-mapped
+        index reads only the ids' pages)."""
+        lists = faiss.extract_index_ivf(self.index).invlists
+        ids, where = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)]
         for list_no in range(lists.nlist):
             size = lists.list_size(list_no)
             if size:
                 ptr = lists.get_ids(list_no)
-                parts.append(faiss.rev_swig_ptr(ptr, size).copy())
+                ids.append(faiss.rev_swig_ptr(ptr, size).astype(np.int64))
                 lists.release_ids(list_no, ptr)
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+                where.append(np.full(size, list_no, np.int32))
+        return np.concatenate(ids), np.concatenate(where)
 
     def search(
         self, queries: np.ndarray, k: int, nprobe: int | None = None
@@ -345,7 +350,7 @@ def _matches(path: Path, state: dict[str, Any], full_check: bool) -> bool:
         return False
     if stored is not None and st.st_mtime_ns == state.get("faiss_mtime_ns") and not full_check:
         return True
-    return _digest(path) == state.get("faiss_blake2b")
+    return file_digest(path, "blake2b-128") == state.get("faiss_blake2b")
 
 
 def fingerprint(path: Path, size: int) -> str:
@@ -382,10 +387,6 @@ def _fill_shard(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bytes:
 
 def _state_path(path: Path) -> Path:
     return path.with_name(path.stem + ".json")
-
-
-def _digest(path: Path) -> str:
-    return file_digest(path, "blake2b-128")
 
 
 def _recall(truth: np.ndarray, got: np.ndarray) -> float:
