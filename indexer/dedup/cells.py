@@ -170,7 +170,8 @@ def exact_join(
     out: list[Hits] = []
     near: list[Hits] = []
     chunk = min(len(rows), 4096)
-    cols = max(k, BLOCK_ELEMENTS // max(1, chunk))
+    # float32 columns ≤ 32 MB; the top-k merge holds ~5 arrays of chunk × cols: ≤ 2M each
+    cols = max(k, min(BLOCK_ELEMENTS // x.shape[1], (BLOCK_ELEMENTS >> 2) // max(1, chunk)))
     for r0 in range(0, len(rows), chunk):
         r = rows[r0 : r0 + chunk]
         xr = f32(x[r])
@@ -231,7 +232,7 @@ def cell_join(
         m = members[m_starts[c] : m_ends[c]]
         q = queries[q_starts[c] : q_ends[c]]
         xm_t = np.ascontiguousarray(f32(x[m]).T)
-        step = max(1, BLOCK_ELEMENTS // len(m))
+        step = max(1, BLOCK_ELEMENTS // max(len(m), x.shape[1]))  # the float32 rows: ≤ 32 MB
         out = []
         for s in range(0, len(q), step):
             sims = f32(x[q[s : s + step]]) @ xm_t
