@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +92,7 @@ def scan(
     excludes: Iterable[str] = (),
     include_hidden: bool = False,
     never: Iterable[str | Path] = (),
+    known: Callable[[FileEntry], bool] | None = None,
 ) -> ScanResult:
     """Walk `roots` recursively (following symlinks, never twice into the same folder).
 
@@ -99,7 +100,7 @@ def scan(
     by device and inode, so symlinks and relative paths cannot sneak it in) are skipped;
     every other regular file is an image candidate or a non-picture counted by kind.
     Roots not there and folders that cannot be listed are `unlisted`; empty roots are
-    `odd_roots`.
+    `odd_roots`. A file `known` says is indexed and unchanged is an image without being opened.
     """
     result = ScanResult()
     suffixes = _image_suffixes()
@@ -121,7 +122,10 @@ def scan(
             found, unlisted = 0, len(result.unlisted)
             for entry in _walk(root_path, excluded, include_hidden, seen_dirs, result, never_ids):
                 found += 1
-                _classify(entry, suffixes, result)
+                if known is not None and known(entry):
+                    result.images.append(entry)
+                else:
+                    _classify(entry, suffixes, result)
             if not found and root_path not in dict(result.unlisted[unlisted:]):
                 result.odd_roots.append((root_path, "empty"))
         elif stat.S_ISREG(st.st_mode):
@@ -343,10 +347,14 @@ def hash_files(
 
 def under_roots(path: str, roots: Iterable[str]) -> bool:
     """Is `path` inside one of the (absolute) scanned roots?"""
-    for root in roots:
-        if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    return inside_roots(roots)(path)
+
+
+def inside_roots(roots: Iterable[str]) -> Callable[[str], bool]:
+    """`under_roots` for many paths: the roots' prefixes prepared once."""
+    exact = frozenset(roots)
+    prefixes = tuple(root.rstrip(os.sep) + os.sep for root in exact)
+    return lambda path: path in exact or path.startswith(prefixes)
 
 
 def write_atomic(path: str | Path, data: str | bytes, *, durable: bool = False) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from indexer.files import FileEntry, ScanResult, under_roots
+from indexer.files import FileEntry, ScanResult, inside_roots
 
 if TYPE_CHECKING:
     from indexer.build.vanished import VanishGuard
@@ -124,9 +124,10 @@ def classify(
     """
     indexed: dict[str, IndexedFile] = {}
     taken = set(tombstone_sizes)  # sizes of indexed files: a new file of one may be a copy
+    inside = inside_roots(roots)
     for r in rows:  # one pass, no list of every row
         taken.add(r.size)
-        if under_roots(r.path, roots):
+        if inside(r.path):
             indexed[r.path] = r
     draft = Draft(indexed, [], [], defaultdict(list), [], [], [])
     candidates: list[FileEntry] = []
@@ -146,7 +147,7 @@ def classify(
         if retry_failed or failed_known.get(entry.path) != (entry.size, entry.mtime_ns):
             draft.failures.append(NewFailure(entry, "scan", reason))
     seen = scanned | {e.path for e, _ in not_read}
-    gone = [p for p in failed_known if p not in seen and under_roots(p, roots)]
+    gone = [p for p in failed_known if p not in seen and inside(p)]
     draft.ledger_gone = guard.seen_gone(scan, gone)  # not those behind an unseen folder
     sizes = Counter(e.size for e in candidates)  # (taken: a tombstone may come back too)
     for entry in candidates:

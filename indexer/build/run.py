@@ -31,7 +31,7 @@ from indexer.errors import BuildError
 from indexer.interrupts import Interrupted, deferred, signum_of
 from indexer.pins import check_content_hash, encoder_identity_changed
 from indexer.settings import Settings
-from indexer.store import sync
+from indexer.store import bulk, sync
 from indexer.store.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.store.home import open_for_build
 
@@ -121,12 +121,22 @@ class _Build:
         try:  # scan, plan, embed: each step commits as it goes
             if refresh_phashes(self.cat, self.settings):  # an index made by an older version
                 clock.lap("phash_refresh")
-            scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
+            indexed = self._indexed()
+            clock.lap("catalog")
+            scan = fs.scan(
+                self.roots,
+                excludes=self.settings.excludes,
+                never=[self.settings.index],
+                known=lambda e: (
+                    (row := indexed.get(e.path)) is not None
+                    and (row.size, row.mtime_ns) == (e.size, e.mtime_ns)
+                ),
+            )  # an indexed file unchanged since is not opened again to sniff its kind
             self.report("scan", found=len(scan.images))
             self.summary.skipped = scan.skipped
             self.summary.skipped_kinds = dict(scan.skipped_kinds)
             clock.lap("scan")
-            build_plan = self._plan(scan)
+            build_plan = self._plan(scan, indexed)
             clock.lap("plan")
             self._embed(encoder, build_plan)
             clock.lap("embed")
@@ -211,31 +221,34 @@ class _Build:
                 Catalog.set_meta(session, "weights_path", weights)
 
     # ------------------------------------------------------------------ planning
-    def _plan(self, scan: fs.ScanResult) -> plan.Plan:
-        """Plan against the catalog (hashing the files that may be copies or moves), write
-        the plan's links, deletions and ledger entries in one transaction; returns it."""
+    def _indexed(self) -> dict[str, plan.IndexedFile]:
+        """Every catalog file by path, with whether its content has a vector (the hash only of
+        those without: a partial index finds them, no contents row is read for the others)."""
+        with self.cat.session() as session:
+            lost = dict(session.execute(
+                select(Content.id, Content.hash).where(Content.vector.is_(None))
+            ).all())  # fmt: skip
+            query = select(File.path, File.size, File.mtime_ns, File.content_id)
+            return {  # plain tuples from the sqlite3 cursor: one row per indexed file
+                path: plan.IndexedFile(path, size, mtime, cid, lost.get(cid), cid not in lost)
+                for path, size, mtime, cid in bulk.rows(session, query)
+            }
+
+    def _plan(self, scan: fs.ScanResult, indexed: dict[str, plan.IndexedFile]) -> plan.Plan:
+        """Plan against the catalog's files `indexed` (hashing the files that may be copies or
+        moves), write the plan's links, deletions and ledger entries in one transaction."""
         with self.cat.session() as session:
             tombstone_sizes = self.writes.bury_pathless(session)
             failed_known = {f.path: (f.size, f.mtime_ns) for f in session.scalars(select(Failure))}
-            # files alone (small rows); the hashes only of contents without a vector
-            unembedded = dict(session.execute(
-                select(Content.id, Content.hash).where(Content.vector.is_(None))
-            ).all())  # fmt: skip
-            rows = (
-                plan.IndexedFile(path, size, mtime, cid, unembedded.get(cid), cid not in unembedded)
-                for path, size, mtime, cid in session.execute(
-                    select(File.path, File.size, File.mtime_ns, File.content_id)
-                )
-            )
-            draft = plan.classify(
-                scan,
-                rows,
-                failed_known,
-                roots=self.roots,
-                tombstone_sizes=tombstone_sizes,
-                retry_failed=self.retry_failed,
-                guard=self.guard,
-            )
+        draft = plan.classify(
+            scan,
+            indexed.values(),
+            failed_known,
+            roots=self.roots,
+            tombstone_sizes=tombstone_sizes,
+            retry_failed=self.retry_failed,
+            guard=self.guard,
+        )
         hashed: list[tuple[fs.FileEntry, str]] = []
         unread: list[plan.NewFailure] = []
         for entry, digest, error in fs.hash_files(draft.to_hash):

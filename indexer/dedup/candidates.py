@@ -23,7 +23,7 @@ from indexer.dedup.cells import Confirm
 from indexer.dedup.graph import Pairs, clip_pairs, hamming_pairs
 from indexer.dedup.stars import popcount64
 from indexer.imaging import MIN_HASH_BITS
-from indexer.store import sync, vectors
+from indexer.store import bulk, sync, vectors
 from indexer.store.catalog import Catalog, Content, File, has_file
 
 CONFIRM_COSINE = 0.80  # a near-identical pair (pHash-close) also has at least this CLIP cosine
@@ -57,11 +57,10 @@ def read(cat: Catalog) -> Collection:
         ids[filled:end], vecs[filled:end] = batch_ids, batch
         filled = end
     with cat.session() as s:
-        rows = s.execute(
-            select(Content.id, Content.phash).where(has_file(), Content.phash.is_not(None))
-        ).all()
+        hashed = select(Content.id, Content.phash).where(has_file(), Content.phash.is_not(None))
+        rows = bulk.rows(s, hashed).fetchall()
         multi = select(File.content_id).group_by(File.content_id).having(func.count() > 1)
-        copies = np.fromiter(s.scalars(multi), np.int64)
+        copies = bulk.ints(s, multi)
         contents = s.scalar(select(func.count(func.distinct(File.content_id)))) or 0
         files = s.scalar(select(func.count(File.id))) or 0
     hash_ids = np.fromiter((r[0] for r in rows), np.int64, count=len(rows))
