@@ -13,7 +13,8 @@ build` does, in a child process. It writes DIR/planted.json (`{"pairs": [[path_a
 every planted pair; everything else is distinct) and DIR/queries.npy (held-out queries: new
 points of the same clusters), and prints one JSON line of figures.
 
-`run` times `index dedup`, `index verify`, `index stats`, and a search process (open the
+`run` times the FAISS build again (as `make` does: a rebuild from the catalog), `index dedup`,
+`index verify`, `index stats`, and a search process (open the
 index, 200 held-out vector queries through `Searcher.search_vector`: p50/p95 and recall@10
 against the exact neighbours), and scores the dedup report against planted.json.
 """
@@ -214,7 +215,9 @@ def run(args: argparse.Namespace) -> None:
     cli = [sys.executable, "-m", "indexer.cli"]
     out: dict[str, object] = {"index": str(index)}
     report = index / "dedup-report.json"
+    budget = ["--memory-budget-mb", str(args.memory_budget_mb)] if args.memory_budget_mb else []
     steps = {
+        "build": [sys.executable, __file__, "sync", "--index", str(index), *budget],
         "dedup": [*cli, "dedup", "--index", str(index), "-o", str(report)],
         "verify": [*cli, "verify", "--index", str(index)],
         "stats": [*cli, "stats", "--index", str(index), "--json"],
@@ -225,6 +228,8 @@ def run(args: argparse.Namespace) -> None:
             continue
         got = measured(cmd)
         out[name] = {k: got[k] for k in ("seconds", "cpu_seconds", "peak_rss_mb", "rc")}
+        if name == "build" and got["rc"] == 0:
+            out[name].update(json.loads(got["stdout"]))  # type: ignore[union-attr]
         if name == "search":
             out[name].update(search_scores(index, json.loads(got["stdout"])))  # type: ignore[union-attr]
         if name == "dedup" and got["rc"] == 0:
@@ -328,7 +333,8 @@ def main() -> None:
     p.add_argument("--progress", action="store_true")
     p = sub.add_parser("run", help="time the user's commands on it")
     p.add_argument("--index", required=True)
-    p.add_argument("--only", nargs="*", help="dedup verify stats search")
+    p.add_argument("--only", nargs="*", help="build dedup verify stats search")
+    p.add_argument("--memory-budget-mb", type=float, default=None, help="for the build step")
     p = sub.add_parser("sync", help="(internal) the FAISS build, in a child process")
     p.add_argument("--index", required=True)
     p.add_argument("--memory-budget-mb", type=float, default=None)
