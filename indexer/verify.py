@@ -16,7 +16,7 @@ from indexer import atomic
 from indexer.errors import DamagedCatalogError
 from indexer.files import human_size, printable_path
 from indexer.settings import Settings
-from indexer.store import sync, tombstones, vectors
+from indexer.store import bulk, sync, tombstones, vectors
 from indexer.store.catalog import (
     CATALOG_FILE,
     MIGRATIONS,
@@ -112,7 +112,7 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
         if not damage:
             require_content(cat, needs=("images", "vectors", "failures"))
         with cat.session() as s:
-            rows = s.execute(select(File.path, File.size, File.mtime_ns)).all()
+            rows = bulk.rows(s, select(File.path, File.size, File.mtime_ns)).fetchall()
             # contents without a file: tombstones (dated, kept on purpose) or orphans (not)
             orphans = s.scalar(select(func.count(Content.id)).where(~has_file(), ~buried()))
             n_buried = s.scalar(select(func.count(Content.id)).where(buried(), ~has_file()))
