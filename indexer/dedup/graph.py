@@ -135,25 +135,11 @@ def _partitioned_join(
 
 
 def cosine_pairs(
-    ids: np.ndarray,
-    vecs: np.ndarray,
-    threshold: float,
-    k: int = 16,
-    *,
-    target_recall: float = 0.99,
-    cells: int | None = None,
-    probes: int | None = None,
-    index: Any = None,
-    seed: int = 0,
-    device: str = "auto",
+    ids: np.ndarray, vecs: np.ndarray, threshold: float, k: int = 16, **options: Any
 ) -> Pairs:
-    """Pairs of L2-normalized vectors with cosine ≥ `threshold`, each vector's k best at most
-    (`clip_pairs` without a pHash confirmation)."""
-    pairs, _ = clip_pairs(
-        ids, vecs, threshold, k, target_recall=target_recall, cells=cells, probes=probes,
-        index=index, seed=seed, device=device,
-    )  # fmt: skip
-    return pairs
+    """Pairs of L2-normalized vectors with cosine ≥ `threshold`, each vector's k best at most:
+    `clip_pairs` (same options) without a pHash confirmation."""
+    return clip_pairs(ids, vecs, threshold, k, **options)[0]
 
 
 def clip_pairs(
