@@ -121,7 +121,12 @@ class _Build:
         try:  # scan, plan, embed: each step commits as it goes
             if refresh_phashes(self.cat, self.settings):  # an index made by an older version
                 clock.lap("phash_refresh")
-            scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
+            scan = fs.scan(
+                self.roots,
+                excludes=self.settings.excludes,
+                never=[self.settings.index],
+                max_file_mb=self.settings.max_file_mb,
+            )
             self.report("scan", found=len(scan.images))
             self.summary.skipped = scan.skipped
             self.summary.skipped_kinds = dict(scan.skipped_kinds)

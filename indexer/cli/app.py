@@ -24,6 +24,7 @@ from indexer.cli.common import (
     WeightsOpt,
     fail,
     run,
+    show_notes,
 )
 from indexer.cli.decide import decide_app
 from indexer.cli.dedup import dedup_command
@@ -44,6 +45,7 @@ app = typer.Typer(
 # Commands that live in their own modules (each a thin face over one library call); the
 # others are defined below. Listed in --help in this order.
 app.command("build")(build_command)
+show_notes()
 
 
 @app.command()

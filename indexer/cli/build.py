@@ -40,6 +40,10 @@ def build_command(
         float | None,
         typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
     ] = None,
+    max_file_mb: Annotated[
+        float | None,
+        typer.Option(help="Refuse longer files unread, and sparse ones (MiB) [default 2048]."),
+    ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
     ] = None,
@@ -72,6 +76,7 @@ def build_command(
         compile=compile,
         max_megapixels=max_megapixels,
         max_decode_mb=max_decode_mb,
+        max_file_mb=max_file_mb,
         excludes=tuple(exclude) if exclude else None,
         memory_budget_mb=memory_budget_mb,
         engine=engine,

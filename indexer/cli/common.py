@@ -3,6 +3,7 @@ message meant for the user, a full disk or a read-only place → one line, exit 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,3 +61,16 @@ def fail_if_disk(exc: BaseException, index: Path | None) -> None:
     message = describe_os_error(exc, index)
     if message is not None:
         fail(message)
+
+
+class _NoteHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"note: {printable(record.getMessage())}", err=True)
+
+
+def show_notes() -> None:
+    """The library's warnings (a derived file it rebuilds, a fallback it takes) print as one
+    `note: ...` line each on stderr."""
+    logger = logging.getLogger("indexer")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler(logging.WARNING))
