@@ -92,7 +92,7 @@ def test_a_hard_linked_lock_file_is_refused_and_its_target_untouched(index, vict
     os.link(victim, index / "write.lock")
     result = invoke("build", PHOTOS / "flat", "--index", index, "--weights", TINY_BIRDER, "-q")
     assert result.exit_code == 1, result.output
-    assert "write.lock: is a file with other names" in result.stderr
+    assert "write.lock: is a file with other names (a hard link)" in result.stderr
     assert victim.read_bytes() == SECRET
 
 

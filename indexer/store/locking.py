@@ -79,7 +79,11 @@ class WriterLock:
         if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
             return fd
         os.close(fd)
-        what = kind_of(st.st_mode) if not stat.S_ISREG(st.st_mode) else "a file with other names"
+        what = (
+            kind_of(st.st_mode)
+            if not stat.S_ISREG(st.st_mode)
+            else "a file with other names (a hard link)"
+        )
         raise HomeFileError(self.path, self._odd(what))
 
     def _odd(self, what: str) -> str:
