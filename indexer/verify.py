@@ -39,7 +39,7 @@ def _disk_sizes(index_dir: Any) -> dict[str, int]:
     for root, _dirs, names in os.walk(index_dir):
         for name in names:
             try:
-                size = os.path.getsize(os.path.join(root, name))
+                size = os.lstat(os.path.join(root, name)).st_size  # a link's own size
             except OSError:
                 continue
             total += size

@@ -140,9 +140,9 @@ class Catalog:
     def __init__(self, index_dir: str | Path, *, readonly: bool = False) -> None:
         self.index_dir = Path(index_dir)
         self.path = self.index_dir / CATALOG_FILE
-        recover_interrupted(self.path)  # a `verify --repair` killed mid-swap
         for name in (CATALOG_FILE, *(CATALOG_FILE + side for side in SIDE_FILES)):
             check_plain(self.index_dir / name)  # SQLite would follow a link
+        recover_interrupted(self.path)  # a `verify --repair` killed mid-swap
         if readonly and not self.path.exists():
             raise CatalogError(no_index(self.index_dir))
         if not readonly:
