@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from indexer.errors import UserError
 from indexer.kinds import file_type
@@ -70,9 +70,13 @@ def _refuse(path: Path, exc: OSError, expected: str) -> OSError:
 
 
 @contextmanager
-def folder(home: Path, names: list[str], *, create: bool = False) -> Iterator[int]:
+def folder(home: Path, names: list[str], *, create: bool = False) -> Iterator[int | None]:
     """A descriptor of home/names..., each step opened without following a link (and made
-    first when `create`). HomeFileError when a step is a link or not a folder."""
+    first when `create`; None where the system has no `dir_fd`). HomeFileError when a step
+    is a link or not a folder."""
+    if os.open not in os.supports_dir_fd:  # Windows: by name, each step checked first
+        yield _checked_names(Path(home), names, create)
+        return
     fd = os.open(home, _FOLDER & ~NOFOLLOW)
     try:
         where = Path(home)
@@ -94,6 +98,20 @@ def folder(home: Path, names: list[str], *, create: bool = False) -> Iterator[in
         os.close(fd)
 
 
+def _checked_names(home: Path, names: list[str], create: bool) -> Any:
+    """Where descriptors cannot name folders: each folder checked by name (no link), and
+    `dir_fd` None so the caller opens by full path."""
+    where = home
+    for name in names:
+        where = where / name
+        if create:
+            where.mkdir(exist_ok=True)
+        mode = os.lstat(where).st_mode
+        if not stat.S_ISDIR(mode):
+            raise HomeFileError(where, f"is {kind_of(mode)} where photo-index keeps a folder")
+    return None
+
+
 def open_read(home: str | Path, path: str | Path) -> BinaryIO:
     """Open a file of the home for reading: no link followed on the way or at the end, never
     blocking, and only a regular file (HomeFileError names what it is otherwise)."""
@@ -101,7 +119,7 @@ def open_read(home: str | Path, path: str | Path) -> BinaryIO:
     names = _names(home, path)
     with folder(home, names[:-1]) as parent:
         try:
-            fd = os.open(names[-1], _READ, dir_fd=parent)
+            fd = os.open(names[-1] if parent is not None else path, _READ, dir_fd=parent)
         except OSError as exc:
             raise _refuse(path, exc, "a file") from None
     try:
@@ -123,11 +141,12 @@ def read_bytes(home: str | Path, path: str | Path, limit: int) -> bytes:
     return data
 
 
-def reopen_path(fh: BinaryIO) -> str:
-    """A path that names the very file `fh` has open (/proc/self/fd/N on Linux), for readers
-    that take a path (FAISS): no name in the home is looked up again."""
+def reopen_path(fh: BinaryIO, path: str | Path) -> str:
+    """A path that names the very file `fh` has open (/proc/self/fd/N on Linux; else `path`,
+    just checked), for readers that take a path (FAISS): no name in the home is looked up
+    again where the system allows it."""
     fd_path = f"{_PROC_FD}/{fh.fileno()}"
-    return fd_path if os.path.isdir(_PROC_FD) else str(fh.name)
+    return fd_path if os.path.isdir(_PROC_FD) else str(path)
 
 
 def make_folders(home: str | Path, path: str | Path) -> None:

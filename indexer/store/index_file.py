@@ -106,7 +106,7 @@ def _bounded_read(path: Path, fh: BinaryIO, size: int) -> Any:
         before = faiss.get_deserialization_vector_byte_limit()
         faiss.set_deserialization_vector_byte_limit(size + 1)
         try:
-            return faiss.read_index(homefiles.reopen_path(fh))
+            return faiss.read_index(homefiles.reopen_path(fh, path))
         except (RuntimeError, MemoryError, ValueError) as exc:
             reason = " ".join(str(exc).split())[:200]
             raise IndexFileError(f"{path}: FAISS cannot read it ({reason})") from None
