@@ -17,7 +17,6 @@ import typer
 from indexer.cli.milvus import CollectionOpt, MilvusOpt
 from indexer.interrupts import run_child
 from indexer.settings import Settings
-from indexer.store.catalog import CATALOG_FILE
 from indexer.text import printable
 
 APP = Path(__file__).resolve().parents[2] / "search_ui" / "app.py"
@@ -85,6 +84,8 @@ def serve_command(
     collection: CollectionOpt = None,
 ) -> None:
     """Open the browser UI (search by image, duplicates, index status) on http://HOST:PORT."""
+    from indexer.store.catalog import CATALOG_FILE
+
     settings = Settings.from_env(
         index=index,
         weights=weights,
