@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
 _API = {
     "load_encoder": "indexer.encoder",
     "Encoder": "indexer.encoder",
@@ -25,6 +23,13 @@ __all__ = sorted(_API)
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # from the installed package's metadata, read when asked
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("photo-index")
+        except PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
+            return "0+unknown"
     if name in _API:
         import importlib
 

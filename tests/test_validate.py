@@ -249,7 +249,7 @@ def test_an_index_of_failures_lists_them_but_has_nothing_to_search(tmp_path):
     assert listed.exit_code == 0 and "broken.jpg" in listed.stdout
     result = invoke("search", PHOTOS / "flat" / "cat.jpg", "--index", index, *W)
     assert result.exit_code == 1
-    assert "is empty (1 files could not be indexed: see `index failures`)" in result.stderr
+    assert "is empty (1 file could not be indexed: see `index failures`)" in result.stderr
 
 
 # --- --help keeps its bracketed text ------------------------------------------------------------

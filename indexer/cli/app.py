@@ -10,6 +10,7 @@ One stopped by Ctrl-C or SIGTERM saves what it did and exits 130 or 143.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +19,12 @@ import typer
 from indexer.cli.build import build_command
 from indexer.cli.common import (
     EXIT_SOME_FAILED,
+    HELP_SETTINGS,
     DeviceOpt,
     IndexOpt,
     JsonOpt,
     WeightsOpt,
+    WordyGroup,
     fail,
     run,
 )
@@ -34,13 +37,37 @@ from indexer.settings import Settings
 from indexer.text import printable
 
 app = typer.Typer(
-    add_completion=False,
+    cls=WordyGroup,  # help names values in words: --index DIR, build PATH...
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help: Rich markup would eat "[default: ...]" and "[env ...]"
-    context_settings={"max_content_width": 120},  # help as wide as the terminal, up to 120
+    context_settings=HELP_SETTINGS,
     help="Index photo collections with CLIP ViT-L/14, search by image, find duplicates.",
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from indexer import __version__
+
+        typer.echo(f"photo-index {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _every_command(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    # Pillow's warnings about a picture are the build's to report, once, one line per photo
+    # (indexer.decoder_notes); a report or a search decoding that picture again stays quiet.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+
+
 # Commands that live in their own modules (each a thin face over one library call); the
 # others are defined below. Listed in --help in this order.
 app.command("build")(build_command)
@@ -96,7 +123,7 @@ def search(
 ) -> None:
     """Nearest neighbours of images and/or words, added (+) and subtracted (--minus): rank,
     score, path."""
-    from indexer.query import parse_words
+    from indexer.query import check_date, parse_words
     from indexer.search import Filters
     from indexer.search import search as run_search
 
@@ -108,7 +135,10 @@ def search(
         index=index, weights=weights, device=device, text_weights=text_weights, milvus=milvus,
         milvus_collection=collection,
     )  # fmt: skip
-    where = run(lambda: Filters(folder and str(folder), taken_from, taken_to, min_size, max_size))
+    dates = run(
+        lambda: (check_date(taken_from, "--taken-from"), check_date(taken_to, "--taken-to"))
+    )
+    where = run(lambda: Filters(folder and str(folder), *dates, min_size, max_size))
 
     def note(message: str) -> None:
         typer.echo(f"note: {printable(message)}", err=True)
