@@ -46,6 +46,10 @@ PHASH_BACKGROUND = (255, 255, 255)
 FLAT_STD = 2.0
 MIN_HASH_BITS = 8
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
+NO_GHOSTSCRIPT = (
+    "an EPS picture: drawing it needs Ghostscript, which is not installed (install the "
+    "ghostscript package, then run index build --retry-failed)"
+)
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,8 @@ def open_image(
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
+        if "Ghostscript" in reason:  # Pillow draws EPS through the gs program
+            raise ImageError(name, "decode", NO_GHOSTSCRIPT) from None
         if "truncated" in reason.lower():
             reason = f"truncated file ({reason})"
         raise ImageError(name, "decode", f"corrupt image: {reason}") from None

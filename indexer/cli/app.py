@@ -150,6 +150,9 @@ def search(
     if as_json:
         typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
         return
+    if not hits:  # on stderr under --paths-only: a pipe gets no line that is not a path
+        why = ": no indexed picture passes the filters" if where != Filters() else ""
+        typer.echo(f"no results{why}", err=paths_only)
     for h in hits:
         typer.echo(
             printable(h.path) if paths_only else f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}"
@@ -166,10 +169,9 @@ def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps(data))
         return
-    for key, value in data.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        typer.echo(printable(f"{key:>14}: {value}"))
+    from indexer.cli.stats import stats_lines
+
+    typer.echo("\n".join(stats_lines(data)))
 
 
 @app.command()

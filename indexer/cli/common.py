@@ -32,7 +32,7 @@ DeviceOpt = Annotated[
     typer.Option(
         "--device",
         help="auto | cpu | cuda | cuda:N | cuda:0,cuda:1 (build: auto/cuda = every GPU) "
-        "[default auto]",
+        "[env PHOTO_INDEX_DEVICE; default auto]",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
