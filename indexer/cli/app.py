@@ -23,8 +23,8 @@ from indexer.cli.common import (
     DeviceOpt,
     IndexOpt,
     JsonOpt,
+    TopGroup,
     WeightsOpt,
-    WordyGroup,
     fail,
     run,
 )
@@ -37,7 +37,7 @@ from indexer.settings import Settings
 from indexer.text import printable
 
 app = typer.Typer(
-    cls=WordyGroup,  # help names values in words: --index DIR, build PATH...
+    cls=TopGroup,  # --version; help names values in words: --index DIR, build PATH...
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help: Rich markup would eat "[default: ...]" and "[env ...]"
@@ -46,23 +46,8 @@ app = typer.Typer(
 )
 
 
-def _show_version(value: bool) -> None:
-    if value:
-        from indexer import __version__
-
-        typer.echo(f"photo-index {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
-def _every_command(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
-        ),
-    ] = False,
-) -> None:
+def _every_command() -> None:
     # Pillow's warnings about a picture are the build's to report, once, one line per photo
     # (indexer.decoder_notes); a report or a search decoding that picture again stays quiet.
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
