@@ -74,9 +74,9 @@ class TopGroup(WordyGroup):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args[:1] == ["--version"]:
-            from indexer import __version__
+            from indexer.cli import version_line
 
-            typer.echo(f"photo-index {__version__}")
+            typer.echo(version_line())
             ctx.exit()
         return super().parse_args(ctx, args)
 
