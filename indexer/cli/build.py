@@ -23,6 +23,13 @@ from indexer.cli.common import (
 from indexer.settings import Settings
 from indexer.text import plural, printable
 
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar; the summary in one line.")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Say what the decoder said about each picture.")
+]
+
 
 def build_command(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
@@ -59,13 +66,8 @@ def build_command(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address [default: start one here]")
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar; the summary in one line.")
-    ] = False,
-    verbose: Annotated[
-        bool,
-        typer.Option("--verbose", "-v", help="Say what the decoder said about each picture."),
-    ] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
