@@ -8,7 +8,6 @@ catalog commit runs so the in-memory accounting always matches what was committe
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -95,6 +94,8 @@ def _die_with_parent() -> Callable[[], None] | None:
     """A `preexec_fn` (Linux): the child gets SIGTERM when this process dies, even by SIGKILL."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here, not at the top: every command imports this module
+
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
     except (OSError, AttributeError):

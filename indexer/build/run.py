@@ -35,7 +35,8 @@ from indexer.store import sync
 from indexer.store.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.store.home import open_for_build
 
-# progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
+# progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=),
+# "decoder-warning" (path=, notes=: the decoder's words about a picture it still decoded)
 ProgressFn = Callable[..., None]
 
 
@@ -285,6 +286,9 @@ class _Build:
                     self.writes.store_batch(session, batch, entries, reembed)
                 writing += time.perf_counter() - start
                 done += len(batch.decoded.keys) + len(batch.decoded.failed)
+                for path, notes in batch.decoded.notes:  # indexed, but its decoder warned
+                    self.summary.decoder_warnings += 1
+                    self.report("decoder-warning", path=path, notes=notes)
                 self.report("embed", done=done, failed=self.summary.failed)
         if jobs:
             clock["catalog_writes"] = writing

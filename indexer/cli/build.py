@@ -21,7 +21,14 @@ from indexer.cli.common import (
     run,
 )
 from indexer.settings import Settings
-from indexer.text import printable
+from indexer.text import plural, printable
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar; the summary in one line.")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Say what the decoder said about each picture.")
+]
 
 
 def build_command(
@@ -63,7 +70,8 @@ def build_command(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster address [default: start one here]")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
@@ -83,19 +91,19 @@ def build_command(
         ray_address=ray_address,
     )
     flags = {"reindex": reindex, "retry_failed": retry_failed, "prune": prune}
-    summary, stopped = _build_until_stopped(paths, settings, flags, quiet=quiet)
+    bar = _Progress(enabled=not quiet and not as_json, verbose=verbose)
+    summary, stopped = _build_until_stopped(paths, settings, flags, bar)
     _render_build(summary, stopped, as_json=as_json, quiet=quiet)
 
 
 def _build_until_stopped(
-    paths: list[Path], settings: Settings, flags: dict[str, bool], *, quiet: bool
+    paths: list[Path], settings: Settings, flags: dict[str, bool], bar: _Progress
 ) -> tuple[Any, KeyboardInterrupt | None]:
     """(summary, the interrupt that stopped it or None): SIGTERM takes Ctrl-C's path, and an
     interrupted build's summary is what it saved (`exc.result`)."""
     from indexer.build import build as run_build
     from indexer.interrupts import raising_on
 
-    bar = _Progress(enabled=not quiet)
     try:
         with raising_on([signal.SIGTERM]):
             return run(
@@ -117,8 +125,8 @@ def _render_build(
         typer.echo(f"warning: {printable(line)}", err=True)
     if summary is not None and as_json:
         typer.echo(json.dumps(summary.as_dict()))
-    elif summary is not None and not quiet:
-        _print_build(summary.as_dict())
+    elif summary is not None:
+        (_print_line if quiet else _print_build)(summary.as_dict())
     if stopped is not None:
         for s in (signal.SIGINT, signal.SIGTERM):  # all is saved: another one ends us at once
             signal.signal(s, signal.SIG_DFL)
@@ -135,17 +143,30 @@ def _render_build(
 
 
 class _Progress:
-    """tqdm on stderr: images/s, ETA, skipped and failed counts."""
+    """tqdm on stderr: images/s, ETA, skipped and failed counts; and, bar or not, one
+    `warning:` line per picture whose decoder warned (its words with `verbose`)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, verbose: bool = False) -> None:
         self.enabled = enabled
+        self.verbose = verbose
         self.bar: Any = None
 
     def __call__(self, event: str, **fields: Any) -> None:
+        if event == "decoder-warning":
+            from indexer.decoder_notes import warning_line
+
+            line = "warning: " + printable(
+                warning_line(fields["path"], fields["notes"], self.verbose)
+            )
+            if self.bar is not None:
+                self.bar.write(line, file=sys.stderr)
+            else:
+                typer.echo(line, err=True)
+            return
         if not self.enabled:
             return
         if event == "scan":
-            typer.echo(f"found {fields['found']} images", err=True)
+            typer.echo(f"found {plural(fields['found'], 'image')}", err=True)
         elif event == "embed-start" and fields["total"]:
             from tqdm import tqdm
 
@@ -183,13 +204,22 @@ def _stages_line(stages: dict[str, float]) -> str:
     return "stages: " + " · ".join(parts)
 
 
-def _print_build(d: dict[str, Any]) -> None:
-    from indexer import kinds
-
-    typer.echo(
+def _counts(d: dict[str, Any]) -> str:
+    return (
         f"new {d['new']} · changed {d['changed']} · moved {d['moved']} · deleted {d['deleted']}"
         f" · unchanged {d['unchanged']} · failed {d['failed']} · embedded {d['embedded']}"
     )
+
+
+def _print_line(d: dict[str, Any]) -> None:
+    """`--quiet`: the summary in one line."""
+    typer.echo(f"{_counts(d)} · {plural(d['images'], 'image')} · {d['seconds']:.1f} s")
+
+
+def _print_build(d: dict[str, Any]) -> None:
+    from indexer import kinds
+
+    typer.echo(_counts(d))
     recall = "n/a" if d["recall_at_10"] is None else f"{d['recall_at_10']:.3f}"
     typer.echo(
         f"index: {d['index_type']} · nprobe {d['nprobe'] or '-'} · recall@10 {recall} · "
@@ -200,8 +230,10 @@ def _print_build(d: dict[str, Any]) -> None:
     if d.get("skipped_kinds"):
         typer.echo(f"skipped: {kinds.describe(d['skipped_kinds'])}")
     if d["failed"]:
-        typer.echo(f"{d['failed']} files could not be indexed: see `index failures`")
+        typer.echo(f"{plural(d['failed'], 'file')} could not be indexed: see `index failures`")
+    if d.get("decoder_warnings"):
+        n = plural(d["decoder_warnings"], "picture")
+        typer.echo(f"{n} indexed with decoder warnings (the warning: lines above)")
     if d.get("ledger"):
-        n = d["ledger"]
-        typer.echo(f"ledger: {n} file{'' if n == 1 else 's'} (index failures)")
+        typer.echo(f"ledger: {plural(d['ledger'], 'file')} (index failures)")
     typer.echo(f"index home: {printable(d['index'])}")

@@ -14,10 +14,10 @@ from typing import Annotated
 
 import typer
 
+from indexer.cli.common import IndexOpt
 from indexer.cli.milvus import CollectionOpt, MilvusOpt
 from indexer.interrupts import run_child
 from indexer.settings import Settings
-from indexer.store.catalog import CATALOG_FILE
 from indexer.text import printable
 
 APP = Path(__file__).resolve().parents[2] / "search_ui" / "app.py"
@@ -65,19 +65,28 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve_command(
-    index: Annotated[Path | None, typer.Option("--index", help="Index folder.")] = None,
+    index: IndexOpt = None,
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8501,
     host: Annotated[
         str, typer.Option(help="Address to bind; 0.0.0.0 exposes the UI to the network.")
     ] = "127.0.0.1",
     weights: Annotated[
-        str | None, typer.Option(help="Weights for query images (default: the build's).")
+        str | None,
+        typer.Option(
+            help="Weights for query images [env PHOTO_INDEX_WEIGHTS; default: the build's]"
+        ),
     ] = None,
     text_weights: Annotated[
         str | None,
-        typer.Option(help="Full-CLIP checkpoint for text queries (default: the build's weights)."),
+        typer.Option(
+            help="Full-CLIP checkpoint for text queries [env PHOTO_INDEX_TEXT_WEIGHTS; default: "
+            "the build's weights if they hold a text tower, else OpenAI's ViT-L/14]"
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto | cpu | cuda | cuda:N [env PHOTO_INDEX_DEVICE; default auto]"),
+    ] = None,
     max_upload_mb: Annotated[
         int, typer.Option(help="Largest query image accepted, in MB.", min=1)
     ] = 20,
@@ -85,6 +94,8 @@ def serve_command(
     collection: CollectionOpt = None,
 ) -> None:
     """Open the browser UI (search by image, duplicates, index status) on http://HOST:PORT."""
+    from indexer.store.catalog import CATALOG_FILE
+
     settings = Settings.from_env(
         index=index,
         weights=weights,
