@@ -23,47 +23,55 @@ from indexer.cli.common import (
 from indexer.settings import Settings
 from indexer.text import printable
 
+# The options `index build` and `index watch` share (defined once, listed in both signatures).
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per encoder batch.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Decode processes [default: cores].")]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
+]
+MaxMegapixelsOpt = Annotated[float | None, typer.Option(help="Refuse larger images.")]
+MaxDecodeMbOpt = Annotated[
+    float | None,
+    typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
+]
+MemoryBudgetOpt = Annotated[
+    float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
+]
+ReindexOpt = Annotated[bool, typer.Option(help="Re-embed everything with new weights.")]
+RetryFailedOpt = Annotated[bool, typer.Option(help="Try files in the ledger again.")]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Also remove indexed files under roots or folders that are missing, empty or "
+        "unreadable, and a large share of a root gone at once (kept otherwise)."
+    ),
+]
+EngineOpt = Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster address [default: start one here]")
+]
 
-def build_command(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
-    index: IndexOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per encoder batch.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decode processes [default: cores].")] = None,
-    compile: Annotated[
-        bool | None,
-        typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
-    ] = None,
-    max_megapixels: Annotated[float | None, typer.Option(help="Refuse larger images.")] = None,
-    max_decode_mb: Annotated[
-        float | None,
-        typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
-    ] = None,
-    memory_budget_mb: Annotated[
-        float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
-    ] = None,
-    reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
-    retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,
-    prune: Annotated[
-        bool,
-        typer.Option(
-            help="Also remove indexed files under roots or folders that are missing, empty or "
-            "unreadable, and a large share of a root gone at once (kept otherwise)."
-        ),
-    ] = False,
-    engine: Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster address [default: start one here]")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
-    settings = Settings.from_env(
+
+def build_settings(
+    index: Path | None,
+    weights: str | None,
+    device: str | None,
+    batch_size: int | None,
+    workers: int | None,
+    compile: bool | None,
+    max_megapixels: float | None,
+    max_decode_mb: float | None,
+    exclude: list[str] | None,
+    memory_budget_mb: float | None,
+    engine: str | None,
+    ray_address: str | None,
+) -> Settings:
+    """Settings from the shared build options (flags > PHOTO_INDEX_* > defaults)."""
+    return Settings.from_env(
         index=index,
         weights=weights,
         device=device,
@@ -77,6 +85,33 @@ def build_command(
         engine=engine,
         ray_address=ray_address,
     )
+
+
+def build_command(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
+    index: IndexOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchSizeOpt = None,
+    workers: WorkersOpt = None,
+    compile: CompileOpt = None,
+    max_megapixels: MaxMegapixelsOpt = None,
+    max_decode_mb: MaxDecodeMbOpt = None,
+    exclude: ExcludeOpt = None,
+    memory_budget_mb: MemoryBudgetOpt = None,
+    reindex: ReindexOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    prune: PruneOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
+    settings = build_settings(
+        index, weights, device, batch_size, workers, compile, max_megapixels, max_decode_mb,
+        exclude, memory_budget_mb, engine, ray_address,
+    )  # fmt: skip
     flags = {"reindex": reindex, "retry_failed": retry_failed, "prune": prune}
     summary, stopped = _build_until_stopped(paths, settings, flags, quiet=quiet)
     _render_build(summary, stopped, as_json=as_json, quiet=quiet)
@@ -90,7 +125,7 @@ def _build_until_stopped(
     from indexer.build import build as run_build
     from indexer.interrupts import raising_on
 
-    bar = _Progress(enabled=not quiet)
+    bar = Progress(enabled=not quiet)
     try:
         with raising_on([signal.SIGTERM]):
             return run(
@@ -129,7 +164,7 @@ def _render_build(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-class _Progress:
+class Progress:
     """tqdm on stderr: images/s, ETA, skipped and failed counts."""
 
     def __init__(self, enabled: bool) -> None:
@@ -178,13 +213,18 @@ def _stages_line(stages: dict[str, float]) -> str:
     return "stages: " + " · ".join(parts)
 
 
-def _print_build(d: dict[str, Any]) -> None:
-    from indexer import kinds
-
-    typer.echo(
+def counts_line(d: dict[str, Any]) -> str:
+    """'new 3 · changed 0 · moved 1 · deleted 0 · unchanged 20 · failed 0 · embedded 3'"""
+    return (
         f"new {d['new']} · changed {d['changed']} · moved {d['moved']} · deleted {d['deleted']}"
         f" · unchanged {d['unchanged']} · failed {d['failed']} · embedded {d['embedded']}"
     )
+
+
+def _print_build(d: dict[str, Any]) -> None:
+    from indexer import kinds
+
+    typer.echo(counts_line(d))
     recall = "n/a" if d["recall_at_10"] is None else f"{d['recall_at_10']:.3f}"
     typer.echo(
         f"index: {d['index_type']} · nprobe {d['nprobe'] or '-'} · recall@10 {recall} · "

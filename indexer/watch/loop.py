@@ -204,7 +204,8 @@ class Watcher:
     def _wait_error(self, exc: BaseException) -> bool:
         """An error the user can fix (a full disk) is one line and a later try, at growing
         intervals (True); any other error stops the watcher (False)."""
-        message = str(exc) if isinstance(exc, UserError) else describe_os_error(exc, self.settings.index)
+        index = self.settings.index
+        message = str(exc) if isinstance(exc, UserError) else describe_os_error(exc, index)
         if message is None:
             return False
         self.flags.backoff = min(MAX_BACKOFF, max(self.options.retry, self.flags.backoff * 2))
