@@ -1,8 +1,9 @@
 """What changed under the watched roots since the last run, and when it has settled.
 
 Observer threads `note` paths as events arrive; the watcher's thread waits until nothing new
-came for `quiet` seconds and the files noted stopped growing (size and mtime as at their last
-event), or until `max_wait` seconds after the first change, then `take`s one batch for a build.
+came for `quiet` seconds, no file is still open for writing (where the observer reports
+closes: inotify) and the files noted stopped growing (size and mtime as at their last event),
+or until `max_wait` seconds after the first change, then `take`s one batch for a build.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ def signature(path: str) -> Signature | None:
 
 @dataclass
 class Batch:
-    """The changes one run takes: how many events, why, since when (wall clock), and the files
-    still tracked for growth (handed back with `put_back` when the run could not start)."""
+    """The changes one run takes: how many events, why, since when (wall clock), the files
+    tracked for growth and those still open for writing (handed back with `put_back` when the
+    run could not start)."""
 
     events: int = 0
     reasons: set[str] = field(default_factory=set)
     first_at: float | None = None
     files: dict[str, Signature] = field(default_factory=dict)
+    writing: set[str] = field(default_factory=set)
 
     @property
     def trigger(self) -> str:
@@ -53,9 +56,18 @@ class Changes:
         self._stopping = False
 
     # ------------------------------------------------------------- from observer threads
-    def note(self, paths: Iterable[str] = (), reason: str = "changes") -> None:
-        """Record one event about `paths` (may be none: a root back, lost events)."""
+    def note(
+        self,
+        paths: Iterable[str] = (),
+        reason: str = "changes",
+        *,
+        writing: Iterable[str] = (),
+        closed: Iterable[str] = (),
+    ) -> None:
+        """Record one event about `paths` (may be none: a root back, lost events); `writing`:
+        files created or written and not closed yet, `closed`: files closed, gone or moved."""
         seen = [(p, signature(p)) for p in paths]  # stat outside the lock
+        writing = [p for p in writing if _may_be_written(p)]
         with self._cond:
             now = time.monotonic()
             batch = self._batch
@@ -69,6 +81,9 @@ class Changes:
                     batch.files.pop(path, None)
                 elif path in batch.files or len(batch.files) < TRACK_LIMIT:
                     batch.files[path] = sig
+            batch.writing.difference_update(closed)
+            if len(batch.writing) < TRACK_LIMIT:
+                batch.writing.update(writing)
             self._cond.notify_all()
 
     def stop(self) -> None:
@@ -94,20 +109,21 @@ class Changes:
             return bool(self._batch.events) and not self._stopping
 
     def wait_settled(self, quiet: float, max_wait: float) -> None:
-        """Block until no event came for `quiet` seconds and no tracked file grew since its
-        last event, or `max_wait` seconds after the first change (or a stop)."""
+        """Block until no event came for `quiet` seconds, no file is open for writing and no
+        tracked file grew since its last event, or `max_wait` after the first change (or a
+        stop)."""
         while True:
             with self._cond:
                 if self._stopping:
                     return
                 now = time.monotonic()
                 deadline = self._first + max_wait
-                due = min(self._last + quiet, deadline)
-                if now < due:
-                    self._cond.wait(due - now)
-                    continue
                 if now >= deadline:
                     return
+                due = self._last + quiet
+                if now < due or self._batch.writing:  # a close or a new event wakes us
+                    self._cond.wait(min(due if now < due else deadline, deadline) - now)
+                    continue
                 files = dict(self._batch.files)
             now_sigs = ((p, signature(p)) for p in files)
             grown = {p: sig for p, sig in now_sigs if sig is not None and sig != files[p]}
@@ -130,7 +146,18 @@ class Changes:
             batch.events += newer.events
             batch.reasons |= newer.reasons
             batch.files.update(newer.files)
+            batch.writing = newer.writing  # the old batch had settled (or waited long enough)
             if not newer.events:
                 self._first = self._last = time.monotonic()
             self._batch = batch
             self._cond.notify_all()
+
+
+def _may_be_written(path: str) -> bool:
+    """Whether a created file can be expected to be closed after writing: not a symlink or a
+    second hard link (made without an open, so no close event ever comes)."""
+    try:
+        st = os.lstat(path)
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1

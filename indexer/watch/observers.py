@@ -51,6 +51,7 @@ NETWORK_FS = frozenset(
     "fuse.vmhgfs-fuse".split()
 )
 _LIMITS = (errno.ENOSPC, errno.EMFILE)  # inotify's watch or instance limit
+_INOTIFY = sys.platform.startswith("linux")
 
 
 def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
@@ -108,11 +109,13 @@ class _Relevant:
 
 
 class _Handler(FileSystemEventHandler):
-    """Hands one root's relevant event paths to `Changes`."""
+    """Hands one root's relevant event paths to `Changes`; `closes`: its observer reports
+    files closed after writing (inotify), so files written and not closed yet can wait."""
 
-    def __init__(self, relevant: _Relevant, changes: Changes) -> None:
+    def __init__(self, relevant: _Relevant, changes: Changes, closes: bool) -> None:
         self.relevant = relevant
         self.changes = changes
+        self.closes = closes
 
     def dispatch(self, event: FileSystemEvent) -> None:
         if isinstance(event, EventsLostEvent):  # the kernel's queue overflowed: rescan
@@ -120,8 +123,15 @@ class _Handler(FileSystemEventHandler):
             return
         paths = [os.fsdecode(p) for p in (event.src_path, getattr(event, "dest_path", "")) if p]
         kept = [p for p in paths if self.relevant(p)]
-        if kept:
-            self.changes.note(kept)
+        if not kept:
+            return
+        written = (  # not the files of a folder moved in (synthetic: complete already)
+            self.closes
+            and not event.is_synthetic
+            and isinstance(event, FileCreatedEvent | FileModifiedEvent)
+        )
+        done = isinstance(event, FileClosedEvent | FileDeletedEvent | FileMovedEvent)
+        self.changes.note(kept, writing=kept if written else (), closed=kept if done else ())
 
 
 @dataclass
@@ -200,7 +210,14 @@ class Observed:
 
     def _observer(self, kind: str) -> Any:
         if kind not in self._observers:
-            made = Observer() if kind == EVENTS else PollingObserver(timeout=self.poll_interval)
+            if kind == POLLING:
+                made = PollingObserver(timeout=self.poll_interval)
+            elif _INOTIFY:  # moves in from outside come as moves, not as files being created
+                from watchdog.observers.inotify import InotifyObserver
+
+                made = InotifyObserver(generate_full_events=True)
+            else:
+                made = Observer()
             made.daemon = True
             made.start()
             self._observers[kind] = made
@@ -211,8 +228,8 @@ class Observed:
         root.ident = identity(root.path)
         if root.ident is None:
             return False
-        handler = _Handler(_Relevant(root.path, self._never_for(root.path), self.excludes),
-                           self.changes)  # fmt: skip
+        relevant = _Relevant(root.path, self._never_for(root.path), self.excludes)
+        handler = _Handler(relevant, self.changes, closes=root.kind == EVENTS and _INOTIFY)
         recursive = os.path.isdir(root.path)
         try:
             observer = self._observer(root.kind)
