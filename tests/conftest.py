@@ -134,10 +134,14 @@ def make_distinct_jpegs(folder: Path, n: int, seed: int = 0) -> None:
     sources = sorted((PHOTOS / "flat").glob("*.jpg"))
     folder.mkdir(parents=True, exist_ok=True)
     opened = [Image.open(p).convert("RGB") for p in sources]
+    used: set[tuple[int, int, int]] = set()
     for i in range(n):
         img = opened[i % len(opened)]
         w, h = img.size
         x, y = rng.randrange(w // 3), rng.randrange(h // 3)
+        while (i % len(opened), x, y) in used:  # the same crop twice would be one picture
+            x, y = rng.randrange(w // 3), rng.randrange(h // 3)
+        used.add((i % len(opened), x, y))
         crop = img.crop((x, y, x + w // 2, y + h // 2)).resize((160, 120))
         crop.save(folder / f"img_{i:04d}.jpg", quality=85)
 

@@ -65,7 +65,7 @@ class Changes:
         closed: Iterable[str] = (),
     ) -> None:
         """Record one event about `paths` (may be none: a root back, lost events); `writing`:
-        files created or written and not closed yet, `closed`: files closed, gone or moved."""
+        files written to and not closed yet, `closed`: files closed, gone or moved."""
         seen = [(p, signature(p)) for p in paths]  # stat outside the lock
         writing = [p for p in writing if _may_be_written(p)]
         with self._cond:
@@ -154,8 +154,8 @@ class Changes:
 
 
 def _may_be_written(path: str) -> bool:
-    """Whether a created file can be expected to be closed after writing: not a symlink or a
-    second hard link (made without an open, so no close event ever comes)."""
+    """Whether a written file can be expected to raise a close event: a regular file with one
+    link (a second link may be written and closed under its other name)."""
     try:
         st = os.lstat(path)
     except (OSError, ValueError):

@@ -18,7 +18,14 @@ from typing import Any
 
 from indexer.build import ProgressFn, build
 from indexer.build.summary import BuildSummary
-from indexer.errors import IndexBusyError, SettingsError, UserError, describe_os_error
+from indexer.build.vanished import unknown_root
+from indexer.errors import (
+    BuildError,
+    IndexBusyError,
+    SettingsError,
+    UserError,
+    describe_os_error,
+)
 from indexer.settings import Settings
 from indexer.store.catalog import CATALOG_FILE, Catalog, CatalogError
 from indexer.watch import status
@@ -129,6 +136,8 @@ class Watcher:
         signal cut short, or None) after Ctrl-C or SIGTERM."""
         self.settings.validate()
         self.options.validate()
+        if typo := unknown_root(self.settings.index, self.roots):  # before loading anything
+            raise BuildError(f"{typo}: no such file or folder")
         status.forget_gone(self.settings.index)
         try:
             self.observed.start()  # before the first build: nothing that lands is missed

@@ -125,11 +125,9 @@ class _Handler(FileSystemEventHandler):
         kept = [p for p in paths if self.relevant(p)]
         if not kept:
             return
-        written = (  # not the files of a folder moved in (synthetic: complete already)
-            self.closes
-            and not event.is_synthetic
-            and isinstance(event, FileCreatedEvent | FileModifiedEvent)
-        )
+        # written to and not closed yet; a creation alone says nothing (links, moves, and the
+        # files watchdog finds in a new folder come as creations without a close)
+        written = self.closes and isinstance(event, FileModifiedEvent)
         done = isinstance(event, FileClosedEvent | FileDeletedEvent | FileMovedEvent)
         self.changes.note(kept, writing=kept if written else (), closed=kept if done else ())
 
@@ -180,6 +178,7 @@ class Observed:
             was_there = root.ident is not None
             self._unschedule(root)
             if now is None:
+                root.ident = None
                 self.note(f"{printable_path(root.path)}: not there; its indexed files are kept; "
                           "watching for it to come back")  # fmt: skip
             elif self._schedule(root):

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ def forget_gone(index: str | Path) -> None:
 def _read(path: Path) -> dict[str, Any] | None:
     """One record, or None when it is not a small regular file holding our JSON."""
     try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # no link, FIFO or device
+            return None
         with open_regular(path) as fh:
             raw = fh.read(_MAX_BYTES + 1)
         data = json.loads(raw) if len(raw) <= _MAX_BYTES else None
