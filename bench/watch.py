@@ -162,6 +162,9 @@ def main() -> None:
     seen = Searchable(index)
     single = one_by_one(root, photos[: args.trials], seen)
     before = len(watch.runs)
+    one_runs = [d for _, d in watch.runs[1:before] if d["new"] == 1]
+    stages = {k: round(statistics.median(d["stages"].get(k, 0) for d in one_runs), 3)
+              for k in ("scan", "plan", "embed", "index")}  # fmt: skip
     per_file, tail = burst(root, photos[args.trials :], seen)
     time.sleep(2 * args.settle + 1)
     burst_runs = len(watch.runs) - before
@@ -176,6 +179,8 @@ def main() -> None:
         "settle_s": args.settle,
         "one_file_p50_s": round(statistics.median(single), 2),
         "one_file_p95_s": round(pct(single, 0.95), 2),
+        "one_file_run_s": round(statistics.median(d["seconds"] for d in one_runs), 2),
+        "one_file_run_stages_s": stages,
         "burst": args.burst,
         "burst_p50_s": round(statistics.median(per_file), 2),
         "burst_p95_s": round(pct(per_file, 0.95), 2),

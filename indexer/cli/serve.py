@@ -40,7 +40,7 @@ def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
     ]  # fmt: skip
 
 
-def watch_command(paths: list[Path]) -> list[str]:
+def watcher_command(paths: list[Path]) -> list[str]:
     """The `index watch` command line `serve --watch` runs beside the UI (settings come
     through the same PHOTO_INDEX_* environment as the app's)."""
     roots = [str(p.expanduser().absolute()) for p in paths]
@@ -124,7 +124,7 @@ def serve_command(
     watcher = None
     if watch:  # its own process group: we stop it once the UI is down, it saves and exits
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        watcher = spawn(watch_command(watch), env, own_group=True)
+        watcher = spawn(watcher_command(watch), env, own_group=True)
     try:  # SIGTERM/SIGINT/SIGHUP stop Streamlit too; exit 143/130/129 after them
         code = run_child(streamlit_command(host, port, max_upload_mb), env)
     finally:

@@ -236,11 +236,11 @@ class Observed:
                 handler, root.path, recursive=recursive, event_filter=_WANTED
             )
         except OSError as exc:
-            if root.kind == POLLING or exc.errno not in _LIMITS:
-                root.ident = None  # gone between the stat and the schedule: try again later
+            if root.kind == POLLING or identity(root.path) is None:
+                root.ident = None  # gone meanwhile, or unreadable: tried at each recheck
                 return False
-            root.kind = POLLING
-            self.note(f"{printable_path(root.path)}: {_limit_hint(exc)}; polling it every "
+            root.kind = POLLING  # inotify's limits, or a file system without events
+            self.note(f"{printable_path(root.path)}: {_why(exc)}; polling it every "
                       f"{self.poll_interval:g} s instead")  # fmt: skip
             return self._schedule(root)
         root.observer = observer
@@ -265,10 +265,11 @@ class Observed:
         return out
 
 
-def _limit_hint(exc: OSError) -> str:
-    if sys.platform.startswith("linux"):
+def _why(exc: OSError) -> str:
+    """Why a folder cannot be watched for events, and on inotify's limits, what to raise."""
+    if _INOTIFY and exc.errno in _LIMITS:
         return (
             "too many folders for inotify (raise fs.inotify.max_user_watches, e.g. "
             "`sudo sysctl fs.inotify.max_user_watches=1048576`)"
         )
-    return f"cannot watch for events ({exc.strerror or exc})"
+    return f"cannot watch it for events ({exc.strerror or exc})"
