@@ -30,13 +30,11 @@ def signature(path: str) -> Signature | None:
 
 @dataclass
 class Batch:
-    """The changes one run takes: how many events, why, since when (wall clock), the files
-    tracked for growth and those still open for writing (handed back with `put_back` when the
-    run could not start)."""
+    """The changes one run takes: how many events, why, the files tracked for growth and those
+    still open for writing (handed back with `put_back` when the run could not start)."""
 
     events: int = 0
     reasons: set[str] = field(default_factory=set)
-    first_at: float | None = None
     files: dict[str, Signature] = field(default_factory=dict)
     writing: set[str] = field(default_factory=set)
 
@@ -72,7 +70,7 @@ class Changes:
             now = time.monotonic()
             batch = self._batch
             if not batch.events:
-                self._first, batch.first_at = now, time.time()
+                self._first = now
             batch.events += 1
             batch.reasons.add(reason)
             self._last = now

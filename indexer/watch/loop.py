@@ -68,7 +68,6 @@ class WatchRun:
     events: int  # file-system events behind it
     started_at: float
     summary: BuildSummary
-    first_change_at: float | None = None  # wall clock of the first event it took
 
     def as_dict(self) -> dict[str, Any]:
         """The build's `--json` summary plus `run`, `trigger`, `events`, `started_at`."""
@@ -225,9 +224,7 @@ class Watcher:
 
     def _record(self, batch: Batch, summary: BuildSummary, started: float) -> None:
         self.flags.runs += 1
-        run = WatchRun(
-            self.flags.runs, batch.trigger, batch.events, started, summary, batch.first_at
-        )
+        run = WatchRun(self.flags.runs, batch.trigger, batch.events, started, summary)
         d = run.as_dict()
         keep = ("new", "changed", "moved", "deleted", "unchanged", "failed", "embedded",
                 "images", "vectors", "seconds", "interrupted", "run", "trigger", "events",
