@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -289,6 +290,13 @@ def files_of(root: Path) -> dict[Path, str]:
 
 
 # --------------------------------------------------------------------------- processes
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:
     """Run a generated script (the quarantine script) as a user would."""
     return subprocess.run(
