@@ -35,6 +35,20 @@ from indexer.cli.build import (
 from indexer.cli.common import DeviceOpt, IndexOpt, WeightsOpt, run
 from indexer.text import printable
 
+SettleOpt = Annotated[float, typer.Option(help="Seconds without a new change before a run starts.")]
+MaxWaitOpt = Annotated[
+    float, typer.Option(help="Start a run at most this many seconds after the first change.")
+]
+ObserverOpt = Annotated[
+    str,
+    typer.Option(help="auto (polling on network file systems, else events) | events | polling"),
+]
+PollIntervalOpt = Annotated[
+    float, typer.Option(help="Seconds between two polls of a polled folder.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+JsonLinesOpt = Annotated[bool, typer.Option("--json", help="One JSON object per run on stdout.")]
+
 
 def watch_command(
     paths: Annotated[list[Path], typer.Argument(help="Folders (or files) to index and watch.")],
@@ -53,28 +67,14 @@ def watch_command(
     prune: PruneOpt = False,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
-    settle: Annotated[
-        float, typer.Option(help="Seconds without a new change before a run starts.")
-    ] = 3.0,
-    max_wait: Annotated[
-        float, typer.Option(help="Start a run at most this many seconds after the first change.")
-    ] = 60.0,
-    observer: Annotated[
-        str,
-        typer.Option(
-            help="auto (polling on network file systems, events elsewhere) | events | polling"
-        ),  # fmt: skip
-    ] = "auto",
-    poll_interval: Annotated[
-        float, typer.Option(help="Seconds between two polls of a polled folder.")
-    ] = 30.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per run on stdout.")
-    ] = False,
+    settle: SettleOpt = 3.0,
+    max_wait: MaxWaitOpt = 60.0,
+    observer: ObserverOpt = "auto",
+    poll_interval: PollIntervalOpt = 30.0,
+    quiet: QuietOpt = False,
+    as_json: JsonLinesOpt = False,
 ) -> None:
     """Index, then keep indexing as photos arrive, change, move or go (Ctrl-C to stop)."""
-    from indexer.interrupts import raising_on, signum_of
     from indexer.watch import Watcher, WatchOptions
 
     settings = build_settings(
@@ -95,8 +95,18 @@ def watch_command(
         on_run=on_run, on_note=lambda m: typer.echo(printable(m), err=True), progress=bar,
     )  # fmt: skip
     try:
+        _watch_until_stopped(watcher)
+    finally:
+        bar.close()
+
+
+def _watch_until_stopped(watcher: Any) -> None:
+    """Run the watcher; after Ctrl-C or SIGTERM (it saved its work), exit 130 / 143."""
+    from indexer.interrupts import raising_on, signum_of
+
+    try:
         with raising_on([signal.SIGTERM]):
-            run(watcher.run, settings.index)
+            run(watcher.run, watcher.settings.index)
     except KeyboardInterrupt as exc:
         for s in (signal.SIGINT, signal.SIGTERM):  # all is saved: another one ends us at once
             signal.signal(s, signal.SIG_DFL)
@@ -106,8 +116,6 @@ def watch_command(
             err=True,
         )
         raise typer.Exit(128 + signum_of(exc)) from None
-    finally:
-        bar.close()
 
 
 def _print_run(done: Any, as_json: bool) -> None:
