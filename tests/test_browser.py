@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS_COPY_GROUPS, PHOTOS, TINY_BIRDER
+from conftest import CORPUS_COPY_GROUPS, PHOTOS, TINY_BIRDER, free_port
 
 from indexer.build import build
 from indexer.files import human_size
@@ -34,12 +33,6 @@ ARGS = [
     "--no-first-run",
 ]
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -73,6 +73,21 @@ def build(
         return build_run.run(encoder, started)
 
 
+def load_build_encoder(settings: Settings, pinned_weights: str | None = None) -> Any:
+    """The encoder a build on `settings` loads: --weights, else the index's own
+    (`pinned_weights`, meta `weights_path`), else the default; `index watch` loads it once."""
+    from indexer.encoder import load_encoder
+
+    return load_encoder(
+        settings.weights or pinned_weights,
+        device=settings.device,
+        dtype=settings.dtype,
+        cache_dir=settings.cache_dir,
+        replicate=True,
+        compile=settings.compile,
+    )
+
+
 class _Build:
     def __init__(
         self,
@@ -178,17 +193,7 @@ class _Build:
         return build_ivf_on_ray
 
     def _load_encoder(self) -> Any:
-        from indexer.encoder import load_encoder
-
-        weights = self.settings.weights or self.cat.get_meta("weights_path")
-        return load_encoder(
-            weights,
-            device=self.settings.device,
-            dtype=self.settings.dtype,
-            cache_dir=self.settings.cache_dir,
-            replicate=True,
-            compile=self.settings.compile,
-        )
+        return load_build_encoder(self.settings, self.cat.get_meta("weights_path"))
 
     def _pin_encoder(self, encoder: Any) -> None:
         check_content_hash(self.cat.get_meta("content_hash"), fs.HASH_NAME, self.settings.index)

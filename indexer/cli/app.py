@@ -34,6 +34,7 @@ from indexer.cli.dedup import dedup_command
 from indexer.cli.filters import FolderOpt, MaxSizeOpt, MinSizeOpt, TakenFromOpt, TakenToOpt
 from indexer.cli.milvus import CollectionOpt, MilvusOpt, MilvusUriOpt, export_milvus_command
 from indexer.cli.serve import serve_command
+from indexer.cli.watch import watch_command
 from indexer.settings import Settings
 from indexer.text import printable
 
@@ -58,6 +59,7 @@ def _every_command() -> None:
 # Commands that live in their own modules (each a thin face over one library call); the
 # others are defined below. Listed in --help in this order.
 app.command("build")(build_command)
+app.command("watch")(watch_command)
 
 
 @app.command()

@@ -31,51 +31,60 @@ VerboseOpt = Annotated[
 ]
 
 
-def build_command(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
-    index: IndexOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per encoder batch.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decode processes [default: cores].")] = None,
-    compile: Annotated[
-        bool | None,
-        typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
-    ] = None,
-    max_megapixels: Annotated[float | None, typer.Option(help="Refuse larger images.")] = None,
-    max_decode_mb: Annotated[
-        float | None,
-        typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
-    ] = None,
-    max_file_mb: Annotated[
-        float | None,
-        typer.Option(help="Refuse longer files unread, and sparse ones (MiB) [default 2048]."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
-    ] = None,
-    memory_budget_mb: Annotated[
-        float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
-    ] = None,
-    reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
-    retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,
-    prune: Annotated[
-        bool,
-        typer.Option(
-            help="Also remove indexed files under roots or folders that are missing, empty or "
-            "unreadable, and a large share of a root gone at once (kept otherwise)."
-        ),
-    ] = False,
-    engine: Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster address [default: start one here]")
-    ] = None,
-    quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
-    settings = Settings.from_env(
+# The options `index build` and `index watch` share (defined once, listed in both signatures).
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per encoder batch.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Decode processes [default: cores].")]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
+]
+MaxMegapixelsOpt = Annotated[float | None, typer.Option(help="Refuse larger images.")]
+MaxDecodeMbOpt = Annotated[
+    float | None,
+    typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
+]
+MaxFileMbOpt = Annotated[
+    float | None,
+    typer.Option(help="Refuse longer files unread, and sparse ones (MiB) [default 2048]."),
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
+]
+MemoryBudgetOpt = Annotated[
+    float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
+]
+ReindexOpt = Annotated[bool, typer.Option(help="Re-embed everything with new weights.")]
+RetryFailedOpt = Annotated[bool, typer.Option(help="Try files in the ledger again.")]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Also remove indexed files under roots or folders that are missing, empty or "
+        "unreadable, and a large share of a root gone at once (kept otherwise)."
+    ),
+]
+EngineOpt = Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster address [default: start one here]")
+]
+
+
+def build_settings(
+    index: Path | None,
+    weights: str | None,
+    device: str | None,
+    batch_size: int | None,
+    workers: int | None,
+    compile: bool | None,
+    max_megapixels: float | None,
+    max_decode_mb: float | None,
+    max_file_mb: float | None,
+    exclude: list[str] | None,
+    memory_budget_mb: float | None,
+    engine: str | None,
+    ray_address: str | None,
+) -> Settings:
+    """Settings from the shared build options (flags > PHOTO_INDEX_* > defaults)."""
+    return Settings.from_env(
         index=index,
         weights=weights,
         device=device,
@@ -90,14 +99,43 @@ def build_command(
         engine=engine,
         ray_address=ray_address,
     )
+
+
+def build_command(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
+    index: IndexOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchSizeOpt = None,
+    workers: WorkersOpt = None,
+    compile: CompileOpt = None,
+    max_megapixels: MaxMegapixelsOpt = None,
+    max_decode_mb: MaxDecodeMbOpt = None,
+    max_file_mb: MaxFileMbOpt = None,
+    exclude: ExcludeOpt = None,
+    memory_budget_mb: MemoryBudgetOpt = None,
+    reindex: ReindexOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    prune: PruneOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
+    settings = build_settings(
+        index, weights, device, batch_size, workers, compile, max_megapixels, max_decode_mb,
+        max_file_mb, exclude, memory_budget_mb, engine, ray_address,
+    )  # fmt: skip
     flags = {"reindex": reindex, "retry_failed": retry_failed, "prune": prune}
-    bar = _Progress(enabled=not quiet and not as_json, verbose=verbose)
+    bar = Progress(enabled=not quiet and not as_json, verbose=verbose)
     summary, stopped = _build_until_stopped(paths, settings, flags, bar)
     _render_build(summary, stopped, as_json=as_json, quiet=quiet)
 
 
 def _build_until_stopped(
-    paths: list[Path], settings: Settings, flags: dict[str, bool], bar: _Progress
+    paths: list[Path], settings: Settings, flags: dict[str, bool], bar: Progress
 ) -> tuple[Any, KeyboardInterrupt | None]:
     """(summary, the interrupt that stopped it or None): SIGTERM takes Ctrl-C's path, and an
     interrupted build's summary is what it saved (`exc.result`)."""
@@ -142,7 +180,7 @@ def _render_build(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-class _Progress:
+class Progress:
     """tqdm on stderr: images/s, ETA, skipped and failed counts; and, bar or not, one
     `warning:` line per picture whose decoder warned (its words with `verbose`)."""
 
@@ -204,7 +242,8 @@ def _stages_line(stages: dict[str, float]) -> str:
     return "stages: " + " · ".join(parts)
 
 
-def _counts(d: dict[str, Any]) -> str:
+def counts_line(d: dict[str, Any]) -> str:
+    """'new 3 · changed 0 · moved 1 · deleted 0 · unchanged 20 · failed 0 · embedded 3'"""
     return (
         f"new {d['new']} · changed {d['changed']} · moved {d['moved']} · deleted {d['deleted']}"
         f" · unchanged {d['unchanged']} · failed {d['failed']} · embedded {d['embedded']}"
@@ -213,13 +252,13 @@ def _counts(d: dict[str, Any]) -> str:
 
 def _print_line(d: dict[str, Any]) -> None:
     """`--quiet`: the summary in one line."""
-    typer.echo(f"{_counts(d)} · {plural(d['images'], 'image')} · {d['seconds']:.1f} s")
+    typer.echo(f"{counts_line(d)} · {plural(d['images'], 'image')} · {d['seconds']:.1f} s")
 
 
 def _print_build(d: dict[str, Any]) -> None:
     from indexer import kinds
 
-    typer.echo(_counts(d))
+    typer.echo(counts_line(d))
     recall = "n/a" if d["recall_at_10"] is None else f"{d['recall_at_10']:.3f}"
     typer.echo(
         f"index: {d['index_type']} · nprobe {d['nprobe'] or '-'} · recall@10 {recall} · "
