@@ -55,9 +55,9 @@ class WriterLock:
             holder = os.pread(fd, 16, 0).decode("ascii", errors="replace").strip()
             os.close(fd)
             raise IndexBusyError(
-                f"{self.path.parent}: another `index build` or `index watch` is writing to this index "
-                f"(pid {holder if holder.isdigit() else '?'}); wait for it to finish or use "
-                "another --index"
+                f"{self.path.parent}: another `index build` or `index watch` is writing to this "
+                f"index (pid {holder if holder.isdigit() else '?'}); wait for it to finish or "
+                "use another --index"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
