@@ -131,7 +131,7 @@ CASES = [
     (
         "LennaSaltAndPepper.png",
         "Lenna.png",
-        "the others look like copies (`LennaSaltAndPepper.png`)",
+        'the others look like copies ("LennaSaltAndPepper.png")',
         "copy-names",
     ),
     (
@@ -143,7 +143,7 @@ CASES = [
     (
         "backup/copy of bee.jpg",
         "bee.jpg",
-        "the others look like copies (`backup/copy of bee.jpg`)",
+        'the others look like copies ("backup/copy of bee.jpg")',
         "copy-names",
     ),
     ("web/lens.jpg", "lens.jpg", "more pixels (384×256 vs 192×128)", "pixels"),

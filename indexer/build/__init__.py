@@ -1,12 +1,18 @@
 """One `index build`: plan (pure), ingest (catalog writes), pipeline (decode → encode),
 the Ray engine, the vanish guard, the summary. `build()` is the entry point.
 
-Its names load on first use: importing a light module of this package (`rehash`, `plan`)
-does not import torch through the pipeline (dedup reads rehash's constant)."""
+Its names are loaded when asked, so a module that only needs a light part of this package
+(`indexer.build.rehash`'s meta key, `plan`, `summary`) does not import torch with the run.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from indexer.build.run import BuildError as BuildError
+    from indexer.build.run import ProgressFn as ProgressFn
+    from indexer.build.run import build as build
 
 __all__ = ["BuildError", "ProgressFn", "build"]
 

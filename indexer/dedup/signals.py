@@ -171,7 +171,7 @@ DEFAULT_SIGNALS: dict[str, Criterion] = {
     "copy-names": Criterion(
         "copy-names",
         lambda m, g: g.marks(m["path"]),
-        lambda k, r, g: f"the others look like copies (`{g.relative(r['path'])}`)",
+        lambda k, r, g: f'the others look like copies ("{g.relative(r["path"])}")',
     ),
     "file-time": Criterion(
         "file-time",

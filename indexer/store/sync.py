@@ -53,11 +53,11 @@ def sync_index(
     path = index_path(settings.index)
     now = {"generation": cat.generation(), "dim": int(cat.get_meta("dim", 0))}
     n = cat.counts()["vectors"]
-    state = {} if rebuild else _state(path)  # decided from the state: KEEP reads no index
+    state = {} if rebuild else _state(path, cat)  # decided from the state: KEEP reads no index
     step = _decide(state, now, n, generation_at_start, settings.target_recall)
     if step == KEEP:
         return {key: state[key] for key in INFO_KEYS}
-    index, state = _load(path) if step != REBUILD else (None, {})
+    index, state = _load(path, cat) if step != REBUILD else (None, {})
     started = time.perf_counter()
     if step == APPLY and index is not None:
         _apply(cat, index, added or set(), removed or set())
@@ -111,10 +111,10 @@ def _outgrew_tuning(index: vectors.VectorIndex, state: dict[str, Any], target: f
     return abs(index.ntotal - tuned_for) > RETUNE_GROWTH * tuned_for
 
 
-def _state(path: Path) -> dict[str, Any]:
+def _state(path: Path, cat: Catalog) -> dict[str, Any]:
     """The saved file's checked state, or {} when missing or unusable (then rebuilt)."""
     try:
-        return vectors.read_state(path)
+        return vectors.read_state(path, cat.expected_index())
     except FileNotFoundError:
         return {}
     except vectors.IndexFileError as exc:
@@ -122,10 +122,10 @@ def _state(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _load(path: Path) -> tuple[vectors.VectorIndex | None, dict[str, Any]]:
-    """The saved index and its state, or (None, {}) when missing or unusable."""
+def _load(path: Path, cat: Catalog) -> tuple[vectors.VectorIndex | None, dict[str, Any]]:
+    """The saved index and its state, or (None, {}) when missing or unusable (a `note:`)."""
     try:
-        return vectors.load(path)
+        return vectors.load(path, cat.expected_index())
     except FileNotFoundError:
         return None, {}
     except vectors.IndexFileError as exc:
@@ -206,8 +206,14 @@ def open_index(cat: Catalog, index_dir: str | Path) -> tuple[Any, bool]:
     """
     path = index_path(index_dir)
     try:
-        index, state = vectors.load(path, mmap=True)
-    except (FileNotFoundError, vectors.IndexFileError):
+        index, state = vectors.load(path, cat.expected_index(), mmap=True)
+    except (FileNotFoundError, vectors.IndexFileError) as exc:
+        if isinstance(exc, vectors.IndexFileError):
+            log.warning(
+                "%s; searching the catalog's vectors exactly until `index build` or "
+                "`index verify --repair` rewrites it",
+                exc,
+            )
         return _exact_from_catalog(cat), True
     if index.spec.approximate:
         index.exact = cat.vectors_for

@@ -7,6 +7,7 @@ fast and atomic: a save either fully replaces the previous files or leaves them 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -19,8 +20,8 @@ import numpy as np
 from indexer.atomic import atomic_path
 from indexer.devices import cuda_device
 from indexer.errors import IndexFileError
-from indexer.files import file_digest, hasher, write_atomic
-from indexer.store import ivf_fill
+from indexer.files import hasher, write_atomic
+from indexer.store import index_file, ivf_fill
 from indexer.store.exact import VectorSource, rerank
 from indexer.store.index_choice import (  # noqa: F401 - the index choice, named here too
     FLAT_MAX,
@@ -35,7 +36,6 @@ from indexer.store.ivf_fill import KMEANS_ITERATIONS, Chunks
 
 RETRAIN_GROWTH = 4.0
 RERANK = 8  # an SQ8/PQ search re-ranks k × RERANK candidates by their stored vectors
-FINGERPRINT_BYTES = 1 << 20  # a reader checks the size, mtime and a digest of head and tail
 # the layout of vectors.json; a file without one is version 1. A newer or unknown version is
 # unusable here: the build rebuilds the FAISS file from the catalog, readers search exactly.
 STATE_VERSION = 1
@@ -279,7 +279,7 @@ class VectorIndex:
                     "ntotal": self.ntotal,
                     "faiss_bytes": st.st_size,
                     "faiss_mtime_ns": st.st_mtime_ns,
-                    "faiss_fingerprint": fingerprint(tmp_index, st.st_size),
+                    "faiss_fingerprint": index_file.fingerprint(tmp_index, st.st_size),
                     "faiss_blake2b": digest.hexdigest(),
                 }
                 write_atomic(_state_path(path), json.dumps(doc), durable=True)
@@ -292,43 +292,41 @@ class VectorIndex:
 
 
 def load(
-    path: str | Path, *, mmap: bool = False, full_check: bool = False
+    path: str | Path,
+    expected: index_file.Expected | None = None,
+    *,
+    mmap: bool = False,
+    full_check: bool = False,
 ) -> tuple[VectorIndex, dict[str, Any]]:
-    """Read an index and its state; IndexFileError if the pair is corrupt or mismatched.
+    """Read an index and its state; IndexFileError if the pair is corrupt, mismatched, or
+    disagrees with what the catalog `expected` (index_file: checked before FAISS reads it).
 
     `mmap` maps the lists from the file instead of reading them (for readers: pages come in
-    as searches touch them; the index is then read-only). Checks: `read_state`.
+    as searches touch them; the index is then read-only). `full_check` hashes the whole file
+    (`index verify`); otherwise size, mtime and fingerprint suffice (index_file.matches).
     """
     path = Path(path)
-    state = read_state(path, full_check=full_check)
+    if not os.path.lexists(path):
+        raise FileNotFoundError(str(path))
+    state = index_file.read_state(_state_path(path))
     spec, dim = _spec(path, state)
-    try:
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
-    except RuntimeError as exc:
-        raise IndexFileError(f"{path}: FAISS cannot read it ({exc})") from None
+    index = index_file.read_index(path, state, expected, mmap=mmap, full_check=full_check)
     vi = VectorIndex(index, spec, dim, state.get("nprobe"), state.get("trained_for", 0))
     vi.read_only = mmap
+    _check_kind(path, vi)
     return vi, state
 
 
-def read_state(path: str | Path, *, full_check: bool = False) -> dict[str, Any]:
-    """The state of the FAISS file at `path`, once the file is checked to be the one it
-    describes; FileNotFoundError, or IndexFileError if the pair is corrupt or mismatched.
-
-    The file is checked by its size, mtime and a digest of its head and tail (the whole file
-    is hashed only when its mtime changed, e.g. a copied folder, or with `full_check`, as
-    `index verify` does): reading the state costs the same at any size.
-    """
+def read_state(path: str | Path, expected: index_file.Expected | None = None) -> dict[str, Any]:
+    """The state of the FAISS file at `path` once the file is checked to be the one it
+    describes and `expected` allows (size, header, mtime, fingerprint: the same cost at any
+    size), without reading the index; FileNotFoundError, or IndexFileError."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise FileNotFoundError(str(path))
-    try:
-        state = json.loads(_state_path(path).read_text())
-    except (OSError, ValueError):
-        raise IndexFileError(f"{path}: its state file is missing or unreadable") from None
+    state = index_file.read_state(_state_path(path))
     _spec(path, state)
-    if not _matches(path, state, full_check):
-        raise IndexFileError(f"{path}: file is truncated, corrupt or not the one its state names")
+    index_file.check_file(path, state, expected)
     return state
 
 
@@ -339,42 +337,33 @@ def outgrown(spec: IndexSpec, trained_for: int, n: int) -> bool:
     return n > RETRAIN_GROWTH * max(1, trained_for) or n < FLAT_MAX // 2
 
 
-def _matches(path: Path, state: dict[str, Any], full_check: bool) -> bool:
-    """Whether the file is the one the state describes: size, then mtime and fingerprint,
-    then (mtime changed, no fingerprint recorded, or `full_check`) the whole file's digest."""
-    st = path.stat()
-    if st.st_size != state.get("faiss_bytes"):
-        return False
-    stored = state.get("faiss_fingerprint")
-    if stored is not None and fingerprint(path, st.st_size) != stored:
-        return False
-    if stored is not None and st.st_mtime_ns == state.get("faiss_mtime_ns") and not full_check:
-        return True
-    return file_digest(path, "blake2b-128") == state.get("faiss_blake2b")
-
-
-def fingerprint(path: Path, size: int) -> str:
-    """BLAKE2b of the file's size, first and last FINGERPRINT_BYTES: cheap at any size."""
-    digest = hasher("blake2b-128")
-    digest.update(str(size).encode())
-    with open(path, "rb") as fh:
-        digest.update(fh.read(FINGERPRINT_BYTES))
-        fh.seek(max(0, size - FINGERPRINT_BYTES))
-        digest.update(fh.read(FINGERPRINT_BYTES))
-    return digest.hexdigest()
-
-
-def _spec(path: Path, state: Any) -> tuple[IndexSpec, int]:
+def _spec(path: Path, state: dict[str, Any]) -> tuple[IndexSpec, int]:
     """The index spec of a state this version can read; IndexFileError for any other."""
-    version = state.get("state_version", 1) if isinstance(state, dict) else None
+    version = state.get("state_version", 1)
     if version != STATE_VERSION:
         raise IndexFileError(
             f"{path}: its state is version {version!r}, this photo-index reads {STATE_VERSION}"
         )
     try:
-        return IndexSpec(**state["spec"]), int(state["dim"])
+        spec, dim = IndexSpec(**state["spec"]), int(state["dim"])
+        spec.description  # noqa: B018 - a kind this version does not know raises KeyError
     except (KeyError, TypeError, ValueError):
         raise IndexFileError(f"{path}: its state does not describe an index") from None
+    return spec, dim
+
+
+def _check_kind(path: Path, vi: VectorIndex) -> None:
+    """The FAISS object is the kind of index its state names (an exact index with ids, or an
+    IVF with the state's number of lists), so every method here works on it."""
+    try:
+        if vi.is_ivf:
+            ok = faiss.extract_index_ivf(vi.index).nlist == vi.spec.nlist
+        else:
+            ok = isinstance(vi.index, faiss.IndexIDMap2)
+    except RuntimeError:
+        ok = False
+    if not ok or vi.index.d != vi.dim:
+        raise IndexFileError(f"{path}: is not the {vi.spec.description} index its state names")
 
 
 def _fill_shard(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bytes:
