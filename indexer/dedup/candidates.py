@@ -12,6 +12,7 @@ pHash distance: a pair that is pHash-close but CLIP-far is not a re-encode, it i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from math import comb
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,13 @@ def read(cat: Catalog) -> Collection:
         filled = end
     with cat.session() as s:
         hashed = select(Content.id, Content.phash).where(has_file(), Content.phash.is_not(None))
-        rows = bulk.rows(s, hashed).fetchall()
+        pairs = np.fromiter(chain.from_iterable(bulk.rows(s, hashed)), np.int64).reshape(-1, 2)
         multi = select(File.content_id).group_by(File.content_id).having(func.count() > 1)
         copies = bulk.ints(s, multi)
         contents = s.scalar(select(func.count(func.distinct(File.content_id)))) or 0
         files = s.scalar(select(func.count(File.id))) or 0
-    hash_ids = np.fromiter((r[0] for r in rows), np.int64, count=len(rows))
-    hashes = np.fromiter((r[1] for r in rows), np.int64, count=len(rows))
-    del rows
+    hash_ids, hashes = pairs[:, 0].copy(), pairs[:, 1].copy()
+    del pairs
     coll = _collection(ids[:filled], vecs[:filled], hash_ids, hashes, copies)
     coll.contents, coll.files = contents, files
     return coll

@@ -67,13 +67,6 @@ def read_index(
         return _bounded_read(path, fh, size, faiss.IO_FLAG_MMAP_IFC if mmap else 0)
 
 
-def check_file(path: Path, state: dict[str, Any], expected: Expected | None) -> None:
-    """IndexFileError unless the file at `path` is the one `state` describes and `expected`
-    allows (size, header, `matches`): what keeping a saved index needs, without reading it."""
-    with _open(path) as fh:
-        _checked(path, fh, state, expected, full_check=False)
-
-
 def _checked(
     path: Path, fh: BinaryIO, state: dict[str, Any], expected: Expected | None, full_check: bool
 ) -> int:

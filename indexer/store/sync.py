@@ -53,7 +53,7 @@ def sync_index(
     path = index_path(settings.index)
     now = {"generation": cat.generation(), "dim": int(cat.get_meta("dim", 0))}
     n = cat.counts()["vectors"]
-    state = {} if rebuild else _state(path, cat)  # decided from the state: KEEP reads no index
+    state = {} if rebuild else _state(path, cat)  # decided from it: KEEP reads no list
     step = _decide(state, now, n, generation_at_start, settings.target_recall)
     if step == KEEP:
         return {key: state[key] for key in INFO_KEYS}
@@ -112,9 +112,10 @@ def _outgrew_tuning(index: vectors.VectorIndex, state: dict[str, Any], target: f
 
 
 def _state(path: Path, cat: Catalog) -> dict[str, Any]:
-    """The saved file's checked state, or {} when missing or unusable (then rebuilt)."""
+    """The saved file's state once the file is checked and FAISS has parsed it memory-mapped
+    (its lists are not read: the same cost at any size), or {} when missing or unusable."""
     try:
-        return vectors.read_state(path, cat.expected_index())
+        return vectors.load(path, cat.expected_index(), mmap=True)[1]
     except FileNotFoundError:
         return {}
     except vectors.IndexFileError as exc:

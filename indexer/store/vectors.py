@@ -317,19 +317,6 @@ def load(
     return vi, state
 
 
-def read_state(path: str | Path, expected: index_file.Expected | None = None) -> dict[str, Any]:
-    """The state of the FAISS file at `path` once the file is checked to be the one it
-    describes and `expected` allows (size, header, mtime, fingerprint: the same cost at any
-    size), without reading the index; FileNotFoundError, or IndexFileError."""
-    path = Path(path)
-    if not os.path.lexists(path):
-        raise FileNotFoundError(str(path))
-    state = index_file.read_state(_state_path(path))
-    _spec(path, state)
-    index_file.check_file(path, state, expected)
-    return state
-
-
 def outgrown(spec: IndexSpec, trained_for: int, n: int) -> bool:
     """Exact index past FLAT_MAX, or N ≫ what the IVF quantizer was trained on."""
     if spec.kind == "flat":
