@@ -146,7 +146,8 @@ class _Build:
                 max_file_mb=self.settings.max_file_mb,
                 known=lambda e: (
                     (row := indexed.get(e.path)) is not None
-                    and (row.size, row.mtime_ns) == (e.size, e.mtime_ns)
+                    and row.size == e.size
+                    and row.mtime_ns == e.mtime_ns
                 ),
             )  # an indexed file unchanged since is not opened again to sniff its kind
             self.report("scan", found=len(scan.images))
