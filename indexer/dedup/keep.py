@@ -23,9 +23,11 @@ from indexer.dedup.signals import (
 )
 from indexer.errors import UserError
 
-DEFAULT_KEEP = "camera,pixels,taken,copy-names,file-time,original-format,size"
+DEFAULT_KEEP = "camera,pixels,taken,encoding,unedited,copy-names,file-time,quality,size"
+# names of earlier versions: `original-format` (by format name) now reads the files instead
+_RENAMED = {"original-format": "encoding"}
 CRITERIA = (
-    "camera, pixels, taken, copy-names, file-time, original-format, resolution, "
+    "camera, pixels, taken, encoding, unedited, copy-names, file-time, quality, resolution, "
     "format:A>B>C, size, exif, oldest, newest, shortest-path"
 )
 # Pillow's format names → the names people type (MPO: JPEG with extra frames, as phones write)
@@ -82,7 +84,7 @@ def _format_order(token: str) -> Criterion:
 
 def _criterion(token: str) -> Criterion:
     """The criterion a --keep token names; KeepRuleError for an unknown one."""
-    token = token.strip()
+    token = _RENAMED.get(token.strip(), token.strip())
     if token in DEFAULT_SIGNALS:
         return DEFAULT_SIGNALS[token]
     if token == "resolution":

@@ -19,8 +19,9 @@ from indexer.raw import is_raw
 Member = dict[str, Any]
 PIXEL_MARGIN = 0.01  # more pixels win only when more than 1 % more (a 1-px crop does not)
 FILE_TIME_MARGIN_S = 60  # file times closer than this are one copy operation, not an order
-# Formats cameras and phones write; a PNG, WebP, TIFF or BMP of the same picture is an export.
-CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"})
+QUALITY_MARGIN = 2  # JPEG qualities this close are one quality (tables are estimates)
+# clipped shares within 1.5 points (or 50 %) are equal: re-encoding alone moves them ≤ 1.3 points
+CLIP_MARGIN, CLIP_RATIO = 0.015, 0.5
 # Words in a file or folder name (below the group's common folder) that mark a copy or an edit.
 COPY_WORDS = frozenset(
     "copy copies kopie copie copia backup backups bak export exports exported edit edited edits "
@@ -150,13 +151,74 @@ def _file_time(ns: int | None) -> str:
     return datetime.fromtimestamp((ns or 0) / 1e9).isoformat(sep=" ", timespec="seconds")
 
 
-def _format_rank(m: Member, _: GroupContext) -> int:
-    return 0 if (m.get("format") or "").upper() in CAMERA_FORMATS else 1
-
-
 def _fmt_name(m: Member) -> str:
     name = str(m.get("format") or "unknown")
     return "JPEG" if name == "MPO" else name
+
+
+class Evidence(Criterion):
+    """A signal read from the files themselves (evidence.py): silent (everyone survives) when
+    a candidate has none, so it never claims what it did not observe."""
+
+    def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if not all(m.get("evidence") for m in candidates):
+            return candidates
+        return super().survivors(candidates, group)
+
+
+class _Encoding(Evidence):
+    """Lossless vs lossy from the pixels, not the format's name: a lossless file with JPEG's
+    8×8 block grid was decoded from a JPEG (the JPEG wins); one without it, beside a lossy copy,
+    is where the lossy copy came from. Two lossless files: nothing to say here."""
+
+    def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if not all(m.get("evidence") and m.get("lossless") is not None for m in candidates):
+            return candidates
+        lossy = [m for m in candidates if not m["lossless"]]
+        if not lossy:
+            return candidates
+        sources = [m for m in candidates if m["lossless"] and not m.get("jpeg_grid")]
+        return sources or lossy
+
+
+def _encoding_rank(m: Member, _: GroupContext) -> int:
+    if not m.get("lossless"):
+        return 1
+    return 2 if m.get("jpeg_grid") else 0
+
+
+def _encoding_explain(kept: Member, runner: Member, group: GroupContext) -> str:
+    if kept.get("lossless"):
+        return (
+            f"lossless original ({_fmt_name(kept)} without a JPEG block grid: not decoded from "
+            f"a JPEG; `{group.relative(runner['path'])}` is lossy)"
+        )
+    if runner.get("lossless"):
+        return (
+            f"JPEG original (`{group.relative(runner['path'])}` carries its 8×8 block grid: "
+            "decoded from a JPEG)"
+        )
+    return f"lossy original ({_fmt_name(kept)})"
+
+
+def _unedited_rank(m: Member, _: GroupContext) -> float:
+    return float(bool(m.get("grey"))) + float(m.get("clipped") or 0.0)
+
+
+def _unedited_explain(kept: Member, runner: Member, _: GroupContext) -> str:
+    if runner.get("grey") and not kept.get("grey"):
+        return "in colour (the other is a greyscale version)"
+    a, b = 100 * float(kept.get("clipped") or 0), 100 * float(runner.get("clipped") or 0)
+    return f"fewer pixels clipped to black or white ({a:.1f} % vs {b:.1f} %; edits clip)"
+
+
+class _Quality(Evidence):
+    """Between JPEGs only: the higher quality read from the quantisation tables."""
+
+    def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if not all(m.get("jpeg_quality") for m in candidates):
+            return candidates
+        return super().survivors(candidates, group)
 
 
 DEFAULT_SIGNALS: dict[str, Criterion] = {
@@ -182,10 +244,21 @@ DEFAULT_SIGNALS: dict[str, Criterion] = {
         ),
         margin=lambda best: best + FILE_TIME_MARGIN_S * 10**9,
     ),
-    "original-format": Criterion(
-        "format",
-        _format_rank,
-        lambda k, r, _: f"original format ({_fmt_name(k)}; the others are re-encodes)",
+    "encoding": _Encoding("encoding", _encoding_rank, _encoding_explain),
+    "unedited": Evidence(
+        "unedited",
+        _unedited_rank,
+        _unedited_explain,
+        margin=lambda best: best + max(CLIP_MARGIN, CLIP_RATIO * (best % 1)),
+    ),
+    "quality": _Quality(
+        "quality",
+        lambda m, _: -int(m.get("jpeg_quality") or 0),
+        lambda k, r, _: (
+            f"higher JPEG quality (≈{k.get('jpeg_quality')} vs ≈{r.get('jpeg_quality')}, "
+            "from the quantisation tables)"
+        ),
+        margin=lambda best: best + QUALITY_MARGIN,
     ),
 }
 

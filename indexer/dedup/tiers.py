@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from indexer.dedup.copies import COPIES, RELATIONS, Confirmer
 from indexer.dedup.decisions import Decision, Rules
+from indexer.dedup.evidence import Looks
 from indexer.dedup.graph import Pairs, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, decide_keep, in_folders
-from indexer.dedup.pairs import DUPLICATES, find_pairs, relation
+from indexer.dedup.pairs import find_pairs, relation
 from indexer.dedup.stars import popcount64, split_stars
 from indexer.devices import check_device
 from indexer.errors import SettingsError
@@ -110,7 +112,7 @@ class Group:
     contains: list[int] = field(default_factory=list)
     measure: str = ""
     keep_signal: str = ""  # the deciding signal's short name (docs/dedup.md)
-    relation: str = DUPLICATES  # PAIR: only the halves of one RAW+JPEG shot (pairs.py)
+    relation: str = COPIES  # or EDITS (copies.py), PAIR: only the halves of one RAW+JPEG shot
     resolved: bool = False  # a decision (indexer.dedup.decisions) shaped this group
     decision: str | None = None  # "keep" | "distinct"
 
@@ -132,11 +134,13 @@ def find_groups(
     options: DedupOptions,
     stats: dict[str, Any] | None = None,
     decisions: list[Decision] | None = None,
+    looks: Looks | None = None,
 ) -> list[Group]:
     """Every tier's groups for catalog `records` (one per path) and content vectors.
 
     `stats`, when given, receives the pair counts and how each search was done; `decisions`
-    (`index decide`) keep pictures apart and choose kept files.
+    (`index decide`) keep pictures apart and choose kept files; `looks` reads the grouped files
+    (evidence.py) to tell copies from edits and originals from re-encodes (none: all edits).
     """
     stats = {} if stats is None else stats
     by_content: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -148,6 +152,7 @@ def find_groups(
     row_of = {int(c): i for i, c in enumerate(ids)}
     hashes = {r["hash"]: int(r["content_id"]) for r in records} if decisions else {}
     builder = _Builder(by_content, vecs, row_of, options, Rules(decisions or (), hashes))
+    builder.confirm = Confirmer(looks, by_content)
     builder.pairs = find_pairs(r["path"] for r in records)
 
     for cid, recs in sorted(by_content.items(), key=lambda kv: kv[1][0]["path"]):
@@ -207,6 +212,7 @@ class _Builder:
         self._rule = (options.keep, options.prefer)
         self.rules = rules or Rules()
         self.pairs: dict[str, str] = {}  # RAW+JPEG pairs: each half → the other (pairs.py)
+        self.confirm = Confirmer(None, by_content)  # copies or edits (copies.py)
 
     def exact(self, cid: int) -> None:
         if cid in self.rules.copies:  # `index decide distinct` on copies: all of them wanted
@@ -215,6 +221,13 @@ class _Builder:
         self.group_of[cid] = group.id
 
     def tier(self, tier: str, pairs: Pairs, threshold: float | int) -> None:
+        """The tier's `copies` groups, then its `edits` groups over them (copies.py)."""
+        touched = {c for c in (*pairs.a.tolist(), *pairs.b.tolist()) if c in self.by_content}
+        self.confirm.annotate(touched | {self._kept_cid(self.unit_of.get(c, c)) for c in touched})
+        for kind in RELATIONS:
+            self._tier(tier, pairs, threshold, kind)
+
+    def _tier(self, tier: str, pairs: Pairs, threshold: float | int, kind: str) -> None:
         """Join units along `pairs` into stars around kept files; report each star as a group."""
         edges: dict[int, set[int]] = defaultdict(set)
         for x, y in zip(pairs.a.tolist(), pairs.b.tolist(), strict=True):
@@ -226,6 +239,8 @@ class _Builder:
 
         def similar(center: int, units: list[int]) -> tuple[np.ndarray, np.ndarray]:
             scores, linked = self._similar(tier, threshold, center, units)
+            kept = [self._kept_cid(u) for u in units]
+            linked = self.confirm.linked(kind, self._kept_cid(center), kept, linked)
             return scores, self._apart(center, units, scores, linked)
 
         self._order = {}
@@ -238,7 +253,7 @@ class _Builder:
         found.sort(key=lambda item: min(r["path"] for c in item[1] for r in self.by_content[c]))
         for star, contents in found:
             contains = sorted({self.group_of[c] for c in contents if c in self.group_of})
-            group = self._add(tier, contents, star.scores, threshold, contains, star.center)
+            group = self._add(tier, contents, star.scores, threshold, contains, star.center, kind)
             for u in star.units:
                 self.members_of.pop(u, None)
             self.members_of[star.center] = contents
@@ -248,6 +263,9 @@ class _Builder:
 
     def _kept(self, unit: int) -> dict[str, Any]:
         return self.kept.get(unit) or self.by_content[unit][0]
+
+    def _kept_cid(self, unit: int) -> int:
+        return int(self._kept(unit)["content_id"])
 
     def _contents(self, unit: int) -> list[int]:
         return self.members_of.get(unit, [unit])
@@ -325,7 +343,10 @@ class _Builder:
         threshold: float | int,
         contains: list[int],
         center: int | None = None,
+        kind: str = COPIES,
     ) -> Group:
+        if center is not None:
+            self.confirm.annotate(contents)  # members of contained groups too
         members = [dict(r) for c in contents for r in self.by_content[c]]
         choice = decide_keep(members, self.options.keep, self.options.prefer)
         kept, reason, signal = choice.member, choice.reason, choice.signal
@@ -352,7 +373,7 @@ class _Builder:
             contains=contains,
             measure=MEASURES[tier],
             keep_signal=signal,
-            relation=relation(members),
+            relation=relation(members, kind),
             resolved=decision is not None,
             decision=decision,
         )
