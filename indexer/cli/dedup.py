@@ -127,7 +127,10 @@ def summary(report: Report) -> str:
             lines.append(f"== {tier}: {describe_threshold(tier, g.threshold)} ==")
         contains = f", contains #{', #'.join(map(str, g.contains))}" if g.contains else ""
         resolved = f", resolved ({g.decision})" if g.resolved else ""
-        shot = ", one RAW+JPEG shot (a pair, nothing to clean up)" if g.relation == "pair" else ""
+        shot = {
+            "pair": ", one RAW+JPEG shot (a pair, nothing to clean up)",
+            "edits": ", edits of one picture (kept apart: not moved by default)",
+        }.get(g.relation, "")
         lines.append(
             f"#{g.id}: {len(g.members)} files, similarity {g.min_score:.4f}-{g.max_score:.4f}"
             f"{contains}{resolved}{shot}"
@@ -136,8 +139,11 @@ def summary(report: Report) -> str:
         for m in g.members:
             if m["path"] != g.keep:
                 pair = "  (RAW+JPEG pair: left in place)" if m.get("pair") else ""
-                lines.append(f"  {m['score']:.4f}  {m['path']}{pair}")
+                mark = "edit" if g.relation == "edits" else "copy"
+                lines.append(f"  {m['score']:.4f}  {mark}  {m['path']}{pair}")
     counts = report.as_dict()["counts"]
     shown = [f"{n} {t}" for t, n in counts.items() if t != "similar" or report.thresholds.get(t)]
-    lines.append(f"{len(report.groups)} groups: {', '.join(shown)} ({report.seconds:.2f} s)")
+    edits = sum(g.relation == "edits" for g in report.groups)
+    kinds = f" ({len(report.groups) - edits} of copies, {edits} of edits)" if edits else ""
+    lines.append(f"{len(report.groups)} groups{kinds}: {', '.join(shown)} ({report.seconds:.2f} s)")
     return "\n".join(printable(line) for line in lines)  # file names may hold ESC, newlines

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from indexer.dedup.quarantine import QUARANTINE_TIERS, movable
 from indexer.dedup.tiers import TIERS, Group
 
 GroupLike = Group | dict[str, Any]
@@ -22,8 +23,9 @@ class TierSummary:
     tier: str
     groups: int = 0
     files: int = 0
-    duplicates: int = 0  # non-kept members but pair halves: what a quarantine would move
+    duplicates: int = 0  # the copies a quarantine moves from this tier (each file once)
     reclaim: int = 0  # their bytes
+    edits: int = 0  # non-kept members of its `edits` groups: kept apart, not moved by default
 
 
 def _get(group: GroupLike, key: str) -> Any:
@@ -31,19 +33,33 @@ def _get(group: GroupLike, key: str) -> Any:
 
 
 def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
-    """Per tier (strongest first): groups, files, non-kept files and their bytes.
-
-    A weaker group contains stronger ones, so tiers overlap: each line counts its own groups.
+    """Per tier (strongest first): groups, files, the copies a quarantine moves and their bytes,
+    and the edits kept apart. The moves are the script's own plan (quarantine.movable), each
+    file counted once, in its widest group: the exact and near-identical lines add up to what
+    the default script moves; a weaker tier's line is what naming it in --tiers adds.
     """
     out = {t: TierSummary(t) for t in TIERS}
+    plain = []
     for g in groups:
         line, keep = out[_get(g, "tier")], _get(g, "keep")
+        members = _get(g, "members")
         line.groups += 1
-        for m in _get(g, "members"):
-            line.files += 1
-            if m["path"] != keep and not m.get("pair"):  # a pair's half stays (pairs.py)
-                line.duplicates += 1
-                line.reclaim += int(m.get("size") or 0)
+        line.files += len(members)
+        if _get(g, "relation") == "edits":
+            line.edits += sum(m["path"] != keep for m in members)
+        plain.append(
+            {"tier": line.tier, "relation": _get(g, "relation"), "keep": keep,
+             "members": [(m["path"], m) for m in members]}
+        )  # fmt: skip
+    moved = movable(plain, QUARANTINE_TIERS)
+    first = {member[0] for member, _ in moved}
+    more = [(m, g) for m, g in movable(plain, TIERS) if m[0] not in first]
+    for (_, m), g in [*moved, *more]:
+        if m.get("pair") or m.get("protected"):  # the script leaves these where they are
+            continue
+        line = out[g["tier"]]
+        line.duplicates += 1
+        line.reclaim += int(m.get("size") or 0)
     return out
 
 

@@ -44,17 +44,22 @@ class Criterion:
     rank: Callable[[Member, GroupContext], Any]
     explain: Callable[[Member, Member, GroupContext], str]
     margin: Callable[[Any], Any] | None = None  # best rank → worst rank still counted as equal
+    copies_only: bool = False  # silent between edits: it compares re-encodes, not edits
 
     def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if self.copies_only and group.edits:
+            return candidates
         best = min(self.rank(m, group) for m in candidates)
         limit = self.margin(best) if self.margin else best
         return [m for m in candidates if self.rank(m, group) <= limit]
 
 
 class GroupContext:
-    """What the signals need to know about the whole group: relative paths and copy marks."""
+    """What the signals need to know about the whole group: relative paths, copy marks, and
+    whether its members are edits of one picture rather than copies (copies.py)."""
 
-    def __init__(self, members: Sequence[Member]) -> None:
+    def __init__(self, members: Sequence[Member], edits: bool = False) -> None:
+        self.edits = edits
         dirs = [os.path.dirname(m["path"]) for m in members]
         try:
             self.root = os.path.commonpath(dirs) if dirs else ""
@@ -259,6 +264,7 @@ DEFAULT_SIGNALS: dict[str, Criterion] = {
             "from the quantisation tables)"
         ),
         margin=lambda best: best + QUALITY_MARGIN,
+        copies_only=True,
     ),
 }
 

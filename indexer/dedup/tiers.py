@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from indexer.dedup.copies import COPIES, RELATIONS, Confirmer
+from indexer.dedup.copies import COPIES, EDITS, RELATIONS, Confirmer
 from indexer.dedup.decisions import Decision, Rules
 from indexer.dedup.evidence import Looks
 from indexer.dedup.graph import Pairs, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, decide_keep, in_folders
 from indexer.dedup.pairs import find_pairs, relation
-from indexer.dedup.stars import popcount64, split_stars
+from indexer.dedup.stars import Star, popcount64, split_stars
 from indexer.devices import check_device
 from indexer.errors import SettingsError
 from indexer.imaging import hamming, hash_informative
@@ -210,6 +210,7 @@ class _Builder:
         self.kept: dict[int, dict[str, Any]] = {}  # unit → its kept file's record
         self._order: dict[int, int] = {}  # unit → place by the keep rule, for large pieces
         self._rule = (options.keep, options.prefer)
+        self._edits = False  # this pass joins edits, not copies (keep.decide_keep's `edits`)
         self.rules = rules or Rules()
         self.pairs: dict[str, str] = {}  # RAW+JPEG pairs: each half → the other (pairs.py)
         self.confirm = Confirmer(None, by_content)  # copies or edits (copies.py)
@@ -229,6 +230,7 @@ class _Builder:
 
     def _tier(self, tier: str, pairs: Pairs, threshold: float | int, kind: str) -> None:
         """Join units along `pairs` into stars around kept files; report each star as a group."""
+        self._edits = kind == EDITS
         edges: dict[int, set[int]] = defaultdict(set)
         for x, y in zip(pairs.a.tolist(), pairs.b.tolist(), strict=True):
             if x in self.by_content and y in self.by_content:
@@ -253,7 +255,7 @@ class _Builder:
         found.sort(key=lambda item: min(r["path"] for c in item[1] for r in self.by_content[c]))
         for star, contents in found:
             contains = sorted({self.group_of[c] for c in contents if c in self.group_of})
-            group = self._add(tier, contents, star.scores, threshold, contains, star.center, kind)
+            group = self._add(tier, contents, star.scores, threshold, contains, star)
             for u in star.units:
                 self.members_of.pop(u, None)
             self.members_of[star.center] = contents
@@ -299,14 +301,14 @@ class _Builder:
         if decided and len(decided) < len(piece):
             return self._center(decided)
         if len(piece) <= RANK_ABOVE:
-            kept, _ = choose_keep([self._kept(u) for u in piece], *self._rule)
+            kept, _ = choose_keep([self._kept(u) for u in piece], *self._rule, self._edits)
             cid = int(kept["content_id"])
             return self.unit_of.get(cid, cid)
         if piece[0] not in self._order:  # pieces split from a ranked one are ranked with it
 
             def compare(a: int, b: int) -> int:
                 ka, kb = self._kept(a), self._kept(b)
-                return -1 if choose_keep([ka, kb], *self._rule)[0] is ka else 1
+                return -1 if choose_keep([ka, kb], *self._rule, self._edits)[0] is ka else 1
 
             self._order.update((u, i) for i, u in enumerate(sorted(piece, key=cmp_to_key(compare))))
         return min(piece, key=self._order.__getitem__)
@@ -342,13 +344,13 @@ class _Builder:
         links: list[float],
         threshold: float | int,
         contains: list[int],
-        center: int | None = None,
-        kind: str = COPIES,
+        star: Star | None = None,
     ) -> Group:
-        if center is not None:
-            self.confirm.annotate(contents)  # members of contained groups too
+        center = None if star is None else star.center
+        self.confirm.annotate(contents if star else ())  # members of contained groups too
         members = [dict(r) for c in contents for r in self.by_content[c]]
-        choice = decide_keep(members, self.options.keep, self.options.prefer)
+        pool = [self._kept(u) for u in star.units] if star and self._edits else members
+        choice = decide_keep(pool, *self._rule, self._edits)  # edits: units by their kept file
         kept, reason, signal = choice.member, choice.reason, choice.signal
         kept, reason, decision = self.rules.keeper(members, kept, reason, *self._rule)
         if center is not None and int(kept["content_id"]) != center:
@@ -373,7 +375,7 @@ class _Builder:
             contains=contains,
             measure=MEASURES[tier],
             keep_signal=signal,
-            relation=relation(members, kind),
+            relation=relation(members, EDITS if self._edits else COPIES),
             resolved=decision is not None,
             decision=decision,
         )
