@@ -148,6 +148,48 @@ def test_upload_and_duplicates_in_a_real_browser(server):
             browser.close()
 
 
+def member_path(member) -> str:
+    """The path a member card shows: its caption's folder and its name."""
+    name = member.locator("code").first.inner_text()
+    folder = member.get_by_test_id("stCaptionContainer").inner_text().split(" · ")[1]
+    return os.path.join(folder, name)
+
+
+def test_two_quick_keep_clicks_land_on_the_files_clicked(server, tmp_path):
+    """ "Keep this" on a copy in group 1, then at once on a copy in group 2 (the first click's
+    rerun still running): each decision names the file that was clicked, nothing else."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from indexer.dedup import decisions
+
+    settings = Settings.from_env(env={}, index=tmp_path / "index")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(30_000)
+            expect.set_options(timeout=30_000)
+            page.goto(server + "/duplicates", wait_until="domcontentloaded")
+            expect(page.locator(".st-key-group-2")).to_be_visible()
+            clicked, buttons = [], []
+            for n in (1, 2):
+                copy = page.locator(f".st-key-group-{n} [class*='st-key-member-']").nth(1)
+                clicked.append(member_path(copy))
+                buttons.append(copy.get_by_role("button", name="Keep this"))
+            buttons[0].click()
+            buttons[1].click(timeout=2_000)  # no wait for the first click's rerun
+            deadline = time.time() + 30
+            while len(decisions.list_(settings)) < 2 and time.time() < deadline:
+                time.sleep(0.2)
+            made = decisions.list_(settings)
+            assert sorted(p for d in made for p in d["decided_paths"]) == sorted(clicked)
+            assert all(d["kind"] == "keep" for d in made)
+            expect(page.locator(".st-key-group-1")).to_contain_text("resolved")
+            page.screenshot(path=str(OUTPUT / "duplicates-decided.png"), full_page=True)
+        finally:
+            browser.close()
+
+
 def big_report(lib: Path):
     """500 groups (450 exact pairs, 50 near-identical) over symlinks to real photos, 5 folders;
     one member's name is HTML that would run if the page parsed names as markup."""

@@ -182,8 +182,8 @@ def test_duplicates_page(env):
     start = texts.index(bee)
     assert texts[start + 1 : start + 4] == [  # the kept copy first, marked
         ":green-badge[KEEP] `bee.jpg`",
-        ":gray-badge[duplicate] `bee.jpg`",
-        ":gray-badge[duplicate] `bee.jpg`",
+        ":gray-badge[copy] `bee.jpg`",
+        ":gray-badge[copy] `bee.jpg`",
     ]
     marks = [t for t in texts if "-badge[" in t]
     assert sum("green-badge[KEEP]" in m for m in marks) == groups  # one kept file per group
