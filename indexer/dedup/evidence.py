@@ -141,9 +141,19 @@ def read_look(
                     lossless = _lossless(head, fp)
                     quality = jpeg_quality(getattr(head, "quantization", None))
         img, _ = imaging.open_image(path, options, draft_to=THUMB)
-        return _measure(imaging.to_rgb(img), lossless, quality)
+        return _measure(_opaque(img), lossless, quality)
     except Exception:  # noqa: BLE001 - evidence is optional: a bad file just has none
         return None
+
+
+def _opaque(img: Image.Image) -> Image.Image:
+    """RGB pixels as the pHash sees them: transparency over imaging.PHASH_BACKGROUND (white),
+    so a logo and its JPEG export on white compare as the same pixels."""
+    if not imaging.has_alpha(img):
+        return imaging.to_rgb(img)
+    rgba = img.convert("RGBA")
+    ground = Image.new("RGBA", rgba.size, (*imaging.PHASH_BACKGROUND, 255))
+    return Image.alpha_composite(ground, rgba).convert("RGB")
 
 
 def _measure(rgb: Image.Image, lossless: bool | None, quality: int | None) -> Look:
