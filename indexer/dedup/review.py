@@ -25,7 +25,7 @@ class TierSummary:
     files: int = 0
     duplicates: int = 0  # the copies a quarantine moves from this tier (each file once)
     reclaim: int = 0  # their bytes
-    edits: int = 0  # non-kept members of its `edits` groups: kept apart, not moved by default
+    edits: int = 0  # edits in its `edits` groups (not kept, not moved as copies): kept apart
 
 
 def _get(group: GroupLike, key: str) -> Any:
@@ -39,14 +39,14 @@ def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
     the default script moves; a weaker tier's line is what naming it in --tiers adds.
     """
     out = {t: TierSummary(t) for t in TIERS}
-    plain = []
+    plain, edits = [], {t: set() for t in TIERS}
     for g in groups:
         line, keep = out[_get(g, "tier")], _get(g, "keep")
         members = _get(g, "members")
         line.groups += 1
         line.files += len(members)
         if _get(g, "relation") == "edits":
-            line.edits += sum(m["path"] != keep for m in members)
+            edits[line.tier].update(m["path"] for m in members if m["path"] != keep)
         plain.append(
             {"tier": line.tier, "relation": _get(g, "relation"), "keep": keep,
              "members": [(m["path"], m) for m in members]}
@@ -60,6 +60,8 @@ def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
         line = out[g["tier"]]
         line.duplicates += 1
         line.reclaim += int(m.get("size") or 0)
+    for tier, paths in edits.items():  # the edits themselves, not the copies inside their groups
+        out[tier].edits = len(paths - first)
     return out
 
 
