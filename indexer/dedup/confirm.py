@@ -41,11 +41,27 @@ class Comparison:
     correlation: float | None = None
 
 
-def _resampled(thumb: np.ndarray, size: tuple[int, int], blur: float) -> np.ndarray:
-    img = Image.fromarray(thumb)
-    if img.size != size:
-        img = img.resize(size, Image.LANCZOS)
-    return np.asarray(img.filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
+class Pixels:
+    """A thumb and its resampled, blurred versions, each made once (a picture is compared with
+    every unit of its star, mostly at one size)."""
+
+    def __init__(self, thumb: np.ndarray) -> None:
+        self.thumb = thumb
+        self._at: dict[tuple[tuple[int, int], float], np.ndarray] = {}
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.thumb.shape[1], self.thumb.shape[0]
+
+    def at(self, size: tuple[int, int], blur: float) -> np.ndarray:
+        """The thumb at `size` (Lanczos), Gaussian-blurred by `blur` px, as float32."""
+        key = (size, blur)
+        if key not in self._at:
+            img = Image.fromarray(self.thumb)
+            if img.size != size:
+                img = img.resize(size, Image.LANCZOS)
+            self._at[key] = np.asarray(img.filter(ImageFilter.GaussianBlur(blur)), np.float32)
+        return self._at[key]
 
 
 def _fit(size: tuple[int, int], cap: int) -> tuple[int, int]:
@@ -68,26 +84,27 @@ def _same_shape(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 def compare(
-    thumb_a: np.ndarray,
-    thumb_b: np.ndarray,
+    a: Pixels | np.ndarray,
+    b: Pixels | np.ndarray,
     shape_a: tuple[int, int],
     shape_b: tuple[int, int],
     flat: float = 0.0,
 ) -> Comparison:
-    """COPY, EDIT or DISTINCT for two thumbs (evidence.Look.thumb) of pictures of displayed
-    sizes `shape_a`/`shape_b` (width, height); `flat`: the larger `Look.flat` of the two."""
+    """COPY, EDIT or DISTINCT for two thumbs (evidence.Look.thumb, or `Pixels` of them) of
+    pictures of displayed sizes `shape_a`/`shape_b` (width, height); `flat`: the larger
+    `Look.flat` of the two."""
+    a = a if isinstance(a, Pixels) else Pixels(a)
+    b = b if isinstance(b, Pixels) else Pixels(b)
     flatish = flat >= FLAT
     if not _same_shape(shape_a, shape_b):
         return Comparison(DISTINCT if flatish else EDIT, flat=flatish)
-    small = thumb_a if thumb_a.size <= thumb_b.size else thumb_b
-    fine = (small.shape[1], small.shape[0])
+    fine = min(a.size, b.size, key=lambda s: s[0] * s[1])
     coarse = _fit(fine, COARSE)
-    x, y = _resampled(thumb_a, coarse, COARSE_BLUR), _resampled(thumb_b, coarse, COARSE_BLUR)
-    bias, residual, p99 = _differences(x, y)
+    bias, residual, p99 = _differences(a.at(coarse, COARSE_BLUR), b.at(coarse, COARSE_BLUR))
     agree = bias <= MAX_BIAS and residual <= MAX_RESIDUAL and p99 <= MAX_P99
     if not flatish:
         return Comparison(COPY if agree else EDIT, bias, residual, p99)
-    x, y = _resampled(thumb_a, fine, FINE_BLUR), _resampled(thumb_b, fine, FINE_BLUR)
+    x, y = a.at(fine, FINE_BLUR), b.at(fine, FINE_BLUR)
     _, fine_residual, fine_p99 = _differences(x, y)
     if agree and fine_residual <= FINE_RESIDUAL and fine_p99 <= FINE_P99:
         return Comparison(COPY, bias, residual, p99, True, fine_residual, fine_p99)

@@ -9,15 +9,17 @@ The quarantine's default moves only `copies`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from indexer.dedup.confirm import COPY, DISTINCT, compare
-from indexer.dedup.evidence import Looks
+from indexer.dedup.confirm import COPY, DISTINCT, Pixels, compare
+from indexer.dedup.evidence import Look, Looks
 
 COPIES, EDITS = "copies", "edits"
+PIXELS = 64  # contents whose resampled thumbs are kept (a star compares one centre with many)
 RELATIONS = (COPIES, EDITS)
 
 
@@ -29,6 +31,7 @@ class Confirmer:
         self.looks = looks
         self.by_content = by_content
         self._verdicts: dict[tuple[int, int], str | None] = {}
+        self._recent: OrderedDict[int, Pixels] = OrderedDict()
 
     def annotate(self, cids: Iterable[int]) -> None:
         """Read the evidence of these contents (their records get the keep rule's fields)."""
@@ -45,13 +48,30 @@ class Confirmer:
     def _compare(self, a: int, b: int) -> str | None:
         if self.looks is None:
             return None
-        (la, ta), (lb, tb) = self.looks.look(a), self.looks.look(b)
-        if la is None or lb is None or ta is None or tb is None:
+        (la, pa), (lb, pb) = self._pixels(a), self._pixels(b)
+        if la is None or lb is None or pa is None or pb is None:
             return None
-        ra, rb = self.by_content[a][0], self.by_content[b][0]
-        shape_a = (ra.get("width") or ta.shape[1], ra.get("height") or ta.shape[0])
-        shape_b = (rb.get("width") or tb.shape[1], rb.get("height") or tb.shape[0])
-        return compare(ta, tb, shape_a, shape_b, max(la.flat, lb.flat)).relation
+        return compare(
+            pa, pb, self._shape(a, pa), self._shape(b, pb), max(la.flat, lb.flat)
+        ).relation
+
+    def _pixels(self, cid: int) -> tuple[Look | None, Pixels | None]:
+        """A content's evidence and its `Pixels` (kept for the last PIXELS contents)."""
+        assert self.looks is not None
+        if cid in self._recent:
+            self._recent.move_to_end(cid)
+            return self.looks.known.get(cid), self._recent[cid]
+        look, thumb = self.looks.look(cid)
+        if thumb is None:
+            return look, None
+        self._recent[cid] = Pixels(thumb)
+        while len(self._recent) > PIXELS:
+            self._recent.popitem(last=False)
+        return look, self._recent[cid]
+
+    def _shape(self, cid: int, pixels: Pixels) -> tuple[int, int]:
+        rec = self.by_content[cid][0]
+        return rec.get("width") or pixels.size[0], rec.get("height") or pixels.size[1]
 
     def linked(self, kind: str, center: int, units: list[int], linked: np.ndarray) -> np.ndarray:
         """`linked` (by the tier's measure) less the links this pass does not take: `copies`

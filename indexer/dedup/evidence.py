@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import threadpool_limits
 
 from indexer import files, imaging, raw
 
 THUMB = 256  # the thumb a picture is compared at (fits in THUMB × THUMB)
-GRID_CROP = 512  # the block grid is measured on the central GRID_CROP × GRID_CROP pixels
+GRID_CROP = 256  # the block grid is measured on the central GRID_CROP × GRID_CROP pixels
 GRID_RATIO = 1.2  # near-zero DCT share at the best 8×8 offset over the median offset's
 NEAR_ZERO = 0.6  # |AC coefficient| below this (0–255 luma, orthonormal DCT) counts as zeroed
 CLIP_HIGH, CLIP_LOW = 254, 1  # a pixel whose brightest channel is ≥ 254 (or ≤ 1) is clipped
@@ -81,27 +82,30 @@ def _dct_matrix() -> np.ndarray:
     return m
 
 
-_DCT = _dct_matrix()
+_DCT_T = np.ascontiguousarray(_dct_matrix().T, dtype=np.float32)
 
 
 def grid_ratio(luma: np.ndarray) -> float:
     """How much more JPEG-like (zeroed high-frequency DCT coefficients) the best-aligned 8×8
-    block grid is than a typical offset: ≈1 for a picture never stored as JPEG at this size,
-    ≥1.4 even after a q98 JPEG (measured in docs/dedup.md)."""
+    block grid is than a typical offset, on the central GRID_CROP² pixels: ≈1 for a picture
+    never stored as JPEG at this size, ≥1.27 even after a q98 JPEG (docs/dedup.md). Every
+    offset is tried: a crop by any number of pixels keeps the grid, shifted."""
     h, w = luma.shape
     top, left = max(0, (h - GRID_CROP) // 2), max(0, (w - GRID_CROP) // 2)
     y = luma[top : top + GRID_CROP + 8, left : left + GRID_CROP + 8].astype(np.float32)
     if min(y.shape) < 24:
         return 1.0
-    shares = np.empty(64, np.float32)
-    for i, (oy, ox) in enumerate((a, b) for a in range(8) for b in range(8)):
-        rows, cols = (y.shape[0] - oy) // 8, (y.shape[1] - ox) // 8
-        block = y[oy : oy + rows * 8, ox : ox + cols * 8].reshape(rows, 8, cols, 8)
-        coeffs = _DCT @ block.transpose(0, 2, 1, 3) @ _DCT.T
-        ac = np.abs(coeffs.reshape(rows, cols, 64)[:, :, 1:])
-        shares[i] = (ac < NEAR_ZERO).mean()
+    shares = []
+    for ox in range(8):
+        cols = (y.shape[1] - ox) // 8
+        across = (y[:, ox : ox + cols * 8].reshape(-1, 8) @ _DCT_T).reshape(-1, cols, 8)
+        for oy in range(8):
+            rows = (y.shape[0] - oy) // 8
+            block = across[oy : oy + rows * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 3, 1)
+            coeffs = (block.reshape(-1, 8) @ _DCT_T).reshape(rows, cols, 64)
+            shares.append(float((np.abs(coeffs[:, :, 1:]) < NEAR_ZERO).mean()))
     base = float(np.median(shares))
-    return float(shares.max()) / base if base > 0 else 1.0
+    return max(shares) / base if base > 0 else 1.0
 
 
 def _lossless(img: Image.Image, fp: Any) -> bool | None:
@@ -192,7 +196,8 @@ class Looks:
             self._records[cid] = by_content[cid]
         if not todo:
             return
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        # the DCTs are many small products: one BLAS thread each, the pool runs the threads
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(self.workers) as pool:
             for cid, look in zip(todo, pool.map(self._read, todo), strict=True):
                 self._keep(cid, look)
                 if look is not None:

@@ -199,13 +199,14 @@ def decide_keep(
     A RAW file comes first (signals.RAW_FIRST), then preferred folders, in the order given,
     then the rule's criteria; each keeps the best candidates (measured signals within their
     margin). Ties left go to the first path. `edits`: the members are edits of one picture,
-    not copies (signals that compare re-encodes, JPEG quality and file size, stay silent).
+    not copies (with the default rule, the signals that compare re-encodes, JPEG quality and
+    file size, stay silent).
     """
     criteria = [RAW_FIRST, _preferred(prefer), *parse_rule(rule)]
     candidates = sorted(members, key=lambda m: m["path"])
     if len(candidates) == 1:
         return Choice(candidates[0], "only member", "only")
-    group = GroupContext(candidates, edits)
+    group = GroupContext(candidates, edits and rule == DEFAULT_KEEP)  # a rule of yours: as said
     for criterion in criteria:
         survivors = criterion.survivors(candidates, group)
         if len(survivors) == 1:
