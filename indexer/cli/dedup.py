@@ -32,7 +32,7 @@ KeepOpt = Annotated[
     str | None,
     typer.Option(
         help="Ordered keep rule [default: the original: "
-        "camera,pixels,taken,copy-names,file-time,original-format,size]."
+        "camera,pixels,taken,encoding,unedited,copy-names,file-time,quality,size]."
     ),
 ]
 PreferOpt = Annotated[
