@@ -221,14 +221,19 @@ def button(at: AppTest, prefix: str, path: str = ""):
     return found
 
 
-def test_duplicates_page_actions(lib, monkeypatch):
-    root, settings = lib
-    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(settings.index))
-    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
-    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+def duplicates_page(settings: Settings, monkeypatch) -> AppTest:
+    """The Duplicates page of the app on this index, drawn once."""
+    for name, value in (("INDEX", settings.index), ("WEIGHTS", TINY_BIRDER), ("DEVICE", "cpu")):
+        monkeypatch.setenv(f"PHOTO_INDEX_{name}", str(value))
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/duplicates.py").run()
     assert not at.exception
+    return at
+
+
+def test_duplicates_page_actions(lib, monkeypatch):
+    root, settings = lib
+    at = duplicates_page(settings, monkeypatch)
     (near,) = groups(settings, "near-identical")
     other = next(
         m["path"] for m in near["members"] if "cat-" in m["path"] and m["path"] != near["keep"]
@@ -250,11 +255,7 @@ def test_duplicates_page_actions(lib, monkeypatch):
 
 def test_a_click_on_a_page_drawn_before_a_rebuild_saves_nothing(lib, monkeypatch, tiny_encoder):
     root, settings = lib
-    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(settings.index))
-    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
-    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/duplicates.py").run()
+    at = duplicates_page(settings, monkeypatch)
     half = root / "a" / "cat-half.jpg"
     stale = button(at, f"decide-keep-{content_ids(settings)[str(half)]}-")
     shutil.copy(PHOTOS / "flat" / "cake.jpg", half)  # another picture under the same name
@@ -275,10 +276,7 @@ def test_a_click_after_groups_were_renumbered_keeps_the_file_clicked(
     (root / "z").mkdir()
     shutil.copy(root / "bee.jpg", root / "z" / "bee.jpg")
     rebuild(root, settings, tiny_encoder)
-    for name, value in (("INDEX", settings.index), ("WEIGHTS", TINY_BIRDER), ("DEVICE", "cpu")):
-        monkeypatch.setenv(f"PHOTO_INDEX_{name}", str(value))
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/duplicates.py").run()
+    at = duplicates_page(settings, monkeypatch)
     heads = [m.value for m in at.markdown if m.value.startswith("**exact group")]
     assert "keep `cat.jpg`" in heads[0] and "keep `bee.jpg`" in heads[1]  # bee's is group 2
     clicked = str(root / "z" / "bee.jpg")

@@ -82,7 +82,8 @@ def downloads(report: Report) -> None:
         "text/x-python",
         key="dl-script",
         help="Moves the non-kept copies of exact and near-identical groups into a quarantine "
-        "folder (near-duplicate ones only with --tiers); a dry run unless --apply.",
+        "folder (near-duplicate ones only with --tiers, edits only with --include-edits); a dry "
+        "run unless --apply.",
         on_click="ignore",
     )
 
