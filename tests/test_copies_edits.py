@@ -110,7 +110,7 @@ def test_a_png_export_of_a_jpeg_loses_to_the_jpeg(library):
     lib, _, report = library
     group = group_with(report, lib / "exports" / "cake.png", "copies")
     assert group["keep"] == str(lib / "cake.jpg") and group["keep_signal"] == "encoding"
-    assert "carries its 8×8 block grid" in group["reason"]
+    assert "carries JPEG's 8×8 block grid" in group["reason"]
 
 
 def test_a_q95_jpeg_beats_its_q70_copy(library):

@@ -137,8 +137,8 @@ CASES = [
     (
         "bright/highQualityBright.png",
         "books.jpg",
-        "JPEG original (`bright/highQualityBright.png` carries its 8×8 block grid: decoded from a "
-        "JPEG)",
+        "JPEG original (`bright/highQualityBright.png` carries JPEG's 8×8 block grid: decoded "
+        "from a JPEG)",
         "encoding",
     ),
     (

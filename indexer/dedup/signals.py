@@ -173,8 +173,9 @@ class Evidence(Criterion):
 
 class _Encoding(Evidence):
     """Lossless vs lossy from the pixels, not the format's name: a lossless file with JPEG's
-    8×8 block grid was decoded from a JPEG (the JPEG wins); one without it, beside a lossy copy,
-    is where the lossy copy came from. Two lossless files: nothing to say here."""
+    8×8 block grid was decoded from a JPEG (the JPEG wins); one without it, beside a lossy copy
+    of the same pixels, is where the lossy copy came from (between edits that says nothing: an
+    edit can erase the grid). Two lossless files: nothing to say here."""
 
     def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
         if not all(m.get("evidence") and m.get("lossless") is not None for m in candidates):
@@ -183,6 +184,8 @@ class _Encoding(Evidence):
         if not lossy:
             return candidates
         sources = [m for m in candidates if m["lossless"] and not m.get("jpeg_grid")]
+        if group.edits:
+            return sources + lossy
         return sources or lossy
 
 
@@ -200,8 +203,8 @@ def _encoding_explain(kept: Member, runner: Member, group: GroupContext) -> str:
         )
     if runner.get("lossless"):
         return (
-            f"JPEG original (`{group.relative(runner['path'])}` carries its 8×8 block grid: "
-            "decoded from a JPEG)"
+            f"{_fmt_name(kept)} original (`{group.relative(runner['path'])}` carries JPEG's 8×8 "
+            "block grid: decoded from a JPEG)"
         )
     return f"lossy original ({_fmt_name(kept)})"
 
