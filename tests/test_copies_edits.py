@@ -1,9 +1,10 @@
 """Copies or edits, and which file is the original, read from the files themselves.
 
-A library made from the real corpus photos the way people make one: a lossless original and its
-JPEG re-save, a PNG export of a camera JPEG, a q95 JPEG and its q70 copy, brightened, cropped and
-B&W versions saved at a higher quality than their source, two different text screenshots and a
-JPEG copy of one. Every file has the same modification time, as after a copy or a download.
+A library made from the real corpus photos the way people make one: a lossless original and
+its JPEG re-save, a TIFF decoded from a JPEG long gone and its re-save, a PNG export of a JPEG,
+a q95 JPEG and its q70 copy, brightened, cropped and B&W versions saved at a higher quality
+than their source, two different text screenshots and a JPEG copy of one. Every file has the
+same modification time, as after a copy or a download.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ def make_library(lib: Path) -> None:
     moon.save(lib / "Scans" / "moon.png")
     moon.save(lib / "Shared" / "moon.jpg", quality=85)
     ImageEnhance.Brightness(moon).enhance(1.1).save(lib / "bright10" / "moon.jpg", quality=95)
+    # a TIFF decoded from a JPEG that is not here (the corpus's own), and its q85 re-save
+    shutil.copy(FLAT / "chess-knight.tiff", lib / "Scans" / "knight.tiff")
+    Image.open(FLAT / "chess-knight.tiff").save(lib / "Shared" / "knight.jpg", quality=85)
     # a camera JPEG (no EXIF) and its PNG export
     shutil.copy(FLAT / "cake.jpg", lib / "cake.jpg")
     Image.open(FLAT / "cake.jpg").save(lib / "exports" / "cake.png")
@@ -106,11 +110,26 @@ def test_the_lossless_original_is_kept_over_its_jpeg_resave(library):
     )
 
 
+def test_a_lossless_file_decoded_from_a_jpeg_not_here_beats_its_re_save(library):
+    lib, _, report = library
+    group = group_with(report, lib / "Shared" / "knight.jpg", "copies")
+    assert (
+        group["keep"] == str(lib / "Scans" / "knight.tiff") and group["keep_signal"] == "encoding"
+    )
+    assert group["reason"].startswith("lossless TIFF decoded from a quality ≈9")  # the JPEG's ≈94
+    assert group["reason"].endswith(
+        "JPEG that is not here; `Shared/knight.jpg` is another re-encode"
+    )
+
+
 def test_a_png_export_of_a_jpeg_loses_to_the_jpeg(library):
     lib, _, report = library
     group = group_with(report, lib / "exports" / "cake.png", "copies")
     assert group["keep"] == str(lib / "cake.jpg") and group["keep_signal"] == "encoding"
-    assert "carries JPEG's 8×8 block grid" in group["reason"]
+    assert group["reason"] == (
+        "JPEG original (`exports/cake.png` is this JPEG decoded: same size, its 8×8 block grid at "
+        "quality ≈90)"
+    )
 
 
 def test_a_q95_jpeg_beats_its_q70_copy(library):
@@ -155,7 +174,8 @@ def test_the_dry_run_lists_only_copies_and_the_report_counts_what_it_moves(libra
     assert dry.returncode == 0, dry.stderr
     moved = {line.split("] ", 1)[1].split(" -> ")[0] for line in dry.stdout.splitlines()
              if line.startswith("would move [")}  # fmt: skip
-    copies = ("Shared/moon.jpg", "b/kitty.jpg", "exports/cake.png", "shots/note0 copy.jpg")
+    copies = ("Shared/moon.jpg", "Shared/knight.jpg", "b/kitty.jpg", "exports/cake.png")
+    copies = (*copies, "shots/note0 copy.jpg")
     assert moved == {str(lib / p) for p in copies}
     lines = summarize(report["groups"])
     assert sum(lines[t].duplicates for t in ("exact", "near-identical")) == len(moved)

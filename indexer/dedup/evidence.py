@@ -34,11 +34,14 @@ CACHE_THUMBS = 1024  # thumbs kept (≤ 192 KiB each): a bounded cache, whatever
 LOSSLESS = frozenset({"PNG", "BMP", "PPM", "GIF", "TGA", "QOI", "PCX", "SGI", "ICO", "DIB"})
 LOSSY = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "AVIF"})
 # IJG's standard luminance table (natural order): the reference the quality scale is set from
-_IJG_LUMA_SUM = sum(
+IJG_LUMA = np.array(
     [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56]
     + [14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104]
-    + [113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+    + [113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float32,
 )
+SOURCE_STEP = 3  # quantiser steps from which a coefficient's rounding is measurable (noise ≈ 1)
+SOURCE_ERROR = 0.15  # mean distance to the step's multiples under which a table fits (else ≈ .25)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Look:
     lossless: bool | None  # None: a format that can be either (JPEG 2000, WebP we cannot read)
     grid: float | None  # block-grid ratio of a lossless file (≥ GRID_RATIO: decoded from a JPEG)
     quality: int | None  # IJG quality estimated from a JPEG's luminance table
+    source: int | None  # a lossless file with the grid: the quality of the JPEG it came from
     grey: bool
     clipped: float  # share of clipped pixels (CLIP_HIGH/CLIP_LOW)
     flat: float  # share of thumb pixels at the most common grey level (±FLAT_LEVELS)
@@ -59,6 +63,7 @@ class Look:
             "lossless": self.lossless,
             "jpeg_grid": None if self.grid is None else self.grid >= GRID_RATIO,
             "jpeg_quality": self.quality,
+            "jpeg_source": self.source,
             "grey": self.grey,
             "clipped": self.clipped,
             "evidence": True,
@@ -70,7 +75,7 @@ def jpeg_quality(tables: dict[int, Any] | None) -> int | None:
     (by sum: the order tables are stored in does not matter); None without tables."""
     if not tables or 0 not in tables:
         return None
-    scale = 100.0 * sum(tables[0]) / _IJG_LUMA_SUM
+    scale = 100.0 * sum(tables[0]) / float(IJG_LUMA.sum())
     quality = (200.0 - scale) / 2.0 if scale <= 100 else 5000.0 / scale
     return int(min(100, max(1, round(quality))))
 
@@ -85,27 +90,57 @@ def _dct_matrix() -> np.ndarray:
 _DCT_T = np.ascontiguousarray(_dct_matrix().T, dtype=np.float32)
 
 
-def grid_ratio(luma: np.ndarray) -> float:
-    """How much more JPEG-like (zeroed high-frequency DCT coefficients) the best-aligned 8×8
-    block grid is than a typical offset, on the central GRID_CROP² pixels: ≈1 for a picture
-    never stored as JPEG at this size, ≥1.27 even after a q98 JPEG (docs/dedup.md). Every
-    offset is tried: a crop by any number of pixels keeps the grid, shifted."""
+def block_grid(luma: np.ndarray) -> tuple[float, int | None]:
+    """(ratio, source quality): how much more JPEG-like (zeroed high-frequency DCT coefficients)
+    the best-aligned 8×8 block grid is than a typical offset, on the central GRID_CROP² pixels
+    (≈1 for a picture never stored as JPEG at this size, ≥1.27 even after a q98 JPEG; every
+    offset is tried: a crop keeps the grid, shifted), and, when there is a grid, the quality of
+    the JPEG those pixels were decoded from (`source_quality`; docs/dedup.md)."""
     h, w = luma.shape
     top, left = max(0, (h - GRID_CROP) // 2), max(0, (w - GRID_CROP) // 2)
     y = luma[top : top + GRID_CROP + 8, left : left + GRID_CROP + 8].astype(np.float32)
     if min(y.shape) < 24:
-        return 1.0
-    shares = []
+        return 1.0, None
+    shares, best = [], (-1.0, np.empty(0))
     for ox in range(8):
         cols = (y.shape[1] - ox) // 8
         across = (y[:, ox : ox + cols * 8].reshape(-1, 8) @ _DCT_T).reshape(-1, cols, 8)
         for oy in range(8):
             rows = (y.shape[0] - oy) // 8
             block = across[oy : oy + rows * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 3, 1)
-            coeffs = (block.reshape(-1, 8) @ _DCT_T).reshape(rows, cols, 64)
-            shares.append(float((np.abs(coeffs[:, :, 1:]) < NEAR_ZERO).mean()))
+            coeffs = (block.reshape(-1, 8) @ _DCT_T).reshape(-1, 8, 8).transpose(0, 2, 1)
+            share = float((np.abs(coeffs.reshape(-1, 64)[:, 1:]) < NEAR_ZERO).mean())
+            shares.append(share)
+            best = max(best, (share, coeffs), key=lambda b: b[0])
     base = float(np.median(shares))
-    return max(shares) / base if base > 0 else 1.0
+    ratio = max(shares) / base if base > 0 else 1.0
+    return ratio, source_quality(best[1]) if ratio >= GRID_RATIO else None
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """IJG's luminance table (8×8, natural order) at `quality` (1–100), as libjpeg scales it."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((IJG_LUMA * scale + 50) / 100), 1, 255).reshape(8, 8)
+
+
+def source_quality(coeffs: np.ndarray) -> int | None:
+    """The lowest IJG quality whose table the blocks' coefficients (N×8×8, vertical frequency
+    first) sit on multiples of: a lower one has steps the coefficients miss. None: no table
+    fits, or too few coefficients with steps ≥ SOURCE_STEP to tell (JPEGs over ≈ q97)."""
+    coeffs = coeffs[:: max(1, len(coeffs) // 256)]  # 256 blocks tell as well as 1,024
+    for quality in range(1, 101):
+        table = ijg_table(quality)
+        usable = table >= SOURCE_STEP
+        usable[0, 0] = False  # the DC coefficient carries the level shift
+        steps = table[usable]
+        c = coeffs[:, usable]
+        informative = np.abs(c) >= steps / 2  # zeros fit every table
+        if informative.sum() < 200:
+            continue
+        ratio = c / steps
+        if float(np.abs(ratio - np.round(ratio))[informative].mean()) < SOURCE_ERROR:
+            return quality
+    return None
 
 
 def _lossless(img: Image.Image, fp: Any) -> bool | None:
@@ -164,9 +199,9 @@ def _measure(rgb: Image.Image, lossless: bool | None, quality: int | None) -> Lo
     pixels = np.asarray(rgb)
     top = pixels.max(axis=2)
     clipped = float(((top >= CLIP_HIGH) | (top <= CLIP_LOW)).mean())
-    grid = None
+    grid, source = None, None
     if lossless:
-        grid = grid_ratio(np.asarray(rgb.convert("L")))
+        grid, source = block_grid(np.asarray(rgb.convert("L")))
     scale = min(1.0, THUMB / max(rgb.size))
     size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
     thumb = np.asarray(rgb.resize(size, Image.LANCZOS) if scale < 1 else rgb, dtype=np.uint8)
@@ -174,7 +209,7 @@ def _measure(rgb: Image.Image, lossless: bool | None, quality: int | None) -> Lo
     grey = np.asarray(Image.fromarray(thumb).convert("L"), dtype=np.int16)
     mode = int(np.bincount(grey.ravel(), minlength=256).argmax())
     flat = float((np.abs(grey - mode) <= FLAT_LEVELS).mean())
-    return Look(lossless, grid, quality, chroma < GREY_CHROMA, clipped, flat, thumb)
+    return Look(lossless, grid, quality, source, chroma < GREY_CHROMA, clipped, flat, thumb)
 
 
 class Looks:

@@ -60,6 +60,7 @@ class GroupContext:
 
     def __init__(self, members: Sequence[Member], edits: bool = False) -> None:
         self.edits = edits
+        self.members = members
         dirs = [os.path.dirname(m["path"]) for m in members]
         try:
             self.root = os.path.commonpath(dirs) if dirs else ""
@@ -172,41 +173,65 @@ class Evidence(Criterion):
 
 
 class _Encoding(Evidence):
-    """Lossless vs lossy from the pixels, not the format's name: a lossless file with JPEG's
-    8×8 block grid was decoded from a JPEG (the JPEG wins); one without it, beside a lossy copy
-    of the same pixels, is where the lossy copy came from (between edits that says nothing: an
-    edit can erase the grid). Two lossless files: nothing to say here."""
+    """Lossless vs lossy from the pixels, not the format's name (only with a lossy file in the
+    group): a lossless file without JPEG's 8×8 block grid is where the lossy files came from;
+    one with the grid was decoded from a JPEG, from one of the group's when one has the size and
+    the quality the grid shows (that JPEG wins: it made the lossless file), else from a JPEG not
+    here (it beats the lossy re-encodes). Lossless files only: nothing to say here."""
 
     def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
         if not all(m.get("evidence") and m.get("lossless") is not None for m in candidates):
             return candidates
-        lossy = [m for m in candidates if not m["lossless"]]
-        if not lossy:
+        if all(m["lossless"] for m in candidates):
             return candidates
-        sources = [m for m in candidates if m["lossless"] and not m.get("jpeg_grid")]
-        if group.edits:
-            return sources + lossy
-        return sources or lossy
+        return super().survivors(candidates, group)
 
 
-def _encoding_rank(m: Member, _: GroupContext) -> int:
+def _made(jpeg: Member, decoded: Member) -> bool:
+    """Whether `decoded` (lossless, with the grid) may be `jpeg` decoded: the same size, and
+    the quality its grid shows (an estimate that reads 0–2 low) is the JPEG's."""
+    source, quality = decoded.get("jpeg_source"), jpeg.get("jpeg_quality")
+    same = (jpeg.get("width"), jpeg.get("height")) == (decoded.get("width"), decoded.get("height"))
+    return same and source is not None and quality is not None and 0 <= quality - source <= 2
+
+
+def _encoding_rank(m: Member, group: GroupContext) -> int:
+    """0 lossless without the grid; 1 a JPEG that made a lossless member; 2 lossless decoded
+    from a JPEG not here; 3 other lossy files; 4 lossless decoded from a JPEG here (or unsure)."""
+    others = [o for o in group.members if o is not m]
     if not m.get("lossless"):
-        return 1
-    return 2 if m.get("jpeg_grid") else 0
+        grids = (o for o in others if o.get("lossless") and o.get("jpeg_grid"))
+        return 1 if any(_made(m, o) for o in grids) else 3
+    if not m.get("jpeg_grid"):
+        return 0
+    if m.get("jpeg_source") is None:
+        return 4
+    lossy = (o for o in others if o.get("lossless") is False)
+    return 4 if any(_made(o, m) for o in lossy) else 2
 
 
 def _encoding_explain(kept: Member, runner: Member, group: GroupContext) -> str:
-    if kept.get("lossless"):
+    other, rank = group.relative(runner["path"]), _encoding_rank(kept, group)
+    if rank == 0:
         return (
             f"lossless original ({_fmt_name(kept)} without a JPEG block grid: not decoded from "
-            f"a JPEG; `{group.relative(runner['path'])}` is lossy)"
+            f"a JPEG; `{other}` is lossy)"
         )
-    if runner.get("lossless"):
+    if rank == 2:
         return (
-            f"{_fmt_name(kept)} original (`{group.relative(runner['path'])}` carries JPEG's 8×8 "
-            "block grid: decoded from a JPEG)"
+            f"lossless {_fmt_name(kept)} decoded from a quality ≈{kept.get('jpeg_source')} JPEG "
+            f"that is not here; `{other}` is another re-encode"
         )
-    return f"lossy original ({_fmt_name(kept)})"
+    made = [m for m in group.members if m.get("lossless") and _made(kept, m)]
+    if made:
+        export = group.relative(made[0]["path"])
+        return (
+            f"{_fmt_name(kept)} original (`{export}` is this JPEG decoded: same size, its 8×8 "
+            f"block grid at quality ≈{kept.get('jpeg_quality')})"
+        )
+    return (
+        f"{_fmt_name(kept)} original (`{other}` carries JPEG's 8×8 block grid: decoded from a JPEG)"
+    )
 
 
 def _unedited_rank(m: Member, _: GroupContext) -> float:

@@ -348,7 +348,8 @@ class _Builder:
     ) -> Group:
         center = None if star is None else star.center
         self.confirm.annotate(contents if star else ())  # members of contained groups too
-        members = [dict(r) for c in contents for r in self.by_content[c]]
+        records = {r["path"]: r for c in contents for r in self.by_content[c]}
+        members = [dict(r) for r in records.values()]  # scored below; the records stay as read
         pool = [self._kept(u) for u in star.units] if star and self._edits else members
         choice = decide_keep(pool, *self._rule, self._edits)  # edits: units by their kept file
         kept, reason, signal = choice.member, choice.reason, choice.signal
@@ -357,7 +358,7 @@ class _Builder:
             # a keep rule that is not a total order: the star's centre stays kept
             kept, reason = self._kept(center), "ranked first among the kept files it joined"
         signal = "decision" if decision == "keep" else signal
-        self.kept[center if center is not None else contents[0]] = kept
+        self.kept[center if center is not None else contents[0]] = records[kept["path"]]
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
