@@ -268,3 +268,28 @@ def test_text_screenshots_compare_by_their_text():
     assert compare(a[::2, ::2], b[::2, ::2], (800, 500), (800, 500), 0.67).relation == DISTINCT
     same = compare(a[::2, ::2], a[::2, ::2], (800, 500), (800, 500), 0.67)
     assert same.relation == COPY and same.flat
+
+
+def test_reports_and_the_page_show_edits_beside_their_original(library, monkeypatch):
+    from conftest import APP, Gallery
+    from streamlit.testing.v1 import AppTest
+
+    lib, index, _ = library
+    report = dedup(index, DedupOptions(device="cpu"))
+    gallery = Gallery()
+    gallery.feed(report.render("html"))
+    fields = gallery.data["fields"]
+    moon = next(g for g in gallery.data["groups"] if g[9] == "edits" and g[2].endswith("moon.png"))
+    flags = {Path(m[0]).parent.name: m[fields.index("edit")] for m in moon[7]}
+    assert flags == {"Scans": False, "Shared": False, "bright10": True}  # kept, its copy, an edit
+    for name, value in (("INDEX", index), ("WEIGHTS", TINY_BIRDER), ("DEVICE", "cpu")):
+        monkeypatch.setenv(f"PHOTO_INDEX_{name}", str(value))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/duplicates.py").run()
+    texts = [m.value for m in at.markdown]
+    assert ":orange-badge[edit] `cat bw.jpg`" in texts and ":gray-badge[copy] `moon.jpg`" in texts
+    head = next(t for t in texts if "keep `cat.jpg`" in t)
+    assert "edits: kept apart, not moved by default" in head
+    table = next(t for t in texts if t.startswith("| tier |"))
+    assert "| near-identical | pHash ≤ 10 bits apart (score ≥ 0.844) | 7 | 17 | 5 |" in table
+    assert table.split("\n")[3].endswith("| 4 |")  # the bright moon and the cat's three edits

@@ -118,10 +118,13 @@ def _write(report: Report, output: list[Path], quarantine_script: Path | None) -
 def summary(report: Report) -> str:
     """A readable text listing of the groups, tier by tier, for the terminal."""
     from indexer.dedup.report import describe_threshold
+    from indexer.dedup.review import edits_in
 
     lines: list[str] = []
     tier = None
+    by_id = {g.id: g for g in report.groups}
     for g in report.groups:
+        edited = edits_in(g, by_id)
         if g.tier != tier:
             tier = g.tier
             lines.append(f"== {tier}: {describe_threshold(tier, g.threshold)} ==")
@@ -139,7 +142,7 @@ def summary(report: Report) -> str:
         for m in g.members:
             if m["path"] != g.keep:
                 pair = "  (RAW+JPEG pair: left in place)" if m.get("pair") else ""
-                mark = "edit" if g.relation == "edits" else "copy"
+                mark = "edit" if m["path"] in edited else "copy"
                 lines.append(f"  {m['score']:.4f}  {mark}  {m['path']}{pair}")
     counts = report.as_dict()["counts"]
     shown = [f"{n} {t}" for t, n in counts.items() if t != "similar" or report.thresholds.get(t)]

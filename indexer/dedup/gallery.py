@@ -13,12 +13,13 @@ import html
 import json
 from typing import Any
 
-from indexer.dedup.review import summarize, threshold_words
+from indexer.dedup.review import edits_in, summarize, threshold_words
 from indexer.files import human_size
 
 THUMB_GROUPS = 2000  # groups with inlined thumbnails (measured sizes: docs/benchmarks.md)
 FIELDS = (
-    "path", "size", "width", "height", "format", "taken_at", "score", "protected", "pair", "thumb",
+    "path", "size", "width", "height", "format", "taken_at", "score", "protected", "pair", "edit",
+    "thumb",
 )  # fmt: skip
 
 _CSS = """
@@ -62,7 +63,7 @@ function member(g,m){const kept=m[P.path]===g[2];
  const t=m[P.thumb];if(t!==null&&t>=0){const i=el('img');i.src=D.thumbs[t];
   i.alt=m[P.path].split('/').pop();d.append(i);}
  else d.append(el('div','nopreview',t===-1?'no preview (see note)':'no preview'));
- d.append(el('span',kept?'badge keep':'badge dup',kept?'KEEP':g[9]==='edits'?'edit':'copy'));
+ d.append(el('span',kept?'badge keep':'badge dup',kept?'KEEP':m[P.edit]?'edit':'copy'));
  if(m[P.pair])d.append(' ',el('span','badge protected','RAW+JPEG pair'));
  if(m[P.protected])d.append(' ',el('span','badge protected','protected'));
  d.append(el('br'),el('code',null,m[P.path]),el('br'),
@@ -103,8 +104,9 @@ def _data(report: dict[str, Any], uris: dict[str, str], thumb_groups: int) -> st
     index: dict[str, int] = {}
     thumbs: list[str] = []
     rows = []
+    by_id = {g["id"]: g for g in report["groups"]}
     for n, g in enumerate(report["groups"]):
-        members = []
+        members, edited = [], edits_in(g, by_id)
         for m in g["members"]:
             uri = uris.get(m["path"]) if n < thumb_groups else None
             if uri is not None and uri not in index:
@@ -112,6 +114,7 @@ def _data(report: dict[str, Any], uris: dict[str, str], thumb_groups: int) -> st
                 thumbs.append(uri)
             row = [m.get(f) for f in FIELDS[:-1]]
             row[FIELDS.index("score")] = float(m.get("score") or 0.0)
+            row[FIELDS.index("edit")] = m["path"] in edited
             thumb = -1 if n >= thumb_groups else index.get(uri) if uri is not None else None
             members.append([*row, thumb])  # -1: beyond the groups with inlined thumbnails
         rows.append(

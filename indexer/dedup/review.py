@@ -39,14 +39,15 @@ def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
     the default script moves; a weaker tier's line is what naming it in --tiers adds.
     """
     out = {t: TierSummary(t) for t in TIERS}
+    groups = list(groups)
+    by_id = {_get(g, "id"): g for g in groups}
     plain, edits = [], {t: set() for t in TIERS}
     for g in groups:
         line, keep = out[_get(g, "tier")], _get(g, "keep")
         members = _get(g, "members")
         line.groups += 1
         line.files += len(members)
-        if _get(g, "relation") == "edits":
-            edits[line.tier].update(m["path"] for m in members if m["path"] != keep)
+        edits[line.tier].update(edits_in(g, by_id))
         plain.append(
             {"tier": line.tier, "relation": _get(g, "relation"), "keep": keep,
              "members": [(m["path"], m) for m in members]}
@@ -60,9 +61,21 @@ def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
         line = out[g["tier"]]
         line.duplicates += 1
         line.reclaim += int(m.get("size") or 0)
-    for tier, paths in edits.items():  # the edits themselves, not the copies inside their groups
+    for tier, paths in edits.items():
         out[tier].edits = len(paths - first)
     return out
+
+
+def edits_in(group: GroupLike, by_id: dict[int, GroupLike]) -> set[str]:
+    """The paths of an `edits` group that are edits: every member but the kept file and the
+    copies of it (the members of the contained group that holds it). Empty for other groups."""
+    if _get(group, "relation") != "edits":
+        return set()
+    keep = _get(group, "keep")
+    inner = (by_id[i] for i in _get(group, "contains") if i in by_id)
+    copies = {m["path"] for g in inner if keep in {m["path"] for m in _get(g, "members")}
+              for m in _get(g, "members")}  # fmt: skip
+    return {m["path"] for m in _get(group, "members")} - copies - {keep}
 
 
 def in_folder(path: str, folder: str) -> bool:

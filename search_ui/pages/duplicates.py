@@ -16,7 +16,14 @@ from typing import Any
 import streamlit as st
 
 from indexer.dedup import DEFAULT_KEEP, TIERS, DedupOptions, Group, KeepRuleError, Report, dedup
-from indexer.dedup.review import TierSummary, page_count, select, summarize, threshold_words
+from indexer.dedup.review import (
+    TierSummary,
+    edits_in,
+    page_count,
+    select,
+    summarize,
+    threshold_words,
+)
 from indexer.files import human_size
 from indexer.imaging import DecodeOptions
 from search_ui.common import CatalogView, Loaded, catalog_stamp, open_index, thumb
@@ -176,7 +183,7 @@ def member_actions(loaded: Loaded, view: CatalogView, group: Group, m: dict, sig
         )
 
 
-def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
+def show_group(loaded: Loaded, view: CatalogView, group: Group, edited: set[str]) -> None:
     """One group: its members' thumbnails side by side, the kept one marked; an edits group
     says its members are kept apart (not moved by the quarantine's default)."""
     sig = signature(view, group)
@@ -192,7 +199,6 @@ def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
             f"{code(os.path.basename(group.keep))} — {md(group.reason)}{resolved}"
         )
         group_actions(loaded, view, group, sig)
-        other = ":orange-badge[edit]" if group.relation == "edits" else ":gray-badge[copy]"
         members = sorted(group.members, key=lambda m: m["path"] != group.keep)
         for row in range(0, len(members), PER_ROW):
             cols = st.columns(PER_ROW)
@@ -202,7 +208,8 @@ def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
                     data = thumb(loaded, cid) if cid is not None else None
                     if data:
                         st.image(data, width="stretch")
-                    mark = ":green-badge[KEEP]" if m["path"] == group.keep else other
+                    mark = ":orange-badge[edit]" if m["path"] in edited else ":gray-badge[copy]"
+                    mark = ":green-badge[KEEP]" if m["path"] == group.keep else mark
                     if m.get("pair"):  # one shot with its RAW/JPEG twin (indexer.dedup.pairs)
                         mark += " :blue-badge[RAW+JPEG pair]"
                     st.markdown(f"{mark} {code(os.path.basename(m['path']))}")
@@ -275,8 +282,11 @@ def filters(view: CatalogView, summary: dict[str, TierSummary], tiers: list[str]
     return tier, folder, size
 
 
-def show_page(loaded: Loaded, view: CatalogView, groups: list[Group], size: int) -> None:
-    """One page of groups; only these groups' thumbnails are read."""
+def show_page(
+    loaded: Loaded, view: CatalogView, groups: list[Group], size: int, every: list[Group]
+) -> None:
+    """One page of groups; only these groups' thumbnails are read. `every`: the report's groups
+    (group n is every[n - 1]), where an edits group's contained copies are looked up."""
     if not groups:
         st.write("No groups match these filters at these thresholds.")
         return
@@ -286,8 +296,10 @@ def show_page(loaded: Loaded, view: CatalogView, groups: list[Group], size: int)
     number = int(st.number_input(f"Page (of {pages:,})", 1, pages, key="page"))
     st.caption(f"groups {(number - 1) * size + 1:,}–{min(number * size, len(groups)):,} "
                f"of {len(groups):,}")  # fmt: skip
-    for group in groups[(number - 1) * size : number * size]:
-        show_group(loaded, view, group)
+    shown = groups[(number - 1) * size : number * size]
+    inner = {i: every[i - 1] for g in shown for i in g.contains if 0 < i <= len(every)}
+    for group in shown:
+        show_group(loaded, view, group, edits_in(group, inner))
 
 
 def main() -> None:
@@ -316,7 +328,7 @@ def main() -> None:
     show_summary(report, summary, tiers)
     downloads(report)
     tier, folder, size = filters(view, summary, tiers)
-    show_page(loaded, view, _selected(*key, tier, folder), size)
+    show_page(loaded, view, _selected(*key, tier, folder), size, report.groups)
 
 
 main()
