@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 py=${PYTHON:-$(command -v python || command -v python3)}
 wheels=(nvidia-nvimgcodec-cu13==0.9.0.20 nvidia-nvjpeg==13.2.3.58)
 if [[ ${1:-} == --deps ]]; then
-  wheels+=(faiss-cpu sqlalchemy imagehash PyWavelets ftfy wcwidth platformdirs)
+  wheels+=(faiss-cpu sqlalchemy ftfy wcwidth platformdirs)
 fi
 platforms=()
 for n in 17 24 26 27 28 31 34 35 39; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done

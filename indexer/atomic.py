@@ -171,9 +171,10 @@ def atomic_path(target: str | Path, *, durable: bool = False) -> Iterator[Path]:
     clean_stale(target)
     tmp = temp_path(target)
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        # 0o666 less the user's umask, as any program's new file: an index of private photos
+        # under `umask 077` stays private
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         yield tmp
-        os.chmod(tmp, 0o644)
         if durable:
             fsync_path(tmp)
         os.replace(tmp, target)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import errno
 import os
-import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _READ_ONLY = (errno.EROFS,)
@@ -81,6 +84,8 @@ class RayUnavailableError(UserError, RuntimeError):
 
 def _sqlite_error(exc: BaseException) -> sqlite3.Error | None:
     """The sqlite3 error itself, or the one SQLAlchemy wrapped (`.orig`)."""
+    import sqlite3  # here: every command imports this module, few ever meet a SQLite error
+
     for candidate in (exc, getattr(exc, "orig", None)):
         if isinstance(candidate, sqlite3.Error):
             return candidate

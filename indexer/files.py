@@ -24,6 +24,8 @@ from indexer.atomic import atomic_path
 
 HASH_NAME = "blake2b-256"  # content_hash's algorithm, pinned in the catalog (meta content_hash)
 _CHUNK = 1 << 20
+SPARSE_RATIO = 8  # a file with under 1/8 of its length on disk ...
+SPARSE_MIN_HOLES = 64 << 20  # ... and at least 64 MiB of holes is sparse, not a photo
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class ScanResult:
     # roots that exist but showed no file, (path, "empty" | "not a folder"): an unmounted
     # disk's mount point looks like this
     odd_roots: list[tuple[str, str]] = field(default_factory=list)
+    max_file_bytes: int = 0  # longer files are refused unread (0: no bound)
 
 
 def sniff_image(head: bytes) -> bool:
@@ -92,16 +95,18 @@ def scan(
     excludes: Iterable[str] = (),
     include_hidden: bool = False,
     never: Iterable[str | Path] = (),
+    max_file_mb: float = 0,
 ) -> ScanResult:
     """Walk `roots` recursively (following symlinks, never twice into the same folder).
 
     Hidden names, excluded folder names and the folders in `never` (the index home, matched
     by device and inode, so symlinks and relative paths cannot sneak it in) are skipped;
-    every other regular file is an image candidate or a non-picture counted by kind.
+    every other regular file is an image candidate or a non-picture counted by kind; one
+    longer than `max_file_mb` MiB (0: any length), or sparse, is `not_images` unopened.
     Roots not there and folders that cannot be listed are `unlisted`; empty roots are
     `odd_roots`.
     """
-    result = ScanResult()
+    result = ScanResult(max_file_bytes=int(max_file_mb * 2**20))
     suffixes = _image_suffixes()
     excluded = frozenset(excludes)
     seen_dirs: set[tuple[int, int]] = set()
@@ -119,13 +124,14 @@ def scan(
             continue
         if stat.S_ISDIR(st.st_mode):
             found, unlisted = 0, len(result.unlisted)
-            for entry in _walk(root_path, excluded, include_hidden, seen_dirs, result, never_ids):
+            walk = _walk(root_path, excluded, include_hidden, seen_dirs, result, never_ids)
+            for entry, est in walk:
                 found += 1
-                _classify(entry, suffixes, result)
+                _classify(entry, suffixes, result, est)
             if not found and root_path not in dict(result.unlisted[unlisted:]):
                 result.odd_roots.append((root_path, "empty"))
         elif stat.S_ISREG(st.st_mode):
-            _classify(FileEntry(root_path, st.st_size, st.st_mtime_ns), suffixes, result)
+            _classify(FileEntry(root_path, st.st_size, st.st_mtime_ns), suffixes, result, st)
             result.odd_roots.append((root_path, "not a folder"))
         else:
             result.odd_roots.append((root_path, "not a folder"))
@@ -169,7 +175,7 @@ def _walk(
     seen_dirs: set[tuple[int, int]],
     result: ScanResult,
     never: frozenset[tuple[int, int]] = frozenset(),
-) -> Iterator[FileEntry]:
+) -> Iterator[tuple[FileEntry, os.stat_result]]:
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -207,7 +213,7 @@ def _walk(
             if stat.S_ISDIR(est.st_mode):
                 subdirs.append(entry.path)
             elif stat.S_ISREG(est.st_mode):
-                yield FileEntry(entry.path, est.st_size, est.st_mtime_ns)
+                yield FileEntry(entry.path, est.st_size, est.st_mtime_ns), est
             else:
                 result.skip(kinds.SPECIAL)
         stack.extend(reversed(subdirs))
@@ -216,14 +222,6 @@ def _walk(
 def printable_path(path: str) -> str:
     """A path that can be stored and printed: undecodable bytes become \\xNN escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-_KINDS = {
-    stat.S_IFIFO: "FIFO",
-    stat.S_IFSOCK: "socket",
-    stat.S_IFCHR: "character device",
-    stat.S_IFBLK: "block device",
-}
 
 
 class NotRegularFileError(OSError):
@@ -244,7 +242,7 @@ def open_regular(path: str | Path, buffering: int = -1) -> BinaryIO:
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
         if not stat.S_ISREG(mode):
-            kind = _KINDS.get(stat.S_IFMT(mode), "special file")
+            kind = kinds.file_type(mode)
             raise NotRegularFileError(errno.EINVAL, f"not a regular file ({kind})", os.fspath(path))
         return open(fd, "rb", buffering=buffering)  # the caller closes it
     except BaseException:
@@ -252,12 +250,38 @@ def open_regular(path: str | Path, buffering: int = -1) -> BinaryIO:
         raise
 
 
-def _classify(entry: FileEntry, suffixes: frozenset[str], result: ScanResult) -> None:
+def size_refusal(st: os.stat_result, max_bytes: int) -> str | None:
+    """Why a file is not read at all, from its length and what it holds on disk: longer than
+    `max_bytes`, or sparse (mostly holes: not a photo, or a cloud placeholder); else None."""
+    if max_bytes and st.st_size > max_bytes:
+        return (
+            f"file is {human_size(st.st_size)}, over --max-file-mb {max_bytes / 2**20:g}: not "
+            "read (raise it with --max-file-mb)"
+        )
+    blocks = getattr(st, "st_blocks", None)
+    if blocks is None:  # Windows: no allocation figure
+        return None
+    allocated = blocks * 512
+    if allocated * SPARSE_RATIO < st.st_size and st.st_size - allocated >= SPARSE_MIN_HOLES:
+        return (
+            f"sparse file: {human_size(st.st_size)} long, {human_size(allocated)} on disk "
+            "(mostly holes, or a cloud placeholder not downloaded): not read"
+        )
+    return None
+
+
+def _classify(
+    entry: FileEntry, suffixes: frozenset[str], result: ScanResult, st: os.stat_result
+) -> None:
     suffix = os.path.splitext(entry.path)[1].lower()
     if printable_path(entry.path) != entry.path:
         result.errors.append(
             (printable_path(entry.path), "file name is not valid UTF-8; rename it to index it")
         )
+        return
+    refusal = size_refusal(st, result.max_file_bytes)
+    if refusal is not None:
+        result.not_images.append((entry, refusal))
         return
     if suffix in kinds.SIDECAR_SUFFIXES:
         result.skip(kinds.SIDECAR)
@@ -292,17 +316,20 @@ _ALGORITHMS = {  # name -> hashlib constructor; blake2b-256 is the catalog's con
 }
 
 
-def file_digest(source: str | Path | bytes, algorithm: str = HASH_NAME) -> str:
-    """Hex digest of a file (streamed through `open_regular`: a FIFO never hangs) or of bytes
-    already read; the one hasher behind content hashes, weight pins and index checks."""
+def file_digest(source: str | Path | bytes | BinaryIO, algorithm: str = HASH_NAME) -> str:
+    """Hex digest of a file (streamed through `open_regular`: a FIFO never hangs), of a file
+    already open (read from where it stands) or of bytes already read; the one hasher behind
+    content hashes, weight pins and index checks."""
     h = _ALGORITHMS[algorithm]()
     if isinstance(source, bytes):
         h.update(source)
         return h.hexdigest()
-    with open_regular(source, buffering=0) as fh:
-        while chunk := fh.read(_CHUNK):
+    if not isinstance(source, str | Path):
+        while chunk := source.read(_CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+        return h.hexdigest()
+    with open_regular(source, buffering=0) as fh:
+        return file_digest(fh, algorithm)
 
 
 def content_hash(path: str | Path) -> str:

@@ -10,6 +10,7 @@ import shlex
 from pathlib import Path
 
 from indexer.files import printable_path
+from indexer.text import plural
 
 
 def shown(index_dir: str | Path) -> str:
@@ -29,6 +30,10 @@ def no_index(index_dir: str | Path) -> str:
 
 def empty_index(index_dir: str | Path, failures: int = 0) -> str:
     """'the index at X is empty: build it with `index build PATH --index X`'."""
-    why = f" ({failures} files could not be indexed: see `index failures`)" if failures else ""
+    why = (
+        f" ({plural(failures, 'file')} could not be indexed: see `index failures`)"
+        if failures
+        else ""
+    )
     where = shown(index_dir)
     return f"the index at {where} is empty{why}: build it with {build_command(index_dir)}"

@@ -6,6 +6,7 @@ Everything that touches pixels lives here, so the preprocessing contract has one
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ PHASH_BACKGROUND = (255, 255, 255)
 FLAT_STD = 2.0
 MIN_HASH_BITS = 8
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "PA")
+NO_GHOSTSCRIPT = (
+    "an EPS picture: drawing it needs Ghostscript, which is not installed (install the "
+    "ghostscript package, then run index build --retry-failed)"
+)
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,8 @@ def open_image(
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
+        if "Ghostscript" in reason:  # Pillow draws EPS through the gs program
+            raise ImageError(name, "decode", NO_GHOSTSCRIPT) from None
         if "truncated" in reason.lower():
             reason = f"truncated file ({reason})"
         raise ImageError(name, "decode", f"corrupt image: {reason}") from None
@@ -301,10 +308,17 @@ def load_pixels(path: str | Path, options: DecodeOptions = DecodeOptions()) -> n
 
 
 def preload() -> None:
-    """Import what decoding loads lazily (imagehash, scipy's FFT: ~0.7 s), so that forked
-    decode workers inherit it instead of each paying for it on its first picture."""
-    import imagehash  # noqa: F401
-    import scipy.fftpack  # noqa: F401
+    """Make what the first picture would otherwise pay for (the pHash's DCT basis), so that
+    forked decode workers inherit it."""
+    _dct_rows()
+
+
+@functools.cache
+def _dct_rows(n: int = 32, keep: int = 8) -> np.ndarray:
+    """The first `keep` rows of the n-point DCT-II as scipy.fftpack.dct computes it (no
+    normalization: 2 * sum x[i] cos(pi k (2i + 1) / 2n)), float64 [keep, n]."""
+    k, i = np.arange(keep)[:, None], np.arange(n)[None, :]
+    return 2.0 * np.cos(np.pi * k * (2 * i + 1) / (2 * n))
 
 
 def perceptual_hash(img: Image.Image) -> int | None:
@@ -312,14 +326,14 @@ def perceptual_hash(img: Image.Image) -> int | None:
     for a picture whose hash would carry no information (near-uniform: see hash_informative).
 
     Transparent pixels are composited over white first (PHASH_BACKGROUND): dropping alpha
-    made different logos drawn in one colour hash alike. Opaque pictures hash as before.
+    made different logos drawn in one colour hash alike. Opaque pictures hash as before. The
+    low 8x8 frequencies of the 32x32 DCT are taken with numpy (no scipy).
     """
-    import scipy.fftpack
-
-    grey = np.asarray(_hash_input(img), dtype=np.uint8)
+    grey = np.asarray(_hash_input(img), dtype=np.float64)
     if grey.std() < FLAT_STD:
         return None
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(grey, axis=0), axis=1)[:8, :8]
+    rows = _dct_rows()
+    dct = rows @ grey @ rows.T  # the DCT over columns, then rows: [8, 8]
     value = 0
     for b in (dct > np.median(dct)).flatten():
         value = (value << 1) | int(b)

@@ -8,7 +8,6 @@ catalog commit runs so the in-memory accounting always matches what was committe
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -95,6 +94,8 @@ def _die_with_parent() -> Callable[[], None] | None:
     """A `preexec_fn` (Linux): the child gets SIGTERM when this process dies, even by SIGKILL."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # here, not at the top: every command imports this module
+
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before the fork
     except (OSError, AttributeError):
@@ -109,6 +110,28 @@ def _die_with_parent() -> Callable[[], None] | None:
     return arm
 
 
+def spawn(cmd: Sequence[str], env: dict[str, str], *, own_group: bool = False) -> subprocess.Popen:
+    """Start a child that dies with us (Linux: SIGTERM when we die, even by SIGKILL);
+    `own_group`: the terminal's Ctrl-C does not reach it (we stop it, once)."""
+    return subprocess.Popen(
+        list(cmd), env=env, preexec_fn=_die_with_parent(), start_new_session=own_group
+    )
+
+
+def stop_child(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM a child and wait for it to save and exit; killed after `grace` seconds or at
+    a second Ctrl-C (what it committed is kept either way)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        proc.wait()
+
+
 def run_child(cmd: Sequence[str], env: dict[str, str], grace: float = 10.0) -> int:
     """Run a server until it exits; SIGINT, SIGTERM and SIGHUP sent to us are passed on to it
     (SIGHUP as SIGTERM), and a child still running `grace` seconds later is killed.
@@ -116,7 +139,7 @@ def run_child(cmd: Sequence[str], env: dict[str, str], grace: float = 10.0) -> i
     Returns the exit code for us: 128 + N after our signal N, else the child's (128 + N when a
     signal N killed it). On Linux the child also dies if we are killed outright.
     """
-    proc = subprocess.Popen(list(cmd), env=env, preexec_fn=_die_with_parent())
+    proc = spawn(cmd, env)
     received: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:

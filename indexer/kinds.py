@@ -7,6 +7,7 @@ claim a picture go to the failure ledger when they cannot be read.
 from __future__ import annotations
 
 import codecs
+import stat
 
 VIDEO, AUDIO, DOCUMENT, SIDECAR, ARCHIVE, OTHER = (
     "video", "audio", "document", "sidecar", "archive", "other",
@@ -123,3 +124,19 @@ def describe(counts: dict[str, int]) -> str:
             one, many = _NOUNS.get(kind, (kind, kind))
             parts.append(f"{n} {one if n == 1 else many}")
     return ", ".join(parts)
+
+
+_FILE_TYPES = {
+    stat.S_IFREG: "regular file",
+    stat.S_IFDIR: "folder",
+    stat.S_IFLNK: "symbolic link",
+    stat.S_IFIFO: "FIFO",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
+
+
+def file_type(mode: int) -> str:
+    """What a file mode (st_mode) names, in words: "FIFO", "symbolic link", "folder"..."""
+    return _FILE_TYPES.get(stat.S_IFMT(mode), "special file")

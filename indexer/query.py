@@ -7,6 +7,7 @@ into them; `check_terms` refuses a query before any encoder loads.
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import re
@@ -25,6 +26,31 @@ ImageLike = str | Path | bytes | Image.Image
 # a taken_at prefix a date filter may give: YYYY[-MM[-DD[ HH:MM:SS]]] (digits and -:T. only)
 DATE = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}([T ][0-9:.]{1,15})?)?)?")
 SEPARATOR = "+"  # a command-line argument of its own between two query terms
+
+
+def check_date(value: str | None, name: str) -> str | None:
+    """`value` when it is a date that exists (YYYY, YYYY-MM or YYYY-MM-DD, then optionally a
+    time), else SearchError naming `name`: 2009-13 and 2009-02-30 are refused, not read as
+    some other day."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    ok = DATE.fullmatch(text) is not None
+    if ok:
+        day, _, clock = text.replace("T", " ").partition(" ")
+        y, m, d = (int(p) for p in (day + "-01-01")[:10].split("-"))
+        try:
+            datetime.date(y, m, d)
+            if clock:
+                datetime.time.fromisoformat(clock)
+        except ValueError:
+            ok = False
+    if not ok:
+        raise SearchError(
+            f"{name} {printable_path(text)}: not a date; use YYYY, YYYY-MM or YYYY-MM-DD "
+            "(a day that exists, e.g. 2009-02-28)"
+        )
+    return text
 
 
 @dataclass(frozen=True)

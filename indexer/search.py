@@ -20,13 +20,12 @@ from PIL import Image
 from indexer import imaging
 from indexer.errors import EncoderError, SearchError
 from indexer.pins import encoder_identity_changed
-from indexer.query import DATE, ImageLike, Term, check_query_file, check_terms, combine
+from indexer.query import ImageLike, Term, check_date, check_query_file, check_terms, combine
 from indexer.query import is_image_query as is_image_query  # the CLI's test, kept here too
 from indexer.settings import Settings
 from indexer.store import sync
 from indexer.store.catalog import Catalog
 from indexer.store.home import require_content
-from indexer.text import printable
 from indexer.text_tower import check_text_source, load_text_tower
 
 
@@ -63,10 +62,7 @@ class Filters:
 
     def __post_init__(self) -> None:
         for name, value in (("from", self.date_from), ("to", self.date_to)):
-            if value and not DATE.fullmatch(str(value)):
-                raise SearchError(
-                    f"date {name} {printable(str(value))!r}: use YYYY, YYYY-MM or YYYY-MM-DD"
-                )
+            check_date(value, f"date {name}")
 
     def accepts(self, rec: dict[str, Any]) -> bool:
         if self.folder:

@@ -58,6 +58,7 @@ class Settings:
     workers: int = 0  # 0 = choose from the CPU count
     max_megapixels: float = 150.0
     max_decode_mb: float = 768.0  # MiB one decode may hold (imaging.decode_bytes)
+    max_file_mb: float = 2048.0  # MiB: longer files are ledgered unread (files.size_refusal)
     decode_timeout: float = 60.0  # seconds per image (in decode worker processes)
     excludes: tuple[str, ...] = field(default=DEFAULT_EXCLUDES)
     memory_budget_mb: float = 0.0  # 0 = no budget: Flat/IVF-Flat; else SQ8/PQ when needed
@@ -122,13 +123,14 @@ _NUMBERS = (
     ("batch_size", 1, False, "a whole number of 1 or more"),
     ("workers", 0, False, "a whole number of 1 or more (0 = one per core)"),
     ("max_megapixels", 0, True, "a number above 0"),
+    ("max_file_mb", 0, True, "a number of MiB above 0"),
     ("decode_timeout", 0, True, "a number of seconds above 0"),
     ("memory_budget_mb", 0, False, "a number of MB, 0 or more (0 = no budget)"),
     ("ray_actors", 0, False, "a whole number, 0 or more (0 = one per GPU)"),
     ("target_recall", 0, True, "a number in (0, 1]"),
 )
 # fields that `index build` takes as a flag; the others are named by their environment variable
-_FLAGS = {"batch_size", "workers", "max_megapixels", "memory_budget_mb"}
+_FLAGS = {"batch_size", "workers", "max_megapixels", "max_file_mb", "memory_budget_mb"}
 
 
 def _option(name: str) -> str:

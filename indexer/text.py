@@ -37,3 +37,9 @@ def printable(text: object) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """'1 file', '2 files', '1,204 photos' (`many` for irregular words: plural(n, 'copy',
+    'copies'))."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"

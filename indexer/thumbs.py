@@ -2,7 +2,9 @@
 
 The UI asks by catalog content id only, so no path a user typed is ever opened; a thumbnail is
 keyed by the content hash (`<index>/thumbs/<size>/ab/<hash>.jpg`), EXIF-oriented, and written
-atomically so concurrent sessions never see half a file.
+atomically so concurrent sessions never see half a file. A cached file is read without
+following links and used only when it is a JPEG of the size asked for; anything else in its
+place is rendered again from the photo.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from indexer import imaging
-from indexer.files import open_regular, write_atomic
+from indexer.files import write_atomic
+from indexer.store import homefiles
 from indexer.store.catalog import Catalog
 
 THUMB_DIR = "thumbs"
 JPEG_QUALITY = 85
 _HEX = re.compile(r"[0-9a-f]{16,128}")
+MAX_THUMB_BYTES = 4 << 20  # far above any JPEG thumbnail we write (a 1024-px q85 is ~300 KB)
 
 
 def thumbnail_path(index_dir: str | Path, content_hash: str, size: int) -> Path:
@@ -48,17 +54,32 @@ def thumbnail_bytes(
     if not records or not _HEX.fullmatch(str(records[0]["hash"])):
         return None
     cached = thumbnail_path(catalog.index_dir, records[0]["hash"], size)
-    try:
-        with open_regular(cached) as fh:
-            return fh.read()
-    except OSError:
-        pass
+    data = cached_thumbnail(catalog.index_dir, cached, size)
+    if data is not None:
+        return data
     for rec in records:  # any unchanged copy of the content will do
         data = _render(rec, size, options)
         if data is not None:
-            _write_atomic(cached, data)
+            _write_atomic(catalog.index_dir, cached, data)
             return data
     return None
+
+
+def cached_thumbnail(index_dir: str | Path, path: Path, size: int) -> bytes | None:
+    """The cached thumbnail's bytes when the file is ours: a regular file reached without any
+    link, and a whole JPEG at most `size` px on its longer side; else None (render it again)."""
+    try:
+        data = homefiles.read_bytes(index_dir, path, MAX_THUMB_BYTES)
+    except OSError:
+        return None
+    if not (data.startswith(b"\xff\xd8\xff") and data.endswith(b"\xff\xd9")):
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as img:
+            longest = max(img.size)
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    return data if 0 < longest <= size else None
 
 
 def jpeg_thumbnail(
@@ -94,10 +115,11 @@ def _render(rec: dict[str, Any], size: int, options: imaging.DecodeOptions) -> b
     return jpeg_thumbnail(rec["path"], size, options=options)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Cache a thumbnail; a read-only index still shows thumbnails (the write is skipped)."""
+def _write_atomic(index_dir: Path, path: Path, data: bytes) -> None:
+    """Cache a thumbnail in real folders of the index (never through a link; the name itself,
+    whatever it was, is replaced); a read-only index still shows thumbnails (no write)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        homefiles.make_folders(index_dir, path)
         write_atomic(path, data)
     except OSError:
         pass

@@ -23,6 +23,7 @@ from indexer.store.catalog import (
     Catalog,
     Content,
     File,
+    ForeignSchemaError,
     buried,
     chunked,
     has_file,
@@ -38,7 +39,7 @@ def _disk_sizes(index_dir: Any) -> dict[str, int]:
     for root, _dirs, names in os.walk(index_dir):
         for name in names:
             try:
-                size = os.path.getsize(os.path.join(root, name))
+                size = os.lstat(os.path.join(root, name)).st_size  # a link's own size
             except OSError:
                 continue
             total += size
@@ -85,15 +86,20 @@ def failures(settings: Settings) -> list[dict[str, Any]]:
         cat.close()
 
 
-def _catalog_damage(settings: Settings) -> str | None:
+def _catalog_damage(settings: Settings) -> tuple[str, Any] | None:
+    """("catalog_integrity", what SQLite reports) for a damaged catalog, ("foreign_schema",
+    the objects) for one holding SQL we did not write: both are salvaged by --repair."""
     try:
         cat = Catalog(settings.index, readonly=True)
     except DamagedCatalogError as exc:
-        return str(exc)
+        return "catalog_integrity", str(exc)
+    except ForeignSchemaError as exc:
+        return "foreign_schema", exc.objects
     try:
-        return cat.damage()
+        damage = cat.damage()
     finally:
         cat.close()
+    return None if damage is None else ("catalog_integrity", damage)
 
 
 def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
@@ -102,11 +108,11 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
     messages: list[str] = []
     damage = _catalog_damage(settings)
     if damage:
-        problems["catalog_integrity"] = damage
+        problems[damage[0]] = damage[1]
         if not repair:
             return {"problems": problems, "messages": _explain(problems), "repaired": False}
-        messages.append(_salvage(settings))
-        problems.pop("catalog_integrity")
+        messages.append(_salvage(settings, damage[0]))
+        problems.pop(damage[0])
     cat = Catalog(settings.index, readonly=True)
     try:
         if not damage:
@@ -150,11 +156,17 @@ def verify(settings: Settings, *, repair: bool = False) -> dict[str, Any]:
     }
 
 
-def _salvage(settings: Settings) -> str:
-    """Salvage a damaged catalog's readable rows into a fresh one (the old file is kept)."""
+def _salvage(settings: Settings, problem: str) -> str:
+    """Salvage a damaged (or foreign-schema) catalog's rows into a fresh one; the old file is
+    kept beside it."""
     with WriterLock(settings.index):
         kept = salvage(settings.index / CATALOG_FILE, MIGRATIONS)
     rows = ", ".join(f"{n} {t}" for t, n in kept.items())
+    if problem == "foreign_schema":
+        return (
+            f"repaired: catalog rebuilt from its rows without the SQL photo-index did not "
+            f"write ({rows} rows kept; the old file is kept beside it)"
+        )
     return f"repaired: catalog salvaged ({rows} rows kept; the damaged file is kept beside it)"
 
 
@@ -180,7 +192,7 @@ def _check_faiss(
 ) -> None:
     """FAISS ids against the catalog's, and the FAISS file's generation against the catalog's."""
     try:
-        index, state = vectors.load(sync.index_path(settings.index))
+        index, state = vectors.load(sync.index_path(settings.index), cat.expected_index())
     except FileNotFoundError:
         if len(catalog_ids):
             problems["index_file"] = "missing"
@@ -202,6 +214,8 @@ def _check_faiss(
 def _explain(problems: dict[str, Any]) -> list[str]:
     hints = {
         "catalog_integrity": "{v}",
+        "foreign_schema": "the catalog holds SQL photo-index did not write ({j}); "
+        "`index verify --repair` rebuilds it from its rows without them (the old file is kept)",
         "missing_files": "{n} indexed files no longer exist; `index verify --repair` drops them",
         "changed_files": "{n} files changed on disk since indexing; run `index build` again",
         "orphan_contents": "{v} contents have no file; `index verify --repair` makes them "
@@ -216,8 +230,9 @@ def _explain(problems: dict[str, Any]) -> list[str]:
     out = []
     for key, value in problems.items():
         n = len(value) if isinstance(value, list) else value
-        out.append("problem: " + hints[key].format(v=value, n=n))
-        if isinstance(value, list):
+        joined = "; ".join(value) if isinstance(value, list) else value
+        out.append("problem: " + hints[key].format(v=value, n=n, j=joined))
+        if isinstance(value, list) and key != "foreign_schema":
             out.extend(f"  {p}" for p in value[:20])
     return out
 

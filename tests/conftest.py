@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -134,10 +135,14 @@ def make_distinct_jpegs(folder: Path, n: int, seed: int = 0) -> None:
     sources = sorted((PHOTOS / "flat").glob("*.jpg"))
     folder.mkdir(parents=True, exist_ok=True)
     opened = [Image.open(p).convert("RGB") for p in sources]
+    used: set[tuple[int, int, int]] = set()
     for i in range(n):
         img = opened[i % len(opened)]
         w, h = img.size
         x, y = rng.randrange(w // 3), rng.randrange(h // 3)
+        while (i % len(opened), x, y) in used:  # the same crop twice would be one picture
+            x, y = rng.randrange(w // 3), rng.randrange(h // 3)
+        used.add((i % len(opened), x, y))
         crop = img.crop((x, y, x + w // 2, y + h // 2)).resize((160, 120))
         crop.save(folder / f"img_{i:04d}.jpg", quality=85)
 
@@ -285,6 +290,13 @@ def files_of(root: Path) -> dict[Path, str]:
 
 
 # --------------------------------------------------------------------------- processes
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:
     """Run a generated script (the quarantine script) as a user would."""
     return subprocess.run(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from importlib.metadata import version
+
 import numpy as np
 
 import indexer
-from tests.conftest import FIXTURE_DIR
+from tests.conftest import FIXTURE_DIR, PHOTOS, TINY_BIRDER
 
 FULL_CLIP = FIXTURE_DIR / "clip-text-tiny" / "tiny_clip_open_clip.safetensors"
 
@@ -18,6 +21,7 @@ def test_the_public_names_import_and_are_what_they_say():
 
     assert sorted(indexer.__all__) == [
         "Encoder",
+        "Index",
         "Settings",
         "load_encoder",
         "load_text_encoder",
@@ -46,3 +50,33 @@ def test_text_encoder_and_tokenizer_give_the_reference_projection():
     encoder = load_text_encoder(FULL_CLIP, device="cpu", dtype="fp32")
     vector = encoder.encode_ids(ids)[0]
     np.testing.assert_allclose(vector, expected["projection_normalized"][1], atol=1e-4, rtol=0)
+
+
+def test_one_shape_for_every_verb_the_index_first(tmp_path):
+    """README's notebook example: Index(path).build / .search / .dedup / .stats / .failures,
+    the same answers as the functions the command calls."""
+    from indexer import Index
+    from indexer.dedup import dedup
+    from indexer.search import search
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("cat.jpg", "bee.jpg", "cake.jpg"):
+        shutil.copy(PHOTOS / "flat" / name, photos / name)
+    shutil.copy(PHOTOS / "flat" / "cat.jpg", photos / "cat copy.jpg")
+    index = Index(tmp_path / "index", weights=str(TINY_BIRDER), workers=1)
+    assert index.path == (tmp_path / "index").absolute() and not index.path.exists()
+    summary = index.build(photos)  # one folder or a list of them
+    assert (summary.new, summary.embedded, summary.failed) == (4, 3, 0)
+    hits = index.search(photos / "bee.jpg", k=2)
+    assert hits[0].path == str(photos / "bee.jpg") and hits[0].score > 0.999
+    assert hits == search(photos / "bee.jpg", index.settings, 2)
+    groups = index.dedup().groups
+    assert [(g.tier, sorted(m["path"] for m in g.members)) for g in groups][0] == (
+        "exact",
+        [str(photos / "cat copy.jpg"), str(photos / "cat.jpg")],
+    )
+    assert len(groups) == len(dedup(index.path).groups)
+    assert index.stats()["images"] == 4 and index.failures() == []
+    assert index.verify()["problems"] == {}
+    assert indexer.__version__ == version("photo-index")

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS_COPY_GROUPS, PHOTOS, TINY_BIRDER
+from conftest import CORPUS_COPY_GROUPS, PHOTOS, TINY_BIRDER, free_port
 
 from indexer.build import build
 from indexer.files import human_size
@@ -34,12 +33,6 @@ ARGS = [
     "--no-first-run",
 ]
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -103,6 +96,8 @@ def test_upload_and_duplicates_in_a_real_browser(server):
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(30_000)
             expect.set_options(timeout=30_000)  # the first query loads the encoder
+            requested: list[str] = []  # a local photo tool asks no other host for anything
+            page.on("request", lambda r: requested.append(r.url))
             page.goto(server, wait_until="domcontentloaded")
             page.locator("input[type=file]").set_input_files(str(PHOTOS / "flat" / "cat.jpg"))
             first = page.locator(".st-key-hit-1")
@@ -144,6 +139,8 @@ def test_upload_and_duplicates_in_a_real_browser(server):
             expect(page.get_by_test_id("stDataFrame")).to_be_visible()
             page.wait_for_timeout(500)
             page.screenshot(path=str(OUTPUT / "index.png"), full_page=True)
+            elsewhere = [u for u in requested if not u.startswith((server + "/", "data:", "blob:"))]
+            assert elsewhere == []
         finally:
             browser.close()
 

@@ -106,7 +106,7 @@ def test_the_lossless_original_is_kept_over_its_jpeg_resave(library):
     assert group["keep"] == str(lib / "Scans" / "moon.png") and group["keep_signal"] == "encoding"
     assert group["reason"] == (
         "lossless original (PNG without a JPEG block grid: not decoded from a JPEG; "
-        "`Shared/moon.jpg` is lossy)"
+        '"Shared/moon.jpg" is lossy)'
     )
 
 
@@ -118,7 +118,7 @@ def test_a_lossless_file_decoded_from_a_jpeg_not_here_beats_its_re_save(library)
     )
     assert group["reason"].startswith("lossless TIFF decoded from a quality ≈9")  # the JPEG's ≈94
     assert group["reason"].endswith(
-        "JPEG that is not here; `Shared/knight.jpg` is another re-encode"
+        'JPEG that is not here; "Shared/knight.jpg" is another re-encode'
     )
 
 
@@ -127,7 +127,7 @@ def test_a_png_export_of_a_jpeg_loses_to_the_jpeg(library):
     group = group_with(report, lib / "exports" / "cake.png", "copies")
     assert group["keep"] == str(lib / "cake.jpg") and group["keep_signal"] == "encoding"
     assert group["reason"] == (
-        "JPEG original (`exports/cake.png` is this JPEG decoded: same size, its 8×8 block grid at "
+        'JPEG original ("exports/cake.png" is this JPEG decoded: same size, its 8×8 block grid at '
         "quality ≈90)"
     )
 

@@ -127,7 +127,7 @@ def test_second_writer_is_refused(tmp_path):
         proc = run_build(index, root)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    assert "another `index build` is writing to this index" in err
+    assert "another `index build` or `index watch` is writing to this index" in err
     assert f"pid {os.getpid()}" in err
     assert err.count("\n") == 1  # one clear line, no traceback
 

@@ -10,7 +10,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def grey16_png(path: Path, width: int, height: int) -> Path:
 
 
 PROBE = """
-import json, sys, time
+import json, sys
 from indexer import imaging
 
 def peak_mb():  # this process's own high-water mark (ru_maxrss would inherit pytest's)
@@ -49,14 +48,12 @@ def peak_mb():  # this process's own high-water mark (ru_maxrss would inherit py
         return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
 
 base = peak_mb()
-start = time.perf_counter()
 try:
     imaging.open_image(sys.argv[1])
     reason = None
 except imaging.ImageError as exc:
     reason = exc.reason
-seconds = time.perf_counter() - start
-print(json.dumps({"reason": reason, "seconds": seconds, "peak_mb": peak_mb(), "base_mb": base}))
+print(json.dumps({"reason": reason, "peak_mb": peak_mb(), "base_mb": base}))
 """
 
 
@@ -72,7 +69,6 @@ def test_refused_from_the_header_in_little_memory(tmp_path):
     assert result["reason"] is not None and REFUSAL in result["reason"]
     assert result["peak_mb"] - result["base_mb"] < 20  # was 3.8 GB (and a timeout in a build)
     assert result["peak_mb"] < 200
-    assert result["seconds"] < 5  # from the header: milliseconds, even on a busy machine
 
 
 def test_build_ledgers_it_and_search_refuses_it_in_one_line(tmp_path):
@@ -81,10 +77,8 @@ def test_build_ledgers_it_and_search_refuses_it_in_one_line(tmp_path):
     shutil.copy(PHOTOS / "flat" / "cat.jpg", photos / "cat.jpg")
     big = grey16_png(photos / "scan.png", SIDE, SIDE)
     weights = ["--weights", str(TINY_BIRDER)]
-    started = time.perf_counter()
     built = index_cli("build", str(photos), "--index", str(index), *weights, "--workers", "1", "-q")
     assert built.returncode == 3, built.stderr  # finished, one file failed
-    assert time.perf_counter() - started < 60  # no decode timeout
     failures = Catalog(index, readonly=True).failures()
     assert [(f["path"], f["stage"]) for f in failures] == [(str(big), "decode")]
     assert REFUSAL in failures[0]["reason"]

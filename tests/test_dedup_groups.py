@@ -114,6 +114,21 @@ def old_phash(path: Path) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def test_the_phash_is_imagehash_phash_on_every_opaque_fixture_photo():
+    """imagehash (scipy's DCT) is the oracle of the numpy pHash the build stores."""
+    photos = [p for p in sorted(PHOTOS.rglob("*")) if p.is_file() and p.suffix != ".txt"]
+    compared = 0
+    for path in photos:
+        try:
+            img = imaging.open_image(path)[0]
+        except imaging.ImageError:
+            continue  # HEIC without pillow-heif
+        if not imaging.has_alpha(img):
+            assert imaging.perceptual_hash(img) == old_phash(path), path.name
+            compared += 1
+    assert compared >= 30
+
+
 def test_flat_and_transparent_pictures_are_not_near_identical(settings, tiny_encoder, tmp_path):
     lib = tmp_path / "lib"
     lib.mkdir()

@@ -137,14 +137,14 @@ CASES = [
     (
         "bright/highQualityBright.png",
         "books.jpg",
-        "JPEG original (`bright/highQualityBright.png` carries JPEG's 8×8 block grid: decoded "
+        'JPEG original ("bright/highQualityBright.png" carries JPEG\'s 8×8 block grid: decoded '
         "from a JPEG)",
         "encoding",
     ),
     (
         "backup/copy of bee.jpg",
         "bee.jpg",
-        "the others look like copies (`backup/copy of bee.jpg`)",
+        'the others look like copies ("backup/copy of bee.jpg")',
         "copy-names",
     ),
     ("web/lens.jpg", "lens.jpg", "more pixels (384×256 vs 192×128)", "pixels"),

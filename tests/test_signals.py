@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import TINY_BIRDER, check_consistent, make_distinct_jpegs
+from conftest import TINY_BIRDER, check_consistent, free_port, make_distinct_jpegs
 
 from indexer.build import build
 from indexer.interrupts import Interrupted
@@ -155,12 +155,6 @@ def test_library_build_raises_interrupted_with_what_it_saved(
     else:  # a first build stopped before storing anything leaves no empty index behind
         assert not index.exists()
     assert build([root], settings, encoder=tiny_encoder).embedded == 40 - saved
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def children_of(pid: int) -> list[int]:

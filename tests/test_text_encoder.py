@@ -80,8 +80,12 @@ def test_image_text_cosines_match_the_reference(layout, text_encoder, expected):
     paths = [FIXTURES / "clip-vit-tiny" / "images" / n for n in expected["image_names"]]
     image = images.embed(paths).projection
     cosine = image @ text_encoder.encode_ids(expected["input_ids"]).T
-    np.testing.assert_allclose(cosine, expected["image_text_cosine"], atol=1e-4, rtol=0)
-    assert (cosine.argmax(1) == expected["image_text_cosine"].argmax(1)).all()
+    reference = expected["image_text_cosine"]
+    np.testing.assert_allclose(cosine, reference, atol=1e-4, rtol=0)
+    # each picture's best prompt is one of the reference's best: prompts that tokenize alike
+    # ('' and '   \t\n  ') tie exactly, and a tie's argmax is any of them
+    best = reference >= reference.max(axis=1, keepdims=True) - 2e-4
+    assert best[np.arange(len(cosine)), cosine.argmax(1)].all()
     for key in ("weights_sha256", "dim", "image_fingerprint"):
         assert images.identity[key] == text_encoder.identity[key]
 

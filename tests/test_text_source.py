@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -116,21 +115,18 @@ def test_offline_default_text_weights_say_where_to_get_them_at_once(
     here, wide_index, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("PHOTO_INDEX_CACHE_DIR", str(tmp_path / "empty-cache"))
-    started = time.monotonic()
     result = here("search", "a bee", "--index", wide_index)
     assert result.exit_code == 1 and result.stdout == ""
-    assert time.monotonic() - started < 5, "the hub client's retries were not skipped"
+    assert "Retrying" not in result.stderr  # the hub client's retries were skipped
     assert_says_where_to_get_the_text_weights(result.stderr, "HF_HUB_OFFLINE is set")
 
 
 def test_an_unreachable_hub_is_told_within_seconds(wide_index, tmp_path):
-    """Nothing listens on 127.0.0.1:9; the probe gives up within 3.5 s (the rest of the bound
-    is the interpreter starting on a busy machine)."""
+    """Nothing listens on 127.0.0.1:9: the probe says so (how fast: bench/startup.py)."""
     env = clean_env(tmp_path, HF_ENDPOINT="http://127.0.0.1:9")
-    started = time.monotonic()
     result = cli(env, "search", "a bee", "--index", wide_index)
     assert result.returncode == 1 and result.stdout == ""
-    assert time.monotonic() - started < 15, result.stderr
+    assert "Retrying" not in result.stderr and "Traceback" not in result.stderr
     assert_says_where_to_get_the_text_weights(result.stderr, "127.0.0.1: ")
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from indexer import files, imaging
+from indexer import decoder_notes, files, imaging
 from indexer.interrupts import deferred, ignore_stop_signals
 
 ONE_READ_MAX = 64 << 20  # bytes: a `hash` job this size or smaller is read once into memory
@@ -52,17 +52,18 @@ class DecodedBatch:
     phashes: list[int | None] = field(default_factory=list)  # None: a flat picture, no pHash
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (key, stage, reason)
     digests: list[str | None] = field(default_factory=list)  # content hashes of `hash` jobs
+    notes: list[tuple[str, list[str]]] = field(default_factory=list)  # (path, decoder's words)
 
     def split(self, n: int) -> tuple[DecodedBatch, DecodedBatch]:
         """The first n images (with all the failures) and the rest."""
         px = self.pixels
         head = DecodedBatch(
             self.keys[:n], None if px is None else px[:n], self.metas[:n], self.phashes[:n],
-            self.failed, self.digests[:n],
+            self.failed, self.digests[:n], self.notes,
         )  # fmt: skip
         rest = DecodedBatch(
             self.keys[n:], None if px is None or len(px) <= n else px[n:], self.metas[n:],
-            self.phashes[n:], [], self.digests[n:],
+            self.phashes[n:], [], self.digests[n:], [],
         )  # fmt: skip
         return head, rest
 
@@ -148,6 +149,16 @@ def _read(job: DecodeJob) -> tuple[str | bytes, str | None]:
 
 
 def _decode(job: DecodeJob, options: imaging.DecodeOptions) -> dict[str, Any]:
+    """`_decode_caught`, with what the decoders said about the picture (`notes`: its path and
+    their words) instead of on stderr."""
+    with decoder_notes.caught() as notes:
+        result = _decode_caught(job, options)
+    if notes and "error" not in result:
+        result["notes"] = (job.path, notes)
+    return result
+
+
+def _decode_caught(job: DecodeJob, options: imaging.DecodeOptions) -> dict[str, Any]:
     try:
         source, digest = _read(job)
         img, meta = imaging.open_image(source, options, name=job.path)
@@ -174,6 +185,8 @@ def _collate(samples: list[dict[str, Any]]) -> DecodedBatch:
             batch.metas.append(s["meta"])
             batch.phashes.append(s["phash"])
             batch.digests.append(s.get("digest"))
+            if "notes" in s:
+                batch.notes.append(s["notes"])
     if arrays:
         batch.pixels = torch.from_numpy(np.stack(arrays))
     return batch
@@ -188,6 +201,7 @@ def _join(parts: list[DecodedBatch]) -> DecodedBatch:
         out.phashes += p.phashes
         out.failed += p.failed
         out.digests += p.digests
+        out.notes += p.notes
     if pixels:
         out.pixels = pixels[0] if len(pixels) == 1 else torch.cat(pixels)
     return out

@@ -35,7 +35,8 @@ from indexer.store import sync
 from indexer.store.catalog import Catalog, Content, Failure, File, Run, chunked
 from indexer.store.home import open_for_build
 
-# progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=)
+# progress(event, **fields): "scan" (found=), "embed-start" (total=), "embed" (done=, failed=),
+# "decoder-warning" (path=, notes=: the decoder's words about a picture it still decoded)
 ProgressFn = Callable[..., None]
 
 
@@ -70,6 +71,21 @@ def build(
     with open_for_build(settings.index) as catalog:
         build_run = _Build(catalog, roots, settings, reindex, retry_failed, report, prune)
         return build_run.run(encoder, started)
+
+
+def load_build_encoder(settings: Settings, pinned_weights: str | None = None) -> Any:
+    """The encoder a build on `settings` loads: --weights, else the index's own
+    (`pinned_weights`, meta `weights_path`), else the default; `index watch` loads it once."""
+    from indexer.encoder import load_encoder
+
+    return load_encoder(
+        settings.weights or pinned_weights,
+        device=settings.device,
+        dtype=settings.dtype,
+        cache_dir=settings.cache_dir,
+        replicate=True,
+        compile=settings.compile,
+    )
 
 
 class _Build:
@@ -121,7 +137,12 @@ class _Build:
         try:  # scan, plan, embed: each step commits as it goes
             if refresh_phashes(self.cat, self.settings):  # an index made by an older version
                 clock.lap("phash_refresh")
-            scan = fs.scan(self.roots, excludes=self.settings.excludes, never=[self.settings.index])
+            scan = fs.scan(
+                self.roots,
+                excludes=self.settings.excludes,
+                never=[self.settings.index],
+                max_file_mb=self.settings.max_file_mb,
+            )
             self.report("scan", found=len(scan.images))
             self.summary.skipped = scan.skipped
             self.summary.skipped_kinds = dict(scan.skipped_kinds)
@@ -172,17 +193,7 @@ class _Build:
         return build_ivf_on_ray
 
     def _load_encoder(self) -> Any:
-        from indexer.encoder import load_encoder
-
-        weights = self.settings.weights or self.cat.get_meta("weights_path")
-        return load_encoder(
-            weights,
-            device=self.settings.device,
-            dtype=self.settings.dtype,
-            cache_dir=self.settings.cache_dir,
-            replicate=True,
-            compile=self.settings.compile,
-        )
+        return load_build_encoder(self.settings, self.cat.get_meta("weights_path"))
 
     def _pin_encoder(self, encoder: Any) -> None:
         check_content_hash(self.cat.get_meta("content_hash"), fs.HASH_NAME, self.settings.index)
@@ -280,6 +291,9 @@ class _Build:
                     self.writes.store_batch(session, batch, entries, reembed)
                 writing += time.perf_counter() - start
                 done += len(batch.decoded.keys) + len(batch.decoded.failed)
+                for path, notes in batch.decoded.notes:  # indexed, but its decoder warned
+                    self.summary.decoder_warnings += 1
+                    self.report("decoder-warning", path=path, notes=notes)
                 self.report("embed", done=done, failed=self.summary.failed)
         if jobs:
             clock["catalog_writes"] = writing

@@ -37,6 +37,7 @@ class BuildSummary:
     # catalog_writes within it), index; which one bounds a build
     stages: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # e.g. a root not there: exit code 3
+    decoder_warnings: int = 0  # pictures indexed whose decoder warned (one `warning:` line each)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,5 +1,5 @@
 """`python -m indexer.cli`."""
 
-from indexer.cli.app import main
+from indexer.cli import main
 
 main()

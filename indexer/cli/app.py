@@ -10,6 +10,7 @@ One stopped by Ctrl-C or SIGTERM saves what it did and exits 130 or 143.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,18 +19,22 @@ import typer
 from indexer.cli.build import build_command
 from indexer.cli.common import (
     EXIT_SOME_FAILED,
+    HELP_SETTINGS,
     DeviceOpt,
     IndexOpt,
     JsonOpt,
+    TopGroup,
     WeightsOpt,
     fail,
     run,
+    show_notes,
 )
 from indexer.cli.decide import decide_app
 from indexer.cli.dedup import dedup_command
 from indexer.cli.filters import FolderOpt, MaxSizeOpt, MinSizeOpt, TakenFromOpt, TakenToOpt
 from indexer.cli.milvus import CollectionOpt, MilvusOpt, MilvusUriOpt, export_milvus_command
 from indexer.cli.serve import serve_command
+from indexer.cli.watch import watch_command
 from indexer.settings import Settings
 from indexer.text import printable
 
@@ -37,16 +42,27 @@ if TYPE_CHECKING:
     from indexer.search import Hit
 
 app = typer.Typer(
-    add_completion=False,
+    cls=TopGroup,  # --version; help names values in words: --index DIR, build PATH...
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     rich_markup_mode=None,  # plain help: Rich markup would eat "[default: ...]" and "[env ...]"
-    context_settings={"max_content_width": 120},  # help as wide as the terminal, up to 120
+    context_settings=HELP_SETTINGS,
     help="Index photo collections with CLIP ViT-L/14, search by image, find duplicates.",
 )
+
+
+@app.callback()
+def _every_command() -> None:
+    # Pillow's warnings about a picture are the build's to report, once, one line per photo
+    # (indexer.decoder_notes); a report or a search decoding that picture again stays quiet.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
+    show_notes()  # the library's warnings (a derived file rebuilt...): one `note:` line each
+
+
 # Commands that live in their own modules (each a thin face over one library call); the
 # others are defined below. Listed in --help in this order.
 app.command("build")(build_command)
+app.command("watch")(watch_command)
 
 
 @app.command()
@@ -107,7 +123,7 @@ def search(
 ) -> None:
     """Nearest neighbours of images and/or words, added (+) and subtracted (--minus): rank,
     score, path."""
-    from indexer.query import parse_words
+    from indexer.query import check_date, parse_words
     from indexer.search import Filters
     from indexer.search import search as run_search
 
@@ -119,7 +135,10 @@ def search(
         index=index, weights=weights, device=device, text_weights=text_weights, milvus=milvus,
         milvus_collection=collection,
     )  # fmt: skip
-    where = run(lambda: Filters(folder and str(folder), taken_from, taken_to, min_size, max_size))
+    dates = run(
+        lambda: (check_date(taken_from, "--taken-from"), check_date(taken_to, "--taken-to"))
+    )
+    where = run(lambda: Filters(folder and str(folder), *dates, min_size, max_size))
 
     def note(message: str) -> None:
         typer.echo(f"note: {printable(message)}", err=True)
@@ -132,6 +151,9 @@ def search(
         rows = [{"path": h.path, "score": h.score, "id": h.id, "copies": h.copies} for h in hits]
         typer.echo(json.dumps(rows))
         return
+    if not hits:  # on stderr under --paths-only: a pipe gets no line that is not a path
+        why = ": no indexed picture passes the filters" if where != Filters() else ""
+        typer.echo(f"no results{why}", err=paths_only)
     for h in hits:
         _print_hit(h, paths_only, all_copies)
 
@@ -157,10 +179,9 @@ def stats(index: IndexOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         typer.echo(json.dumps(data))
         return
-    for key, value in data.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        typer.echo(printable(f"{key:>14}: {value}"))
+    from indexer.cli.stats import stats_lines
+
+    typer.echo("\n".join(stats_lines(data)))
 
 
 @app.command()

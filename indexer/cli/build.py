@@ -21,49 +21,70 @@ from indexer.cli.common import (
     run,
 )
 from indexer.settings import Settings
-from indexer.text import printable
+from indexer.text import plural, printable
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar; the summary in one line.")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Say what the decoder said about each picture.")
+]
 
 
-def build_command(
-    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
-    index: IndexOpt = None,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per encoder batch.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decode processes [default: cores].")] = None,
-    compile: Annotated[
-        bool | None,
-        typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
-    ] = None,
-    max_megapixels: Annotated[float | None, typer.Option(help="Refuse larger images.")] = None,
-    max_decode_mb: Annotated[
-        float | None,
-        typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
-    ] = None,
-    memory_budget_mb: Annotated[
-        float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
-    ] = None,
-    reindex: Annotated[bool, typer.Option(help="Re-embed everything with new weights.")] = False,
-    retry_failed: Annotated[bool, typer.Option(help="Try files in the ledger again.")] = False,
-    prune: Annotated[
-        bool,
-        typer.Option(
-            help="Also remove indexed files under roots or folders that are missing, empty or "
-            "unreadable, and a large share of a root gone at once (kept otherwise)."
-        ),
-    ] = False,
-    engine: Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")] = None,
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster address [default: start one here]")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
-    settings = Settings.from_env(
+# The options `index build` and `index watch` share (defined once, listed in both signatures).
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Images per encoder batch.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Decode processes [default: cores].")]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option("--compile/--no-compile", help="torch.compile the encoder (GPU boxes)."),
+]
+MaxMegapixelsOpt = Annotated[float | None, typer.Option(help="Refuse larger images.")]
+MaxDecodeMbOpt = Annotated[
+    float | None,
+    typer.Option(help="Refuse images whose decode needs more memory (MiB) [default 768]."),
+]
+MaxFileMbOpt = Annotated[
+    float | None,
+    typer.Option(help="Refuse longer files unread, and sparse ones (MiB) [default 2048]."),
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option(help="Folder name to skip (repeatable; replaces defaults).")
+]
+MemoryBudgetOpt = Annotated[
+    float | None, typer.Option(help="Compress vectors (SQ8/PQ) to fit this many MB.")
+]
+ReindexOpt = Annotated[bool, typer.Option(help="Re-embed everything with new weights.")]
+RetryFailedOpt = Annotated[bool, typer.Option(help="Try files in the ledger again.")]
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Also remove indexed files under roots or folders that are missing, empty or "
+        "unreadable, and a large share of a root gone at once (kept otherwise)."
+    ),
+]
+EngineOpt = Annotated[str | None, typer.Option(help="local | ray (decode+encode on Ray)")]
+RayAddressOpt = Annotated[
+    str | None, typer.Option(help="Ray cluster address [default: start one here]")
+]
+
+
+def build_settings(
+    index: Path | None,
+    weights: str | None,
+    device: str | None,
+    batch_size: int | None,
+    workers: int | None,
+    compile: bool | None,
+    max_megapixels: float | None,
+    max_decode_mb: float | None,
+    max_file_mb: float | None,
+    exclude: list[str] | None,
+    memory_budget_mb: float | None,
+    engine: str | None,
+    ray_address: str | None,
+) -> Settings:
+    """Settings from the shared build options (flags > PHOTO_INDEX_* > defaults)."""
+    return Settings.from_env(
         index=index,
         weights=weights,
         device=device,
@@ -72,25 +93,55 @@ def build_command(
         compile=compile,
         max_megapixels=max_megapixels,
         max_decode_mb=max_decode_mb,
+        max_file_mb=max_file_mb,
         excludes=tuple(exclude) if exclude else None,
         memory_budget_mb=memory_budget_mb,
         engine=engine,
         ray_address=ray_address,
     )
+
+
+def build_command(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
+    index: IndexOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    batch_size: BatchSizeOpt = None,
+    workers: WorkersOpt = None,
+    compile: CompileOpt = None,
+    max_megapixels: MaxMegapixelsOpt = None,
+    max_decode_mb: MaxDecodeMbOpt = None,
+    max_file_mb: MaxFileMbOpt = None,
+    exclude: ExcludeOpt = None,
+    memory_budget_mb: MemoryBudgetOpt = None,
+    reindex: ReindexOpt = False,
+    retry_failed: RetryFailedOpt = False,
+    prune: PruneOpt = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Index photos: new and changed files are embedded, moved ones relinked, deleted removed."""
+    settings = build_settings(
+        index, weights, device, batch_size, workers, compile, max_megapixels, max_decode_mb,
+        max_file_mb, exclude, memory_budget_mb, engine, ray_address,
+    )  # fmt: skip
     flags = {"reindex": reindex, "retry_failed": retry_failed, "prune": prune}
-    summary, stopped = _build_until_stopped(paths, settings, flags, quiet=quiet)
+    bar = Progress(enabled=not quiet and not as_json, verbose=verbose)
+    summary, stopped = _build_until_stopped(paths, settings, flags, bar)
     _render_build(summary, stopped, as_json=as_json, quiet=quiet)
 
 
 def _build_until_stopped(
-    paths: list[Path], settings: Settings, flags: dict[str, bool], *, quiet: bool
+    paths: list[Path], settings: Settings, flags: dict[str, bool], bar: Progress
 ) -> tuple[Any, KeyboardInterrupt | None]:
     """(summary, the interrupt that stopped it or None): SIGTERM takes Ctrl-C's path, and an
     interrupted build's summary is what it saved (`exc.result`)."""
     from indexer.build import build as run_build
     from indexer.interrupts import raising_on
 
-    bar = _Progress(enabled=not quiet)
     try:
         with raising_on([signal.SIGTERM]):
             return run(
@@ -112,8 +163,8 @@ def _render_build(
         typer.echo(f"warning: {printable(line)}", err=True)
     if summary is not None and as_json:
         typer.echo(json.dumps(summary.as_dict()))
-    elif summary is not None and not quiet:
-        _print_build(summary.as_dict())
+    elif summary is not None:
+        (_print_line if quiet else _print_build)(summary.as_dict())
     if stopped is not None:
         for s in (signal.SIGINT, signal.SIGTERM):  # all is saved: another one ends us at once
             signal.signal(s, signal.SIG_DFL)
@@ -129,18 +180,31 @@ def _render_build(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-class _Progress:
-    """tqdm on stderr: images/s, ETA, skipped and failed counts."""
+class Progress:
+    """tqdm on stderr: images/s, ETA, skipped and failed counts; and, bar or not, one
+    `warning:` line per picture whose decoder warned (its words with `verbose`)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, verbose: bool = False) -> None:
         self.enabled = enabled
+        self.verbose = verbose
         self.bar: Any = None
 
     def __call__(self, event: str, **fields: Any) -> None:
+        if event == "decoder-warning":
+            from indexer.decoder_notes import warning_line
+
+            line = "warning: " + printable(
+                warning_line(fields["path"], fields["notes"], self.verbose)
+            )
+            if self.bar is not None:
+                self.bar.write(line, file=sys.stderr)
+            else:
+                typer.echo(line, err=True)
+            return
         if not self.enabled:
             return
         if event == "scan":
-            typer.echo(f"found {fields['found']} images", err=True)
+            typer.echo(f"found {plural(fields['found'], 'image')}", err=True)
         elif event == "embed-start" and fields["total"]:
             from tqdm import tqdm
 
@@ -178,13 +242,23 @@ def _stages_line(stages: dict[str, float]) -> str:
     return "stages: " + " · ".join(parts)
 
 
-def _print_build(d: dict[str, Any]) -> None:
-    from indexer import kinds
-
-    typer.echo(
+def counts_line(d: dict[str, Any]) -> str:
+    """'new 3 · changed 0 · moved 1 · deleted 0 · unchanged 20 · failed 0 · embedded 3'"""
+    return (
         f"new {d['new']} · changed {d['changed']} · moved {d['moved']} · deleted {d['deleted']}"
         f" · unchanged {d['unchanged']} · failed {d['failed']} · embedded {d['embedded']}"
     )
+
+
+def _print_line(d: dict[str, Any]) -> None:
+    """`--quiet`: the summary in one line."""
+    typer.echo(f"{counts_line(d)} · {plural(d['images'], 'image')} · {d['seconds']:.1f} s")
+
+
+def _print_build(d: dict[str, Any]) -> None:
+    from indexer import kinds
+
+    typer.echo(counts_line(d))
     recall = "n/a" if d["recall_at_10"] is None else f"{d['recall_at_10']:.3f}"
     typer.echo(
         f"index: {d['index_type']} · nprobe {d['nprobe'] or '-'} · recall@10 {recall} · "
@@ -195,8 +269,10 @@ def _print_build(d: dict[str, Any]) -> None:
     if d.get("skipped_kinds"):
         typer.echo(f"skipped: {kinds.describe(d['skipped_kinds'])}")
     if d["failed"]:
-        typer.echo(f"{d['failed']} files could not be indexed: see `index failures`")
+        typer.echo(f"{plural(d['failed'], 'file')} could not be indexed: see `index failures`")
+    if d.get("decoder_warnings"):
+        n = plural(d["decoder_warnings"], "picture")
+        typer.echo(f"{n} indexed with decoder warnings (the warning: lines above)")
     if d.get("ledger"):
-        n = d["ledger"]
-        typer.echo(f"ledger: {n} file{'' if n == 1 else 's'} (index failures)")
+        typer.echo(f"ledger: {plural(d['ledger'], 'file')} (index failures)")
     typer.echo(f"index home: {printable(d['index'])}")

@@ -13,14 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from indexer.cli.common import IndexOpt, JsonOpt, run
+from indexer.cli.common import HELP_SETTINGS, IndexOpt, JsonOpt, WordyGroup, run
 from indexer.settings import Settings
 from indexer.text import printable
 
 decide_app = typer.Typer(
+    cls=WordyGroup,
     no_args_is_help=True,
     rich_markup_mode=None,
-    context_settings={"max_content_width": 120},
+    context_settings=HELP_SETTINGS,
     help="Decisions that dedup, its reports and the quarantine script honour: keep this "
     "picture; these pictures are not duplicates. Kept by content hash: moves and renames "
     "keep them.",

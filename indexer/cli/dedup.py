@@ -107,7 +107,8 @@ def _write(report: Report, output: list[Path], quarantine_script: Path | None) -
         typer.echo(f"wrote {printable(path)}", err=True)
     if quarantine_script:
         write_atomic(quarantine_script, report.quarantine_script(quarantine_script.name))
-        quarantine_script.chmod(0o755)
+        mode = quarantine_script.stat().st_mode  # made under the user's umask
+        quarantine_script.chmod(mode | (mode & 0o444) >> 2)  # executable by who may read it
         typer.echo(
             f"wrote {printable(quarantine_script)}: `python3 {printable(quarantine_script)}`"
             " shows what it would move; add --apply to move",

@@ -14,13 +14,15 @@ from typing import Annotated
 
 import typer
 
+from indexer.cli.common import IndexOpt
 from indexer.cli.milvus import CollectionOpt, MilvusOpt
-from indexer.interrupts import run_child
+from indexer.interrupts import run_child, spawn, stop_child
 from indexer.settings import Settings
-from indexer.store.catalog import CATALOG_FILE
 from indexer.text import printable
 
-APP = Path(__file__).resolve().parents[2] / "search_ui" / "app.py"
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "search_ui" / "app.py"
+WATCHER_GRACE_S = 120.0  # a stopped watcher commits its batch and saves FAISS: wait that long
 
 
 def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
@@ -36,6 +38,13 @@ def streamlit_command(host: str, port: int, max_upload_mb: int) -> list[str]:
         "--server.runOnSave", "false", "--client.toolbarMode", "minimal",
         "--global.developmentMode", "false",
     ]  # fmt: skip
+
+
+def watcher_command(paths: list[Path]) -> list[str]:
+    """The `index watch` command line `serve --watch` runs beside the UI (settings come
+    through the same PHOTO_INDEX_* environment as the app's)."""
+    roots = [str(p.expanduser().absolute()) for p in paths]
+    return [sys.executable, "-m", "indexer.cli", "watch", "--quiet", "--", *roots]
 
 
 def serve_environment(settings: Settings) -> dict[str, str]:
@@ -65,26 +74,45 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve_command(
-    index: Annotated[Path | None, typer.Option("--index", help="Index folder.")] = None,
+    index: IndexOpt = None,
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8501,
     host: Annotated[
         str, typer.Option(help="Address to bind; 0.0.0.0 exposes the UI to the network.")
     ] = "127.0.0.1",
     weights: Annotated[
-        str | None, typer.Option(help="Weights for query images (default: the build's).")
+        str | None,
+        typer.Option(
+            help="Weights for query images [env PHOTO_INDEX_WEIGHTS; default: the build's]"
+        ),
     ] = None,
     text_weights: Annotated[
         str | None,
-        typer.Option(help="Full-CLIP checkpoint for text queries (default: the build's weights)."),
+        typer.Option(
+            help="Full-CLIP checkpoint for text queries [env PHOTO_INDEX_TEXT_WEIGHTS; default: "
+            "the build's weights if they hold a text tower, else OpenAI's ViT-L/14]"
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto | cpu | cuda | cuda:N [env PHOTO_INDEX_DEVICE; default auto]"),
+    ] = None,
     max_upload_mb: Annotated[
         int, typer.Option(help="Largest query image accepted, in MB.", min=1)
     ] = 20,
     milvus: MilvusOpt = None,
     collection: CollectionOpt = None,
+    watch: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--watch",
+            help="Keep the index current with this folder while serving (an `index watch` "
+            "beside the UI; repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Open the browser UI (search by image, duplicates, index status) on http://HOST:PORT."""
+    from indexer.store.catalog import CATALOG_FILE
+
     settings = Settings.from_env(
         index=index,
         weights=weights,
@@ -104,5 +132,13 @@ def serve_command(
         typer.echo(f"warning: serving on {host}: anyone who can reach it can search", err=True)
     home = printable(env["PHOTO_INDEX_INDEX"])
     typer.echo(f"photo-index UI on http://{host}:{port} (index {home})")
-    # SIGTERM/SIGINT/SIGHUP stop Streamlit too; exit 143/130/129 after them
-    raise typer.Exit(run_child(streamlit_command(host, port, max_upload_mb), env))
+    watcher = None
+    if watch:  # its own process group: we stop it once the UI is down, it saves and exits
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        watcher = spawn(watcher_command(watch), env, own_group=True)
+    try:  # SIGTERM/SIGINT/SIGHUP stop Streamlit too; exit 143/130/129 after them
+        code = run_child(streamlit_command(host, port, max_upload_mb), env)
+    finally:
+        if watcher is not None:
+            stop_child(watcher, WATCHER_GRACE_S)
+    raise typer.Exit(code)

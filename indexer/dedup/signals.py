@@ -215,23 +215,22 @@ def _encoding_explain(kept: Member, runner: Member, group: GroupContext) -> str:
     if rank == 0:
         return (
             f"lossless original ({_fmt_name(kept)} without a JPEG block grid: not decoded from "
-            f"a JPEG; `{other}` is lossy)"
+            f'a JPEG; "{other}" is lossy)'
         )
     if rank == 2:
         return (
             f"lossless {_fmt_name(kept)} decoded from a quality ≈{kept.get('jpeg_source')} JPEG "
-            f"that is not here; `{other}` is another re-encode"
+            f'that is not here; "{other}" is another re-encode'
         )
     made = [m for m in group.members if m.get("lossless") and _made(kept, m)]
     if made:
         export = group.relative(made[0]["path"])
         return (
-            f"{_fmt_name(kept)} original (`{export}` is this JPEG decoded: same size, its 8×8 "
+            f'{_fmt_name(kept)} original ("{export}" is this JPEG decoded: same size, its 8×8 '
             f"block grid at quality ≈{kept.get('jpeg_quality')})"
         )
-    return (
-        f"{_fmt_name(kept)} original (`{other}` carries JPEG's 8×8 block grid: decoded from a JPEG)"
-    )
+    grid = "carries JPEG's 8×8 block grid: decoded from a JPEG"
+    return f'{_fmt_name(kept)} original ("{other}" {grid})'
 
 
 def _unedited_rank(m: Member, _: GroupContext) -> float:
@@ -266,7 +265,7 @@ DEFAULT_SIGNALS: dict[str, Criterion] = {
     "copy-names": Criterion(
         "copy-names",
         lambda m, g: g.marks(m["path"]),
-        lambda k, r, g: f"the others look like copies (`{g.relative(r['path'])}`)",
+        lambda k, r, g: f'the others look like copies ("{g.relative(r["path"])}")',
     ),
     "file-time": Criterion(
         "file-time",

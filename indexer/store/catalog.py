@@ -34,8 +34,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from indexer.errors import DamagedCatalogError, describe_os_error
 from indexer.hints import no_index
 from indexer.store import schema
-from indexer.store.salvage import recover_interrupted
-from indexer.store.schema import CatalogError, NewerCatalogError  # noqa: F401 - the errors of an open
+from indexer.store.homefiles import check_plain
+from indexer.store.migrations import MIGRATIONS, SCHEMA_VERSION  # noqa: F401 - re-exported
+from indexer.store.salvage import SIDE_FILES, recover_interrupted
+from indexer.store.schema import (  # noqa: F401 - the errors of an open
+    CatalogError,
+    ForeignSchemaError,
+    NewerCatalogError,
+)
 
 CATALOG_FILE = "catalog.sqlite"
 SQL_CHUNK = 900  # values per IN (...): SQLite's default limit is 999 bound variables
@@ -109,59 +115,6 @@ class Run(Base):
     summary: Mapped[str | None] = mapped_column(String)
 
 
-# Numbered migrations: append, never edit. Each runs in one transaction (schema.migrate).
-def m001_initial(conn: sqlite3.Connection) -> None:
-    """Contents (one row per distinct content), files (paths), the failure ledger, meta, runs."""
-    for statement in (
-        """CREATE TABLE contents (
-            id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, size BIGINT NOT NULL,
-            width INTEGER, height INTEGER, format TEXT, taken_at TEXT, camera TEXT,
-            phash BIGINT, vector BLOB, embedded_at FLOAT)""",
-        """CREATE TABLE files (
-            id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE,
-            content_id INTEGER NOT NULL REFERENCES contents(id),
-            size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, indexed_at FLOAT NOT NULL)""",
-        "CREATE INDEX ix_files_content_id ON files(content_id)",
-        """CREATE TABLE failures (
-            path TEXT PRIMARY KEY, stage TEXT NOT NULL, reason TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 1, first_seen FLOAT NOT NULL,
-            last_seen FLOAT NOT NULL, size BIGINT, mtime_ns BIGINT)""",
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY, started_at FLOAT NOT NULL, finished_at FLOAT,
-            status TEXT NOT NULL, summary TEXT)""",
-    ):
-        conn.execute(statement)
-
-
-def m002_tombstones(conn: sqlite3.Connection) -> None:
-    """Contents no path uses any more are kept as tombstones, stamped `orphaned_at`."""
-    conn.execute("ALTER TABLE contents ADD COLUMN orphaned_at FLOAT")
-    conn.execute("CREATE INDEX ix_contents_orphaned_at ON contents(orphaned_at)")
-
-
-def m003_decisions(conn: sqlite3.Connection) -> None:
-    """Decisions that persist (indexer.dedup.decisions), keyed by content hash, not path."""
-    conn.execute(
-        """CREATE TABLE decisions (
-            id INTEGER PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('keep', 'distinct')),
-            hashes TEXT NOT NULL, paths TEXT NOT NULL, created_at FLOAT NOT NULL, note TEXT)"""
-    )
-    conn.execute("CREATE UNIQUE INDEX ix_decisions_kind_hashes ON decisions(kind, hashes)")
-
-
-def m004_raw_pixels_from(conn: sqlite3.Connection) -> None:
-    """RAW files: which pixels were embedded, the preview JPEG or a demosaic (indexer.raw)."""
-    conn.execute("ALTER TABLE contents ADD COLUMN pixels_from TEXT")
-
-
-MIGRATIONS: list[schema.Migration] = [
-    m001_initial,
-    m002_tombstones,
-    m003_decisions,
-    m004_raw_pixels_from,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 IMMUTABLE = {"immutable": "1", "uri": "true"}  # readers on a read-only disk (SQLite URI query)
 
 
@@ -187,6 +140,8 @@ class Catalog:
     def __init__(self, index_dir: str | Path, *, readonly: bool = False) -> None:
         self.index_dir = Path(index_dir)
         self.path = self.index_dir / CATALOG_FILE
+        for name in (CATALOG_FILE, *(CATALOG_FILE + side for side in SIDE_FILES)):
+            check_plain(self.index_dir / name)  # SQLite would follow a link
         recover_interrupted(self.path)  # a `verify --repair` killed mid-swap
         if readonly and not self.path.exists():
             raise CatalogError(no_index(self.index_dir))
@@ -213,10 +168,12 @@ class Catalog:
 
     # --- schema -------------------------------------------------------------------------
     def _check_schema(self, readonly: bool) -> None:
-        """Refuse a newer (or, read-only, an empty or older) catalog; migrate a writable one."""
+        """Refuse a newer (or, read-only, an empty or older) catalog, or one holding SQL we did
+        not write (schema.ForeignSchemaError); migrate a writable one."""
         raw = self.engine.raw_connection()
         try:
             schema.check(raw.driver_connection, SCHEMA_VERSION, readonly=readonly)
+            schema.check_objects(raw.driver_connection, MIGRATIONS)  # before any write
         finally:
             raw.close()
         if not readonly:
@@ -281,6 +238,15 @@ class Catalog:
                 "tombstones": s.scalar(select(func.count(Content.id)).where(buried())) or 0,
                 "failures": s.scalar(select(func.count()).select_from(Failure)) or 0,
             }
+
+    def expected_index(self) -> Any:
+        """What a FAISS file of this catalog may hold (index_file.Expected): the vectors'
+        dimension and at most as many vectors as the highest content id (one indexed lookup)."""
+        from indexer.store.index_file import Expected  # faiss: only for those who read one
+
+        with self.session() as s:
+            top = s.scalar(select(func.max(Content.id))) or 0
+        return Expected(dim=int(self.get_meta("dim", 0)), max_vectors=int(top))
 
     def vectors(self, batch: int = 50_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Stream (ids int64, vectors float32 [n, dim]) for every embedded content with a path."""
@@ -395,4 +361,5 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA trusted_schema=OFF")  # stored SQL may not call side-effect functions
     cur.close()

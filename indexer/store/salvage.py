@@ -1,4 +1,5 @@
-"""Salvage a damaged SQLite catalog: copy every row that can still be read into a fresh one.
+"""Salvage a damaged SQLite catalog: copy every row that can still be read into a fresh one
+(also how a catalog holding SQL someone else added is cleaned: only rows cross over).
 
 The damaged file is kept beside it (`catalog.sqlite.damaged-<time>`); vectors that survive are
 reused, so the next build re-embeds only what was lost. The swap survives a kill at any step:
@@ -17,18 +18,26 @@ from pathlib import Path
 
 from indexer.atomic import atomic_path, fsync_path
 from indexer.store.locking import IndexBusyError, WriterLock
-from indexer.store.schema import Migration, connect, migrate
+from indexer.store.schema import Migration, connect, distrust_schema, migrate
 
 TABLES = ("contents", "files", "failures", "meta", "runs", "decisions")
 _CHUNK = 500
-_SIDE_FILES = ("-wal", "-shm", "-journal")
+SIDE_FILES = ("-wal", "-shm", "-journal")
 _GENERATION = "SELECT 1 FROM meta WHERE key = 'generation'"
 
 
-def _rows(src: sqlite3.Connection, table: str) -> tuple[list[str], list[tuple]]:
-    """Readable rows of `table`, chunk by chunk, row by row where a chunk fails."""
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _rows(src: sqlite3.Connection, table: str, wanted: list[str]) -> tuple[list[str], list[tuple]]:
+    """Readable rows of `table` (the `wanted` columns it has), chunk by chunk, row by row where
+    a chunk fails. Only a real table is read: a view in its place may run any query."""
     try:
-        cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
+        kind = src.execute("SELECT type FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+        if kind != ("table",):
+            return [], []
+        cols = [c for c in _columns(src, table) if c in wanted]
         top = src.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
     except sqlite3.DatabaseError:
         return [], []
@@ -51,8 +60,9 @@ def _copy_rows(path: Path, dst: sqlite3.Connection) -> dict[str, int]:
     kept: dict[str, int] = {}
     src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        distrust_schema(src)
         for table in TABLES:
-            cols, rows = _rows(src, table)
+            cols, rows = _rows(src, table, _columns(dst, table))
             if cols:
                 marks = ", ".join("?" for _ in cols)
                 dst.executemany(
@@ -134,21 +144,21 @@ def _swap(path: Path, fresh: Path, damaged: Path | None) -> None:
         for suffix in ("-wal", "-journal"):  # the damaged catalog's own log goes with it
             _keep(_side(path, suffix), _side(damaged, suffix))
         fsync_path(path.parent)
-    for suffix in _SIDE_FILES:
+    for suffix in SIDE_FILES:
         _side(path, suffix).unlink(missing_ok=True)
     os.replace(fresh, path)
     fsync_path(path.parent)
 
 
 def _remove_with_side_files(path: Path) -> None:
-    for p in (path, *(_side(path, s) for s in _SIDE_FILES)):
+    for p in (path, *(_side(path, s) for s in SIDE_FILES)):
         p.unlink(missing_ok=True)
 
 
 def _linked_damaged_copy(path: Path) -> Path | None:
     """The `.damaged-*` name that is a hard link of `path`: a swap had begun."""
     for candidate in path.parent.glob(path.name + ".damaged-*"):
-        if candidate.name.endswith(_SIDE_FILES + (".tmp",)):
+        if candidate.name.endswith(SIDE_FILES + (".tmp",)):
             continue
         if os.path.samefile(candidate, path):
             return candidate

@@ -8,6 +8,8 @@ apply a step.
 
 from __future__ import annotations
 
+import functools
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,13 +26,88 @@ class NewerCatalogError(CatalogError):
     """The catalog was written by a newer photo-index: every command refuses it."""
 
 
+class ForeignSchemaError(CatalogError):
+    """The catalog holds SQL photo-index did not write (a trigger, view, table or index, or one
+    of ours redefined): every command refuses it, `index verify` reports it."""
+
+    def __init__(self, path: str, objects: list[str]) -> None:
+        self.objects = objects
+        shown = "; ".join(objects[:3]) + (f"; and {len(objects) - 3} more" if objects[3:] else "")
+        super().__init__(
+            f"{path}: {shown}: not part of photo-index's schema (SQL someone else added), so "
+            "the catalog is not used; `index verify --repair` rebuilds it from its rows "
+            "without them and keeps the old file beside it"
+        )
+
+
+# Names SQLite itself creates in a database (ANALYZE's statistics, AUTOINCREMENT's counters).
+SQLITE_OWN = frozenset({"sqlite_stat1", "sqlite_stat4", "sqlite_sequence"})
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection with explicit transactions (isolation_level=None).
 
     pysqlite's default mode sends no BEGIN before DDL, which would run every CREATE outside the
     transaction; here `BEGIN IMMEDIATE` really covers the statements that follow it.
     """
-    return sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS)
+    distrust_schema(conn)
+    return conn
+
+
+def distrust_schema(conn: sqlite3.Connection) -> None:
+    """SQL stored in the database (views, triggers, defaults) may not call functions with side
+    effects: the catalog is a file anyone may have edited."""
+    conn.execute("PRAGMA trusted_schema = OFF")
+
+
+def _normal(sql: str | None) -> str | None:
+    """SQL text without differences of layout (runs of blanks, blanks next to brackets/commas)."""
+    if sql is None:
+        return None
+    return re.sub(r"\s*([(),])\s*", r"\1", " ".join(sql.split()))
+
+
+def _objects(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str | None]]:
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    return {(kind, name): (table, _normal(sql)) for kind, name, table, sql in rows}
+
+
+@functools.lru_cache(maxsize=8)
+def _expected(steps: tuple[Migration, ...]) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """The schema objects `steps` create, as a fresh database shows them."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        for step in steps:
+            _apply(conn, step)
+        return _objects(conn)
+    finally:
+        conn.close()
+
+
+def foreign_objects(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[str]:
+    """What in the database our migrations up to its schema version did not create (or created
+    otherwise, or that is missing), one phrase each: "trigger 'x' on 'files'"."""
+    steps = migrations[: user_version(conn)]
+    want = _expected(tuple(s if callable(s) else tuple(s) for s in steps))
+    found = _objects(conn)
+    out = []
+    for (kind, name), (table, sql) in sorted(found.items()):
+        on = f" on {table!r}" if kind in ("trigger", "index") else ""
+        if (kind, name) not in want:
+            if not (kind == "table" and name in SQLITE_OWN):
+                out.append(f"{kind} {name!r}{on}")
+        elif want[(kind, name)] != (table, sql):
+            out.append(f"{kind} {name!r}{on} (not as photo-index defines it)")
+    out.extend(f"{kind} {name!r} is missing" for kind, name in sorted(want.keys() - found.keys()))
+    return out
+
+
+def check_objects(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
+    """ForeignSchemaError naming what in the database is not our schema, if anything."""
+    foreign = foreign_objects(conn, migrations)
+    if foreign:
+        raise ForeignSchemaError(_name(conn), foreign)
 
 
 def user_version(conn: sqlite3.Connection) -> int:

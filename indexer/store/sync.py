@@ -50,7 +50,7 @@ def sync_index(
     path = index_path(settings.index)
     now = {"generation": cat.generation(), "dim": int(cat.get_meta("dim", 0))}
     n = cat.counts()["vectors"]
-    index, state = (None, {}) if rebuild else _load(path)
+    index, state = (None, {}) if rebuild else _load(path, cat)
     step = _decide(index, state, now, n, generation_at_start, settings.target_recall)
     if step == KEEP:
         return {key: state[key] for key in INFO_KEYS}
@@ -91,10 +91,10 @@ def _decide(
     return APPLY if at_start else REBUILD
 
 
-def _load(path: Path) -> tuple[vectors.VectorIndex | None, dict[str, Any]]:
-    """The saved index and its state, or (None, {}) when missing or unusable."""
+def _load(path: Path, cat: Catalog) -> tuple[vectors.VectorIndex | None, dict[str, Any]]:
+    """The saved index and its state, or (None, {}) when missing or unusable (a `note:`)."""
     try:
-        return vectors.load(path)
+        return vectors.load(path, cat.expected_index())
     except FileNotFoundError:
         return None, {}
     except vectors.IndexFileError as exc:
@@ -158,9 +158,15 @@ def open_index(cat: Catalog, index_dir: str | Path) -> tuple[Any, bool]:
     """
     path = index_path(index_dir)
     try:
-        index, state = vectors.load(path)
+        index, state = vectors.load(path, cat.expected_index())
         return index, state.get("generation") != cat.generation()
-    except (FileNotFoundError, vectors.IndexFileError):
+    except (FileNotFoundError, vectors.IndexFileError) as exc:
+        if isinstance(exc, vectors.IndexFileError):
+            log.warning(
+                "%s; searching the catalog's vectors exactly until `index build` or "
+                "`index verify --repair` rewrites it",
+                exc,
+            )
         ids, vecs = cat.all_vectors()
         dim = vecs.shape[1] if vecs.ndim == 2 and vecs.shape[1] else int(cat.get_meta("dim", 1))
         index = vectors.VectorIndex.create(vectors.choose_spec(0, dim), dim=dim)

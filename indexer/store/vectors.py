@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -22,6 +23,7 @@ from indexer.atomic import atomic_path
 from indexer.devices import cuda_device
 from indexer.errors import IndexFileError
 from indexer.files import file_digest, write_atomic
+from indexer.store import index_file
 
 FLAT_MAX = 50_000  # below this many vectors exact search is fast enough (bench/faiss_index.py)
 MIN_TRAIN_PER_LIST = 39
@@ -300,39 +302,49 @@ class VectorIndex:
             ) from None
 
 
-def load(path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
-    """Read an index and its state; IndexFileError if the pair is corrupt or mismatched."""
+def load(
+    path: str | Path, expected: index_file.Expected | None = None
+) -> tuple[VectorIndex, dict[str, Any]]:
+    """Read an index and its state; IndexFileError if the pair is corrupt, mismatched, or
+    disagrees with what the catalog `expected` (index_file: checked before FAISS reads it)."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise FileNotFoundError(str(path))
-    try:
-        state = json.loads(_state_path(path).read_text())
-    except (OSError, ValueError):
-        raise IndexFileError(f"{path}: its state file is missing or unreadable") from None
+    state = index_file.read_state(_state_path(path))
     spec, dim = _spec(path, state)
-    if path.stat().st_size != state.get("faiss_bytes") or _digest(path) != state.get(
-        "faiss_blake2b"
-    ):
-        raise IndexFileError(f"{path}: file is truncated, corrupt or not the one its state names")
-    try:
-        index = faiss.read_index(str(path))
-    except RuntimeError as exc:
-        raise IndexFileError(f"{path}: FAISS cannot read it ({exc})") from None
+    index = index_file.read_index(path, state, expected)
     vi = VectorIndex(index, spec, dim, state.get("nprobe"), state.get("trained_for", 0))
+    _check_kind(path, vi)
     return vi, state
 
 
-def _spec(path: Path, state: Any) -> tuple[IndexSpec, int]:
+def _spec(path: Path, state: dict[str, Any]) -> tuple[IndexSpec, int]:
     """The index spec of a state this version can read; IndexFileError for any other."""
-    version = state.get("state_version", 1) if isinstance(state, dict) else None
+    version = state.get("state_version", 1)
     if version != STATE_VERSION:
         raise IndexFileError(
             f"{path}: its state is version {version!r}, this photo-index reads {STATE_VERSION}"
         )
     try:
-        return IndexSpec(**state["spec"]), int(state["dim"])
+        spec, dim = IndexSpec(**state["spec"]), int(state["dim"])
+        spec.description  # noqa: B018 - a kind this version does not know raises KeyError
     except (KeyError, TypeError, ValueError):
         raise IndexFileError(f"{path}: its state does not describe an index") from None
+    return spec, dim
+
+
+def _check_kind(path: Path, vi: VectorIndex) -> None:
+    """The FAISS object is the kind of index its state names (an exact index with ids, or an
+    IVF with the state's number of lists), so every method here works on it."""
+    try:
+        if vi.is_ivf:
+            ok = faiss.extract_index_ivf(vi.index).nlist == vi.spec.nlist
+        else:
+            ok = isinstance(vi.index, faiss.IndexIDMap2)
+    except RuntimeError:
+        ok = False
+    if not ok or vi.index.d != vi.dim:
+        raise IndexFileError(f"{path}: is not the {vi.spec.description} index its state names")
 
 
 def _fill_shard(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bytes:
@@ -348,7 +360,7 @@ def _state_path(path: Path) -> Path:
 
 
 def _digest(path: Path) -> str:
-    return file_digest(path, "blake2b-128")
+    return file_digest(path, "blake2b-128")  # what index_file.read_index checks
 
 
 def _recall(truth: np.ndarray, got: np.ndarray) -> float:

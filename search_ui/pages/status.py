@@ -1,6 +1,8 @@
-"""Index page: counts, encoder, FAISS type / nprobe / recall, last build, the failure ledger.
+"""Index page: counts, encoder, FAISS type / nprobe / recall, last build, the watcher, the
+failure ledger.
 
-Everything comes from `indexer.verify.stats` (the `index stats --json` contract) and the catalog.
+Everything comes from `indexer.verify.stats` (the `index stats --json` contract), the catalog
+and the watchers' status files (`indexer.watch.status`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,36 @@ import streamlit as st
 from indexer.files import human_size
 from indexer.store import sync
 from indexer.verify import stats
+from indexer.watch import status as watch_status
 from search_ui.common import Loaded, open_index
 from search_ui.text import code, md
+
+_DONE = ("new", "changed", "moved", "deleted", "unchanged", "failed", "embedded")
 
 
 def _when(path: Any) -> str:
     try:
-        return dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(" ", "seconds")
+        return _at(path.stat().st_mtime)
     except OSError:
+        return "—"
+
+
+def _at(seconds: Any) -> str:
+    """A time stamp as local 'YYYY-MM-DD HH:MM:SS' ('—' when there is none)."""
+    try:
+        return dt.datetime.fromtimestamp(float(seconds)).isoformat(" ", "seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "—"
+
+
+def _counts(run: dict[str, Any]) -> str:
+    return " · ".join(f"{md(run.get(k, 0))} {k}" for k in _DONE)
+
+
+def _seconds(value: Any) -> str:
+    try:
+        return f"{float(value):.1f} s"
+    except (TypeError, ValueError):
         return "—"
 
 
@@ -58,14 +82,57 @@ def details(info: dict[str, Any], last_build: dict[str, Any] | None) -> None:
         if not last_build:
             st.write("No finished build recorded.")
             return
-        done = ("new", "changed", "moved", "deleted", "unchanged", "failed", "embedded")
-        st.markdown(" · ".join(f"{last_build.get(k, 0)} {k}" for k in done))
+        st.markdown(_counts(last_build))
         st.markdown(
             f"{last_build.get('seconds', 0):.1f} s · "
             f"{last_build.get('images_per_second', 0):.1f} images/s · "
             f"{last_build.get('images', 0)} images, {last_build.get('vectors', 0)} vectors"
         )
         st.json(last_build, expanded=False)
+
+
+def watchers(loaded: Loaded) -> None:
+    """Whether a watcher (`index watch`, `index serve --watch`) keeps this index current,
+    what it watches, when it last ran and what that run did."""
+    st.subheader("Watcher")
+    records = watch_status.read_all(loaded.settings.index)
+    if not records:
+        st.write(
+            "No watcher has run on this index: `index watch PATH` (or `index serve --watch "
+            "PATH`) indexes new and changed photos as they arrive."
+        )
+        return
+    for record in records[:4]:
+        _watcher(record)
+
+
+def _watcher(r: dict[str, Any]) -> None:
+    state = str(r.get("state", "?"))
+    if r["running"]:
+        head = f"**Running** ({md(state)} since {_at(r.get('since'))})"
+    elif not r["here"]:
+        head = f"**{md(state).capitalize()}** on host {code(r.get('host', '?'))} (not checked)"
+    elif state == "stopped":
+        head = f"**Not running**: stopped {_at(r.get('since'))}"
+    else:
+        head = f"**Not running**: the process is gone (killed?) since {_at(r.get('updated_at'))}"
+    roots = r.get("roots") if isinstance(r.get("roots"), dict) else {}
+    watched = ", ".join(f"{code(p)} ({md(k)})" for p, k in roots.items()) or "—"
+    st.markdown(f"{head} · pid {r['pid']} · {md(r.get('runs', 0))} runs · watching {watched}")
+    if r.get("message"):
+        st.markdown(f"{md(r['message'])}")
+    last = r.get("last_run") if isinstance(r.get("last_run"), dict) else None
+    if not last:
+        st.write("No run finished yet.")
+        return
+    events = f", {md(last['events'])} events" if last.get("events") else ""
+    st.markdown(
+        f"Last run {_at(last.get('started_at'))} ({md(last.get('trigger', '?'))}{events}): "
+        f"{_counts(last)} · {md(last.get('images', 0))} images · {_seconds(last.get('seconds'))}"
+        + (" · **interrupted**" if last.get("interrupted") else "")
+    )
+    for line in (last.get("warnings") or [])[:5]:
+        st.markdown(f"warning: {md(line)}")
 
 
 def ledger(loaded: Loaded) -> None:
@@ -105,6 +172,7 @@ def main() -> None:
     info = stats(loaded.settings)
     overview(loaded, info)
     details(info, loaded.searcher.catalog.get_meta("last_build"))
+    watchers(loaded)
     ledger(loaded)
 
 
