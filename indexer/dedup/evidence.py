@@ -30,7 +30,7 @@ NEAR_ZERO = 0.6  # |AC coefficient| below this (0–255 luma, orthonormal DCT) c
 CLIP_HIGH, CLIP_LOW = 254, 1  # a pixel whose brightest channel is ≥ 254 (or ≤ 1) is clipped
 GREY_CHROMA = 2.5  # mean (max − min channel) under this: a greyscale picture
 FLAT_LEVELS = 2  # a "flat" pixel is within this many grey levels of the most common level
-CACHE_THUMBS = 1024  # thumbs kept (≤ 192 KiB each): a bounded cache, whatever the library size
+CACHE_THUMBS = 512  # thumbs kept (≤ 192 KiB each, ≤ 96 MiB): bounded, whatever the library size
 LOSSLESS = frozenset({"PNG", "BMP", "PPM", "GIF", "TGA", "QOI", "PCX", "SGI", "ICO", "DIB"})
 LOSSY = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "AVIF"})
 # IJG's standard luminance table (natural order): the reference the quality scale is set from
