@@ -11,6 +11,8 @@ its own virtualenv, since it needs torchvision. `--phash N` times the pHash tier
     python bench/dedup.py --n 1000000 --out bench/results/dedup_cpu.md
     python bench/dedup.py --n 20000 --imagededup-python /tmp/dedupbench-venv/bin/python
     python bench/dedup.py --n 0 --phash 200000
+    python bench/dedup.py --n 0 --copies     # copies vs edits of real photos (bench/copies.py)
+    PYTHONPATH=/other/checkout python bench/dedup.py --n 0 --copies   # another version's
 """
 
 from __future__ import annotations
@@ -238,6 +240,9 @@ def main() -> None:
     parser.add_argument("--imagededup-python", default=None, help="python of imagededup's venv")
     parser.add_argument("--phash", type=int, default=0, help="also time N pHash codes")
     parser.add_argument("--radius", type=int, default=10, help="pHash Hamming threshold")
+    parser.add_argument(
+        "--copies", action="store_true", help="labelled copies and edits of the corpus photos"
+    )
     parser.add_argument("--out", type=Path, default=None, help="append the table to this file")
     args = parser.parse_args()
     load = os.getloadavg()
@@ -250,6 +255,10 @@ def main() -> None:
         bench_vectors(args, rows)
     if args.phash:
         bench_phash(args.phash, args.radius, rows)
+    if args.copies:
+        from copies import bench_copies  # bench/copies.py
+
+        bench_copies(rows)
     rows["load average at end"] = f"{os.getloadavg()[0]:.1f}"
     text = f"`python bench/dedup.py {' '.join(sys.argv[1:])}`\n\n{table(rows)}\n"
     print(text, flush=True)

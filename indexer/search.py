@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from indexer.text_tower import check_text_source, load_text_tower
 
 @dataclass
 class Hit:
-    """One result: a path of a matching picture, its cosine score and catalog metadata."""
+    """One result: a matching picture (one content), its cosine score, catalog metadata, its
+    first path and the other paths of the same bytes (`copies`)."""
 
     rank: int
     score: float
@@ -43,6 +44,7 @@ class Hit:
     format: str | None = None
     taken_at: str | None = None
     camera: str | None = None
+    copies: list[str] = field(default_factory=list)  # other paths of the same bytes
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,7 +222,8 @@ class Searcher:
     def search_vector(
         self, vector: np.ndarray, k: int = 10, filters: Filters | None = None
     ) -> list[Hit]:
-        """Nearest pictures to a vector: one hit per path, best first, at most `k`."""
+        """Nearest pictures to a vector: one hit per picture (byte-identical copies folded into
+        `copies`), best first, at most `k`."""
         _check_k(k)
         if self.settings.milvus:
             return self._search_milvus(vector, k, filters)
@@ -284,26 +287,29 @@ def _hits(
     records: dict[int, list[dict[str, Any]]],
     filters: Filters | None,
 ) -> list[Hit]:
-    """One hit per path of each found content, best first, that the filters accept."""
+    """One hit per found content that has a path the filters accept, best first: its first
+    such path (in path order) is `path`, the others are `copies`."""
     hits: list[Hit] = []
     for score, cid in found:
-        for rec in records.get(cid, []):  # ids deleted since the save are dropped
-            if filters and not filters.accepts(rec):
-                continue
-            hits.append(
-                Hit(
-                    rank=len(hits) + 1,
-                    score=round(score, 6),
-                    id=cid,
-                    path=rec["path"],
-                    size=rec["size"],
-                    width=rec["width"],
-                    height=rec["height"],
-                    format=rec["format"],
-                    taken_at=rec["taken_at"],
-                    camera=rec["camera"],
-                )
+        recs = [r for r in records.get(cid, []) if not filters or filters.accepts(r)]
+        if not recs:  # ids deleted since the save are dropped, and those filtered out
+            continue
+        rec, *others = sorted(recs, key=lambda r: r["path"])
+        hits.append(
+            Hit(
+                rank=len(hits) + 1,
+                score=round(score, 6),
+                id=cid,
+                path=rec["path"],
+                size=rec["size"],
+                width=rec["width"],
+                height=rec["height"],
+                format=rec["format"],
+                taken_at=rec["taken_at"],
+                camera=rec["camera"],
+                copies=[r["path"] for r in others],
             )
+        )
     return hits
 
 

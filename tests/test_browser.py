@@ -116,7 +116,7 @@ def test_upload_and_duplicates_in_a_real_browser(server):
 
             page.get_by_role("link", name="Duplicates").click()
             group = page.locator(".st-key-group-1")
-            expect(group).to_contain_text("exact group 1 · 3 files")
+            expect(group).to_contain_text("exact group 1 · copies · 3 files")
             expect(group).to_contain_text("keep bee.jpg")
             expect(group.get_by_text("KEEP", exact=True)).to_have_count(1)
             expect(group.locator("img")).to_have_count(3)
@@ -141,6 +141,48 @@ def test_upload_and_duplicates_in_a_real_browser(server):
             page.screenshot(path=str(OUTPUT / "index.png"), full_page=True)
             elsewhere = [u for u in requested if not u.startswith((server + "/", "data:", "blob:"))]
             assert elsewhere == []
+        finally:
+            browser.close()
+
+
+def member_path(member) -> str:
+    """The path a member card shows: its caption's folder and its name."""
+    name = member.locator("code").first.inner_text()
+    folder = member.get_by_test_id("stCaptionContainer").inner_text().split(" · ")[1]
+    return os.path.join(folder, name)
+
+
+def test_two_quick_keep_clicks_land_on_the_files_clicked(server, tmp_path):
+    """ "Keep this" on a copy in group 1, then at once on a copy in group 2 (the first click's
+    rerun still running): each decision names the file that was clicked, nothing else."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from indexer.dedup import decisions
+
+    settings = Settings.from_env(env={}, index=tmp_path / "index")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(30_000)
+            expect.set_options(timeout=30_000)
+            page.goto(server + "/duplicates", wait_until="domcontentloaded")
+            expect(page.locator(".st-key-group-2")).to_be_visible()
+            clicked, buttons = [], []
+            for n in (1, 2):
+                copy = page.locator(f".st-key-group-{n} [class*='st-key-member-']").nth(1)
+                clicked.append(member_path(copy))
+                buttons.append(copy.get_by_role("button", name="Keep this"))
+            buttons[0].click()
+            buttons[1].click(timeout=15_000)  # at once: no wait for the first click's rerun
+            deadline = time.time() + 30
+            while len(decisions.list_(settings)) < 2 and time.time() < deadline:
+                time.sleep(0.2)
+            made = decisions.list_(settings)
+            assert sorted(p for d in made for p in d["decided_paths"]) == sorted(clicked)
+            assert all(d["kind"] == "keep" for d in made)
+            expect(page.locator(".st-key-group-1")).to_contain_text("resolved")
+            page.screenshot(path=str(OUTPUT / "duplicates-decided.png"), full_page=True)
         finally:
             browser.close()
 
@@ -195,7 +237,7 @@ def test_html_report_of_500_groups_pages_filters_and_opens_from_disk(tmp_path):
             expect(page.locator("#pages")).to_have_text("of 25 (500 groups)")
             summary = page.locator("table.summary tr[data-tier='exact']")
             reclaim = human_size(450 * 1001)  # the non-kept copy of each exact pair
-            expect(summary).to_have_text(f"exactidentical bytes450900450{reclaim}")
+            expect(summary).to_have_text(f"exactidentical bytes450900450{reclaim}0")  # 0 edits
             page.wait_for_function(  # every thumbnail of the page has painted
                 "[...document.querySelectorAll('section.group img')]"
                 ".every(i => i.complete && i.naturalWidth > 0)"

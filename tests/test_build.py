@@ -37,12 +37,14 @@ def test_first_build_indexes_every_readable_image(photos, settings, tiny_encoder
     (photos / "flat" / "not-an-image.jpg").write_bytes(
         (photos / "flat" / "not-an-image.txt").read_bytes()
     )
+    (photos / "flat" / "empty.jpg").write_bytes(b"")  # refused at the scan
     summary = build([photos], settings, encoder=tiny_encoder)
     cat = Catalog(settings.index, readonly=True)
     paths = {r["path"] for r in cat.records()}
     assert paths == readable_images(photos)
     assert summary.images == len(paths)
-    assert summary.new == len(paths) + summary.failed  # a file tried and failed was new too
+    # the summary adds up: what is new was indexed; each failure (scan or decode) counts once
+    assert summary.new == len(paths) and summary.failed == 2 == len(cat.failures())
     # byte-identical copies share one vector
     hashes = {r["hash"] for r in cat.records()}
     assert summary.embedded == len(hashes) == summary.vectors == CORPUS_CONTENTS < len(paths)

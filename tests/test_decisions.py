@@ -204,28 +204,89 @@ def test_hostile_names_print_escaped(lib, tiny_encoder):
     assert listed.exit_code == 0 and json.loads(listed.output) == []
 
 
-def test_duplicates_page_actions(lib, monkeypatch):
-    root, settings = lib
-    monkeypatch.setenv("PHOTO_INDEX_INDEX", str(settings.index))
-    monkeypatch.setenv("PHOTO_INDEX_WEIGHTS", str(TINY_BIRDER))
-    monkeypatch.setenv("PHOTO_INDEX_DEVICE", "cpu")
+def content_ids(settings: Settings) -> dict[str, int]:
+    from indexer.store.catalog import Catalog
+
+    cat = Catalog(settings.index, readonly=True)
+    try:
+        return {r["path"]: int(r["content_id"]) for r in cat.records()}
+    finally:
+        cat.close()
+
+
+def button(at: AppTest, prefix: str, path: str = ""):
+    """The one button whose key starts with `prefix` (keys carry content ids, never positions)
+    and whose help names `path`."""
+    (found,) = [b for b in at.button if (b.key or "").startswith(prefix) and path in b.help]
+    return found
+
+
+def duplicates_page(settings: Settings, monkeypatch) -> AppTest:
+    """The Duplicates page of the app on this index, drawn once."""
+    for name, value in (("INDEX", settings.index), ("WEIGHTS", TINY_BIRDER), ("DEVICE", "cpu")):
+        monkeypatch.setenv(f"PHOTO_INDEX_{name}", str(value))
     at = AppTest.from_file(APP, default_timeout=60).run()
     at.switch_page("pages/duplicates.py").run()
     assert not at.exception
+    return at
+
+
+def test_duplicates_page_actions(lib, monkeypatch):
+    root, settings = lib
+    at = duplicates_page(settings, monkeypatch)
     (near,) = groups(settings, "near-identical")
-    shown = [m["path"] for m in sorted(near["members"], key=lambda m: m["path"] != near["keep"])]
-    other = next(p for p in shown if "cat-" in p and p != near["keep"])
-    pos = shown.index(other)
-    at.button(key=f"decide-keep-{near['id']}-{pos}").click().run()
+    other = next(
+        m["path"] for m in near["members"] if "cat-" in m["path"] and m["path"] != near["keep"]
+    )
+    button(at, f"decide-keep-{content_ids(settings)[other]}-").click().run()
     assert not at.exception and not at.error
-    assert [t.value for t in at.toast] == ["Saved: keep · 1 file (`index decide list`)"]
+    name = Path(other).name
+    assert [t.value for t in at.toast] == [f"Saved: keep · `{name}` (`index decide list`)"]
     (now,) = groups(settings, "near-identical")
     assert now["keep"] == other and now["decision"] == "keep"
     head = next(m.value for m in at.markdown if m.value.startswith("**near-identical group"))
     assert "resolved" in head and "your decision" in head
-    at.button(key=f"decide-all-{now['id']}").click().run()
+    alls = [b for b in at.button if (b.key or "").startswith("decide-all-")]
+    near_all = alls[-1]  # the exact group's comes first (groups are listed by tier)
+    near_all.click().run()
     assert not at.exception and groups(settings, "near-identical") == []
     assert not any(m.value.startswith("**near-identical group") for m in at.markdown)
+
+
+def test_a_click_on_a_page_drawn_before_a_rebuild_saves_nothing(lib, monkeypatch, tiny_encoder):
+    root, settings = lib
+    at = duplicates_page(settings, monkeypatch)
+    half = root / "a" / "cat-half.jpg"
+    stale = button(at, f"decide-keep-{content_ids(settings)[str(half)]}-")
+    shutil.copy(PHOTOS / "flat" / "cake.jpg", half)  # another picture under the same name
+    rebuild(root, settings, tiny_encoder)
+    stale.click().run()  # the page still shows the cat: the click must not keep the cake
+    assert not at.exception
+    assert any("changed since the page was drawn" in t.value for t in at.toast)
+    assert json.loads(decide(settings, "list", "--json").output) == []
+
+
+def test_a_click_after_groups_were_renumbered_keeps_the_file_clicked(
+    lib, monkeypatch, tiny_encoder
+):
+    """Group numbers move when a decision (here: Keep all, from another tab) drops a group. A
+    click on the page drawn before must still keep the file it was on, whatever the rerun that
+    registered its button in between drew at that position."""
+    root, settings = lib
+    (root / "z").mkdir()
+    shutil.copy(root / "bee.jpg", root / "z" / "bee.jpg")
+    rebuild(root, settings, tiny_encoder)
+    at = duplicates_page(settings, monkeypatch)
+    heads = [m.value for m in at.markdown if m.value.startswith("**exact group")]
+    assert "keep `cat.jpg`" in heads[0] and "keep `bee.jpg`" in heads[1]  # bee's is group 2
+    clicked = str(root / "z" / "bee.jpg")
+    key = button(at, f"decide-keep-{content_ids(settings)[clicked]}-", f"`{clicked}`").key
+    decisions_made = decide(settings, "distinct", root / "a" / "cat.jpg", root / "b" / "cat.jpg")
+    assert decisions_made.exit_code == 0  # the cat copies' group goes: bee's becomes group 1
+    at.run()
+    at.button(key=key).click().run()  # what the browser sends for the stale button: its key
+    made = [d for d in json.loads(decide(settings, "list", "--json").output) if d["kind"] == "keep"]
+    assert [d["decided_paths"] for d in made] == [[clicked]]
 
 
 def test_decisions_survive_a_salvage(lib):

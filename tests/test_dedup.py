@@ -34,6 +34,7 @@ from indexer import imaging
 from indexer.dedup import DedupOptions, KeepRuleError, dedup
 from indexer.dedup.graph import EXACT_MAX, UnionFind, cosine_pairs, hamming_pairs
 from indexer.dedup.keep import choose_keep
+from indexer.dedup.review import summarize
 from indexer.files import content_hash, human_size
 
 
@@ -84,9 +85,16 @@ def test_edits_are_near_identical_and_distinct_photos_never(tmp_path):
     fill_from_files(tmp_path / "index", flat + [v for vs in variants.values() for v in vs])
     report = dedup(tmp_path / "index")
     near = [{m["path"] for m in g.members} for g in report.groups if g.tier == "near-identical"]
+    kinds = {g.relation for g in report.groups if g.tier == "near-identical"}
+    assert kinds == {"copies", "edits"}
     for original, edits in variants.items():
-        group = next((g for g in near if str(original) in g), set())
+        group = set().union(*(g for g in near if str(original) in g))
         assert {str(original), *map(str, edits)} <= group, original.name
+        # half size, quality 60 and WebP are copies of it; the 3 % crop is an edit
+        copies = next(g for g in report.groups if g.tier == "near-identical" and g.relation ==
+                      "copies" and str(original) in {m["path"] for m in g.members})  # fmt: skip
+        crop = next(str(e) for e in edits if e.name.endswith("-crop.jpg"))
+        assert {m["path"] for m in copies.members} == {str(original), *map(str, edits)} - {crop}
     # a near-identical group holds one photo and its edits (bee.jpg and its GIF are one photo)
     for group in near:
         photos = {Path(p).name for p in group if "/edits/" not in p} - {"bee_animated.gif"}
@@ -396,10 +404,14 @@ def test_reports(library, tmp_path):
         assert src.startswith("data:image/jpeg;base64,")
         thumb = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
         assert thumb.format == "JPEG" and max(thumb.size) <= 200
-    rows = {r[0]: r[1:] for r in gallery.summary[1:]}  # tier: link, groups, files, non-kept, bytes
+    rows = {r[0]: r[1:] for r in gallery.summary[1:]}  # link, groups, files, moved, bytes, edits
     bee_size = (library / "best" / "bee.jpg").stat().st_size
     cake_size = (library / "camera roll" / "cake.jpg").stat().st_size
-    assert rows["exact"] == ["identical bytes", "2", "5", "3", human_size(2 * bee_size + cake_size)]
+    small = (library / "camera roll" / "cake-small.jpg").stat().st_size
+    # each file counted once, in its widest group: the cake's byte copy moves with its
+    # near-identical group, as the quarantine script moves it
+    assert rows["exact"] == ["identical bytes", "2", "5", "2", human_size(2 * bee_size), "0"]
+    assert rows["near-identical"][2:] == ["3", "2", human_size(cake_size + small), "0"]
     assert rows["near-identical"][0] == "pHash ≤ 10 bits apart (score ≥ 0.844)"
     assert rows["near-duplicate"][0] == "CLIP cosine ≥ 0.95" and rows["similar"][0] == "off"
     with pytest.raises(ValueError, match="unknown report type"):
@@ -416,7 +428,9 @@ def test_quarantine_script_moves_never_deletes(library, tmp_path):
 
     dry = run_script(script, str(quarantine))
     assert dry.returncode == 0, dry.stderr
-    assert "would move 4 files" in dry.stdout  # 2 bee copies, the cake copy and its small edit
+    assert "would move 4 files" in dry.stdout  # 2 bee copies, the cake copy and its small copy
+    lines = summarize(report.groups)  # what the reports and the Duplicates page say it moves
+    assert sum(lines[t].duplicates for t in ("exact", "near-identical")) == 4
     assert files_of(library) == before and not quarantine.exists()
 
     bee_stat = (library / "camera roll" / "bee.jpg").stat()

@@ -22,10 +22,14 @@ def check_nesting(groups: list[dict]) -> None:
     """Groups never mix tiers silently: stronger groups are wholly inside or outside weaker ones,
     `contains` names the nearest stronger groups inside, and a pair is grouped once per tier."""
     members = {g["id"]: {m["path"] for m in g["members"]} for g in groups}
-    rank = {t: i for i, t in enumerate(TIERS)}
-    for tier in TIERS:
+    levels = [(t, r) for t in TIERS for r in ("copies", "edits")]  # a tier's copies, then edits
+    level = {
+        g["id"]: (g["tier"], "edits" if g["relation"] == "edits" else "copies") for g in groups
+    }
+    rank = {g["id"]: levels.index(level[g["id"]]) for g in groups}
+    for lv in levels:
         seen: set[tuple[str, str]] = set()
-        for g in (g for g in groups if g["tier"] == tier):
+        for g in (g for g in groups if level[g["id"]] == lv):
             pairs = set(combinations(sorted(members[g["id"]]), 2))
             assert not pairs & seen and len(members[g["id"]]) >= 2
             seen |= pairs
@@ -33,10 +37,10 @@ def check_nesting(groups: list[dict]) -> None:
         inside = [
             h
             for h in groups
-            if rank[h["tier"]] < rank[g["tier"]] and members[h["id"]] <= members[g["id"]]
+            if rank[h["id"]] < rank[g["id"]] and members[h["id"]] <= members[g["id"]]
         ]
         for h in groups:
-            if rank[h["tier"]] < rank[g["tier"]] and members[h["id"]] & members[g["id"]]:
+            if rank[h["id"]] < rank[g["id"]] and members[h["id"]] & members[g["id"]]:
                 assert members[h["id"]] <= members[g["id"]], (g["id"], h["id"])
         direct = {
             h["id"]
@@ -66,8 +70,9 @@ def test_build_then_dedup(photos, settings, tiny_encoder, tmp_path):
     }
     near = [g for g in report.groups if g.tier == "near-identical"]
     for name, variants in edits.items():
-        group = next(
-            g for g in near if str(photos / "flat" / name) in {m["path"] for m in g.members}
+        group = max(  # the widest: its edits (the crop) around its copies
+            (g for g in near if str(photos / "flat" / name) in {m["path"] for m in g.members}),
+            key=lambda g: len(g.members),
         )
         paths = {m["path"] for m in group.members}
         assert {str(v) for v in variants} | {str(photos / copies[name])} <= paths

@@ -91,7 +91,7 @@ def _records(index: Path) -> dict[str, dict]:
 def test_build_indexes_raw_pairs_and_dngs_with_and_without_previews(library):
     s = library["summary"]
     assert library["code"] == 3  # the two broken RAWs are this run's failures
-    assert (s["new"], s["images"], s["failed"], s["skipped"]) == (9, 7, 2, 0)
+    assert (s["new"], s["images"], s["failed"], s["skipped"]) == (7, 7, 2, 0)  # failed once
     recs = _records(library["index"])
     assert sorted(recs) == sorted(
         [PATTERN.name, "IMG_0412.CR2", "IMG_0412.JPG", "IMG_0412-edit.jpg", "DSC_0001.NEF"]
@@ -182,14 +182,19 @@ def test_raw_pairs_are_one_shot_in_dedup_and_the_raw_is_kept(library):
         "dsc_0001.jpg": "DSC_0001.NEF",
     }
     cr2 = by_keep["IMG_0412.CR2"]  # the pair plus an edit of its JPEG elsewhere: the RAW kept
-    assert cr2["relation"] == "duplicates" and cr2["keep_signal"] == "raw"
+    assert cr2["relation"] == "copies" and cr2["keep_signal"] == "raw"
     names = {Path(m["path"]).name for m in cr2["members"]}
     assert {"IMG_0412.JPG", "IMG_0412-edit.jpg"} <= names
     assert all(raw.is_raw(g["keep"]) for g in groups if g["relation"] == "pair")
-    # a pair's JPEG half is not counted as space to reclaim
+    # a pair's JPEG half is not counted as space to reclaim (each other copy once)
     duplicates = sum(t.duplicates for t in summarize(report.groups).values())
-    assert duplicates == sum(
-        1 for g in groups for m in g["members"] if m["path"] != g["keep"] and not m["pair"]
+    assert duplicates == len(
+        {
+            m["path"]
+            for g in groups
+            for m in g["members"]
+            if m["path"] != g["keep"] and not m["pair"]
+        }
     )
 
 
@@ -300,7 +305,7 @@ def test_the_duplicates_page_shows_raw_thumbnails_and_marks_pairs(library, monke
     assert not at.exception
     texts = [m.value for m in at.markdown]
     assert ":green-badge[KEEP] :blue-badge[RAW+JPEG pair] `DSC_0001.NEF`" in texts
-    assert ":gray-badge[duplicate] :blue-badge[RAW+JPEG pair] `dsc_0001.jpg`" in texts
+    assert ":gray-badge[copy] :blue-badge[RAW+JPEG pair] `dsc_0001.jpg`" in texts
     shown = {p.stem for p in (library["index"] / "thumbs").rglob("*.jpg")}
     recs = _records(library["index"])
     assert {recs[n]["hash"] for n in ("IMG_0412.CR2", "DSC_0001.NEF")} <= shown  # drawn as any

@@ -61,7 +61,9 @@ def test_upload_gives_the_picture_first(env):
     at = app(CAT)
     assert not at.exception and not at.error
     assert ranks(at)[0] == "**#1** · 1.0000 · `cat.jpg`"
-    assert names(at)[:2] == ["cat.jpg", "cat.jpg"]  # flat/ and nested/cats/
+    assert names(at).count("cat.jpg") == 1  # flat/ and nested/cats/: one picture, one card
+    copies = next(c.value for c in at.caption if "copies]" in c.value)
+    assert copies.startswith(":gray-badge[2 copies] also ") and "nested" in copies
     assert len(ranks(at)) == 12  # default k
     assert any(m.value == "**Query:** `upload`" for m in at.markdown)
     thumbs = list((env / "thumbs" / "256").rglob("*.jpg"))
@@ -85,7 +87,7 @@ def test_k_and_filters(env, built_index):
     }
     at.sidebar.slider(key="size").set_value((0.0, at.sidebar.slider(key="size").max)).run()
     at.sidebar.checkbox(key="use_dates").check().run()
-    assert names(at) == ["tree.webp", "tree.webp"]  # the only pictures with an EXIF date
+    assert names(at) == ["tree.webp"]  # the only picture with an EXIF date (2 copies, 1 card)
     assert not at.exception
 
 
@@ -182,8 +184,8 @@ def test_duplicates_page(env):
     start = texts.index(bee)
     assert texts[start + 1 : start + 4] == [  # the kept copy first, marked
         ":green-badge[KEEP] `bee.jpg`",
-        ":gray-badge[duplicate] `bee.jpg`",
-        ":gray-badge[duplicate] `bee.jpg`",
+        ":gray-badge[copy] `bee.jpg`",
+        ":gray-badge[copy] `bee.jpg`",
     ]
     marks = [t for t in texts if "-badge[" in t]
     assert sum("green-badge[KEEP]" in m for m in marks) == groups  # one kept file per group
@@ -272,7 +274,8 @@ def test_a_build_that_finishes_while_the_app_runs_is_seen(tmp_path, monkeypatch,
     shutil.copytree(PHOTOS / "nested" / "cats", photos / "more-cats")
     build([photos], settings, encoder=tiny_encoder)  # the app's searcher stays loaded
     at.run()
-    assert len(ranks(at)) == flat + cats and names(at)[:2] == ["cat.jpg", "cat.jpg"]
+    assert len(ranks(at)) == flat and names(at)[0] == "cat.jpg"  # the new cats are copies:
+    assert any(c.value.startswith(":gray-badge[2 copies]") for c in at.caption)  # on its card
     at.sidebar.selectbox(key="folder").select(str(photos / "more-cats")).run()
     assert len(ranks(at)) == cats
     at.switch_page(STATUS).run()

@@ -101,9 +101,18 @@ class CatalogWrites:
                     orphans.add(old)
                     session.execute(delete(File).where(File.path == entry.path))
                 self.fail(session, entry, stage, reason)
+                self.unplan(entry, was_indexed=old is not None)
         self.drop_orphans(session, orphans)
         if batch.decoded.keys:
             Catalog.bump_generation(session)
+
+    def unplan(self, entry: fs.FileEntry, was_indexed: bool) -> None:
+        """A file the plan counted as new (or changed) failed: it is counted once, as failed,
+        so `new + changed + moved + unchanged` stays the paths indexed under the roots."""
+        if was_indexed:
+            self.summary.changed = max(0, self.summary.changed - 1)
+        else:
+            self.summary.new = max(0, self.summary.new - 1)
 
     def link(self, session: Any, links: list[tuple[fs.FileEntry, int]]) -> None:
         """Point each path at its content (insert or update, reviving a tombstone), clear its

@@ -11,8 +11,8 @@ from typing import Any
 class BuildSummary:
     """What a build did; `as_dict()` is the `index build --json` contract."""
 
-    new: int = 0
-    changed: int = 0
+    new: int = 0  # new paths indexed by this run (a new file that failed counts in failed only)
+    changed: int = 0  # indexed paths whose file changed and was indexed again
     moved: int = 0
     deleted: int = 0
     unchanged: int = 0

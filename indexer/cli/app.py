@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -37,6 +37,9 @@ from indexer.cli.serve import serve_command
 from indexer.cli.watch import watch_command
 from indexer.settings import Settings
 from indexer.text import printable
+
+if TYPE_CHECKING:
+    from indexer.search import Hit
 
 app = typer.Typer(
     cls=TopGroup,  # --version; help names values in words: --index DIR, build PATH...
@@ -102,6 +105,14 @@ def search(
     paths_only: Annotated[
         bool, typer.Option("--paths-only", help="Print one path per line.")
     ] = False,
+    all_copies: Annotated[
+        bool,
+        typer.Option(
+            "--all-copies",
+            help="List every path of a picture stored several times (byte-identical copies); "
+            "by default one line per picture names its first path and counts the others.",
+        ),
+    ] = False,
     folder: FolderOpt = None,
     taken_from: TakenFromOpt = None,
     taken_to: TakenToOpt = None,
@@ -137,15 +148,25 @@ def search(
         settings.index,
     )
     if as_json:
-        typer.echo(json.dumps([{"path": h.path, "score": h.score, "id": h.id} for h in hits]))
+        rows = [{"path": h.path, "score": h.score, "id": h.id, "copies": h.copies} for h in hits]
+        typer.echo(json.dumps(rows))
         return
     if not hits:  # on stderr under --paths-only: a pipe gets no line that is not a path
         why = ": no indexed picture passes the filters" if where != Filters() else ""
         typer.echo(f"no results{why}", err=paths_only)
     for h in hits:
-        typer.echo(
-            printable(h.path) if paths_only else f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}"
-        )
+        _print_hit(h, paths_only, all_copies)
+
+
+def _print_hit(h: Hit, paths_only: bool, all_copies: bool) -> None:
+    """One line per picture (`(+N copies)` when the bytes are stored several times); with
+    --all-copies each other path follows on its own line."""
+    n = len(h.copies)
+    more = f"  (+{n} {'copy' if n == 1 else 'copies'})" if n and not all_copies else ""
+    line = f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}{more}"
+    typer.echo(printable(h.path) if paths_only else line)
+    for path in h.copies if all_copies else ():
+        typer.echo(printable(path) if paths_only else f"{'':>3}  {'copy':>6}  {printable(path)}")
 
 
 @app.command()

@@ -32,7 +32,7 @@ KeepOpt = Annotated[
     str | None,
     typer.Option(
         help="Ordered keep rule [default: the original: "
-        "camera,pixels,taken,copy-names,file-time,original-format,size]."
+        "camera,pixels,taken,encoding,unedited,copy-names,file-time,quality,size]."
     ),
 ]
 PreferOpt = Annotated[
@@ -119,16 +119,22 @@ def _write(report: Report, output: list[Path], quarantine_script: Path | None) -
 def summary(report: Report) -> str:
     """A readable text listing of the groups, tier by tier, for the terminal."""
     from indexer.dedup.report import describe_threshold
+    from indexer.dedup.review import edits_in
 
     lines: list[str] = []
     tier = None
+    by_id = {g.id: g for g in report.groups}
     for g in report.groups:
+        edited = edits_in(g, by_id)
         if g.tier != tier:
             tier = g.tier
             lines.append(f"== {tier}: {describe_threshold(tier, g.threshold)} ==")
         contains = f", contains #{', #'.join(map(str, g.contains))}" if g.contains else ""
         resolved = f", resolved ({g.decision})" if g.resolved else ""
-        shot = ", one RAW+JPEG shot (a pair, nothing to clean up)" if g.relation == "pair" else ""
+        shot = {
+            "pair": ", one RAW+JPEG shot (a pair, nothing to clean up)",
+            "edits": ", edits of one picture (kept apart: not moved by default)",
+        }.get(g.relation, "")
         lines.append(
             f"#{g.id}: {len(g.members)} files, similarity {g.min_score:.4f}-{g.max_score:.4f}"
             f"{contains}{resolved}{shot}"
@@ -137,8 +143,11 @@ def summary(report: Report) -> str:
         for m in g.members:
             if m["path"] != g.keep:
                 pair = "  (RAW+JPEG pair: left in place)" if m.get("pair") else ""
-                lines.append(f"  {m['score']:.4f}  {m['path']}{pair}")
+                mark = "edit" if m["path"] in edited else "copy"
+                lines.append(f"  {m['score']:.4f}  {mark}  {m['path']}{pair}")
     counts = report.as_dict()["counts"]
     shown = [f"{n} {t}" for t, n in counts.items() if t != "similar" or report.thresholds.get(t)]
-    lines.append(f"{len(report.groups)} groups: {', '.join(shown)} ({report.seconds:.2f} s)")
+    edits = sum(g.relation == "edits" for g in report.groups)
+    kinds = f" ({len(report.groups) - edits} of copies, {edits} of edits)" if edits else ""
+    lines.append(f"{len(report.groups)} groups{kinds}: {', '.join(shown)} ({report.seconds:.2f} s)")
     return "\n".join(printable(line) for line in lines)  # file names may hold ESC, newlines

@@ -17,6 +17,7 @@ from indexer.build.rehash import META_KEY as PHASH_META
 from indexer.dedup import candidates
 from indexer.dedup import report as _report
 from indexer.dedup.decisions import load as load_decisions
+from indexer.dedup.evidence import Looks
 from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
 from indexer.files import write_atomic
@@ -132,7 +133,8 @@ def dedup(
         cat.close()
     pairs = candidates.rescore(pairs, ids, vecs, options, search)
     cid_of = {r["path"]: int(r["content_id"]) for r in records}
-    groups = find_groups(records, ids, vecs, options, search, decisions, pairs)
+    looks = Looks(decode or DecodeOptions())  # the grouped files are read: copies or edits
+    groups = find_groups(records, ids, vecs, options, search, decisions, looks, pairs)
     search["exact"] = {"contents": coll.contents, "files": coll.files}  # not only those read
     search["near-identical"]["phash_version"] = phash_version  # 1: made before alpha/flat rules
     return Report(

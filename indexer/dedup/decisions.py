@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,6 +109,24 @@ def _resolve(cat: Catalog, paths: Sequence[str | os.PathLike[str]]) -> list[tupl
     return found
 
 
+def _check_seen(cat: Catalog, seen: Mapping[str, int] | None) -> None:
+    """DecisionError unless each path still holds the content id the user saw (a page drawn
+    before a rebuild or a move must not decide for another picture)."""
+    if not seen:
+        return
+    now: dict[str, int] = {}
+    with cat.session() as s:
+        for chunk in chunked(sorted(seen)):
+            query = select(File.path, File.content_id).where(File.path.in_(chunk))
+            now.update((p, int(c)) for p, c in s.execute(query))
+    changed = [p for p, cid in seen.items() if now.get(p) != int(cid)]
+    if changed:
+        raise DecisionError(
+            f"changed since the page was drawn: {', '.join(changed)}; nothing was saved "
+            "(look again and decide on what is shown now)"
+        )
+
+
 def _store(cat: Catalog, kind: str, hashes: list[str], paths: list[str], note: str | None) -> int:
     """Insert a decision, replacing the same one made before; returns its id."""
     key = json.dumps(sorted(set(hashes)))
@@ -129,23 +147,34 @@ def _now() -> float:
     return datetime.now().timestamp()
 
 
-def keep(settings: Any, path: str | os.PathLike[str], note: str | None = None) -> Decision:
-    """Decide that the picture at `path` is the kept file of whatever group it is in."""
+def keep(
+    settings: Any,
+    path: str | os.PathLike[str],
+    note: str | None = None,
+    seen: Mapping[str, int] | None = None,
+) -> Decision:
+    """Decide that the picture at `path` is the kept file of whatever group it is in; `seen`
+    (path → content id shown to the user) refuses the decision if a path changed since."""
     with _open(settings.index, write=True) as cat:
+        _check_seen(cat, seen)
         ((indexed, digest),) = _resolve(cat, [path])
         new = _store(cat, "keep", [digest], [indexed], note)
         return next(d for d in load(cat) if d.id == new)
 
 
 def distinct(
-    settings: Any, paths: Sequence[str | os.PathLike[str]], note: str | None = None
+    settings: Any,
+    paths: Sequence[str | os.PathLike[str]],
+    note: str | None = None,
+    seen: Mapping[str, int] | None = None,
 ) -> Decision:
-    """Decide that the pictures at `paths` are not duplicates of each other.
+    """Decide that the pictures at `paths` are not duplicates of each other (`seen`: as keep).
 
     Byte-identical copies are one picture: naming only copies of one picture means "keep all
     these copies" (its exact group is no longer reported).
     """
     with _open(settings.index, write=True) as cat:
+        _check_seen(cat, seen)
         found = dict(_resolve(cat, paths))
         if len(found) < 2:
             raise DecisionError(

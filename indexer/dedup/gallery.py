@@ -13,12 +13,13 @@ import html
 import json
 from typing import Any
 
-from indexer.dedup.review import summarize, threshold_words
+from indexer.dedup.review import edits_in, summarize, threshold_words
 from indexer.files import human_size
 
 THUMB_GROUPS = 2000  # groups with inlined thumbnails (measured sizes: docs/benchmarks.md)
 FIELDS = (
-    "path", "size", "width", "height", "format", "taken_at", "score", "protected", "pair", "thumb",
+    "path", "size", "width", "height", "format", "taken_at", "score", "protected", "pair", "edit",
+    "thumb",
 )  # fmt: skip
 
 _CSS = """
@@ -35,7 +36,7 @@ table.summary td.n{text-align:right}
 .member.kept{border-color:#2a9d4b;background:#eef8f0}
 .badge{display:inline-block;font-weight:bold;font-size:11px;padding:0 5px;border-radius:3px}
 .kept .badge.keep{background:#2a9d4b;color:#fff}.badge.dup{background:#bbb;color:#fff}
-.resolved{color:#2a6f9d;font-weight:bold}
+.resolved{color:#2a6f9d;font-weight:bold}.edits{color:#9d6a2a;font-weight:bold}
 .badge.protected{background:#2a6f9d;color:#fff}
 .nopreview{width:200px;height:60px;background:#eee;color:#888;display:flex;
 align-items:center;justify-content:center}
@@ -62,7 +63,7 @@ function member(g,m){const kept=m[P.path]===g[2];
  const t=m[P.thumb];if(t!==null&&t>=0){const i=el('img');i.src=D.thumbs[t];
   i.alt=m[P.path].split('/').pop();d.append(i);}
  else d.append(el('div','nopreview',t===-1?'no preview (see note)':'no preview'));
- d.append(el('span',kept?'badge keep':'badge dup',kept?'KEEP':'duplicate'));
+ d.append(el('span',kept?'badge keep':'badge dup',kept?'KEEP':m[P.edit]?'edit':'copy'));
  if(m[P.pair])d.append(' ',el('span','badge protected','RAW+JPEG pair'));
  if(m[P.protected])d.append(' ',el('span','badge protected','protected'));
  d.append(el('br'),el('code',null,m[P.path]),el('br'),
@@ -71,10 +72,13 @@ function member(g,m){const kept=m[P.path]===g[2];
   m[P.score].toFixed(4)));
  return d;}
 function group(g){const s=el('section','group');s.id='g'+g[0];s.dataset.tier=g[1];
- const h=el('div','head');h.append(el('span','tier',g[1]),' · group #'+g[0]+' · '+g[7].length+
+ const h=el('div','head');h.append(el('span','tier',g[1]),' · '+(g[9]||'copies')+
+  ' · group #'+g[0]+' · '+g[7].length+
   ' files · similarity '+g[4].toFixed(4)+'–'+g[5].toFixed(4)+' · '+D.words[g[1]]);
  if(g[6].length)h.append(' · contains '+g[6].map(c=>'#'+c).join(', '));
  if(g[8])h.append(' · ',el('span','resolved','resolved: your decision ('+g[8]+')'));
+ if(g[9]==='edits')h.append(' · ',el('span','edits','edits of one picture, side by side: '+
+  'the quarantine leaves them unless run with --include-edits'));
  const k=el('div');k.append('keep ',el('code',null,g[2]),': '+g[3]);
  const ms=el('div','members');
  [...g[7]].sort((a,b)=>(a[P.path]!==g[2])-(b[P.path]!==g[2])).forEach(m=>ms.append(member(g,m)));
@@ -100,8 +104,9 @@ def _data(report: dict[str, Any], uris: dict[str, str], thumb_groups: int) -> st
     index: dict[str, int] = {}
     thumbs: list[str] = []
     rows = []
+    by_id = {g["id"]: g for g in report["groups"]}
     for n, g in enumerate(report["groups"]):
-        members = []
+        members, edited = [], edits_in(g, by_id)
         for m in g["members"]:
             uri = uris.get(m["path"]) if n < thumb_groups else None
             if uri is not None and uri not in index:
@@ -109,11 +114,13 @@ def _data(report: dict[str, Any], uris: dict[str, str], thumb_groups: int) -> st
                 thumbs.append(uri)
             row = [m.get(f) for f in FIELDS[:-1]]
             row[FIELDS.index("score")] = float(m.get("score") or 0.0)
+            row[FIELDS.index("edit")] = m["path"] in edited
             thumb = -1 if n >= thumb_groups else index.get(uri) if uri is not None else None
             members.append([*row, thumb])  # -1: beyond the groups with inlined thumbnails
         rows.append(
             [g["id"], g["tier"], g["keep"], g["reason"], g["min_score"], g["max_score"],
-             g.get("contains") or [], members, g.get("decision") if g.get("resolved") else None]
+             g.get("contains") or [], members, g.get("decision") if g.get("resolved") else None,
+             g.get("relation")]
         )  # fmt: skip
     data = {
         "fields": FIELDS,
@@ -131,15 +138,16 @@ def _summary(report: dict[str, Any]) -> str:
     esc = html.escape
     words = threshold_words(report.get("thresholds") or {})
     rows = [
-        "<tr><th>tier</th><th>link</th><th>groups</th><th>files</th><th>non-kept</th>"
-        "<th>space a quarantine reclaims</th></tr>"
+        "<tr><th>tier</th><th>link</th><th>groups</th><th>files</th><th>copies to move</th>"
+        "<th>space a quarantine reclaims</th><th>edits kept apart</th></tr>"
     ]
     for line in summarize(report["groups"]).values():
         rows.append(
             f"<tr data-tier='{esc(line.tier)}'><th>{esc(line.tier)}</th>"
             f"<td>{esc(words[line.tier])}</td><td class='n'>{line.groups:,}</td>"
             f"<td class='n'>{line.files:,}</td><td class='n'>{line.duplicates:,}</td>"
-            f"<td class='n'>{esc(human_size(line.reclaim))}</td></tr>"
+            f"<td class='n'>{esc(human_size(line.reclaim))}</td>"
+            f"<td class='n'>{line.edits:,}</td></tr>"
         )
     return f"<table class='summary'>{''.join(rows)}</table>"
 
@@ -193,8 +201,11 @@ def to_html(
             f"{esc(str(report.get('generated_at')))}</p>{note}",
             "<p>A picture pair belongs to the strongest tier that links it; a weaker group "
             "names the stronger groups it contains. The kept file is framed in green and marked "
-            "KEEP. The quarantine script moves exact and near-identical copies unless told "
-            "otherwise.</p><noscript>This report needs JavaScript to show its groups.</noscript>",
+            "KEEP. <b>copies</b> hold the same pixels (re-saves, resizes, format changes); "
+            "<b>edits</b> are the same picture changed on purpose (crop, colour, tone), shown "
+            "side by side. The quarantine script moves the copies of exact and near-identical "
+            "groups (the counts above) and never an edit unless told to.</p>",
+            "<noscript>This report needs JavaScript to show its groups.</noscript>",
             _controls(report),
             "<div id='groups'></div>",
             "<script type='application/json' id='report-data'>",

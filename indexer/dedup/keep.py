@@ -23,9 +23,11 @@ from indexer.dedup.signals import (
 )
 from indexer.errors import UserError
 
-DEFAULT_KEEP = "camera,pixels,taken,copy-names,file-time,original-format,size"
+DEFAULT_KEEP = "camera,pixels,taken,encoding,unedited,copy-names,file-time,quality,size"
+# names of earlier versions: `original-format` (by format name) now reads the files instead
+_RENAMED = {"original-format": "encoding"}
 CRITERIA = (
-    "camera, pixels, taken, copy-names, file-time, original-format, resolution, "
+    "camera, pixels, taken, encoding, unedited, copy-names, file-time, quality, resolution, "
     "format:A>B>C, size, exif, oldest, newest, shortest-path"
 )
 # Pillow's format names → the names people type (MPO: JPEG with extra frames, as phones write)
@@ -63,9 +65,14 @@ def _when(m: Member) -> tuple[float, str]:
     return seconds, f"file time {stamp}"
 
 
-def _simple(signal: str, name: str, rank, describe) -> Criterion:
+def _simple(signal: str, name: str, rank, describe, copies_only: bool = False) -> Criterion:
     """A criterion whose reason is `name (value of the kept member)`."""
-    return Criterion(signal, lambda m, _: rank(m), lambda k, r, _: f"{name} ({describe(k)})")
+    return Criterion(
+        signal,
+        lambda m, _: rank(m),
+        lambda k, r, _: f"{name} ({describe(k)})",
+        copies_only=copies_only,
+    )
 
 
 def _format_order(token: str) -> Criterion:
@@ -82,7 +89,7 @@ def _format_order(token: str) -> Criterion:
 
 def _criterion(token: str) -> Criterion:
     """The criterion a --keep token names; KeepRuleError for an unknown one."""
-    token = token.strip()
+    token = _RENAMED.get(token.strip(), token.strip())
     if token in DEFAULT_SIGNALS:
         return DEFAULT_SIGNALS[token]
     if token == "resolution":
@@ -100,6 +107,7 @@ def _criterion(token: str) -> Criterion:
             "largest file",
             lambda m: -(m.get("size") or 0),
             lambda m: f"{m.get('size')} bytes",
+            copies_only=True,  # an edit's file size says nothing about which came first
         )
     if token == "exif":
         return _simple(
@@ -170,28 +178,35 @@ def _preferred(prefer: Sequence[str]) -> Criterion:
     return Criterion("preferred-folder", lambda m, _: rank(m), explain)
 
 
-def _no_signal(kept: Member, runner: Member, rule: str) -> str:
+def _no_signal(kept: Member, runner: Member, rule: str, edits: bool) -> str:
     if rule != DEFAULT_KEEP:
         return "all criteria tie: first path in order"
+    if edits:
+        return "no signal tells which is the original (edits of one picture); kept the first path"
     same = kept.get("content_id") is not None and kept.get("content_id") == runner.get("content_id")
     what = "same pixels and metadata" if same else "same resolution, format, size and metadata"
     return f"no signal tells them apart ({what}); kept the first path"
 
 
 def decide_keep(
-    members: Sequence[Member], rule: str = DEFAULT_KEEP, prefer: Sequence[str] = ()
+    members: Sequence[Member],
+    rule: str = DEFAULT_KEEP,
+    prefer: Sequence[str] = (),
+    edits: bool = False,
 ) -> Choice:
     """The member to keep, why, and the deciding signal.
 
     A RAW file comes first (signals.RAW_FIRST), then preferred folders, in the order given,
     then the rule's criteria; each keeps the best candidates (measured signals within their
-    margin). Ties left go to the first path.
+    margin). Ties left go to the first path. `edits`: the members are edits of one picture,
+    not copies (with the default rule, the signals that compare re-encodes, JPEG quality and
+    file size, stay silent).
     """
     criteria = [RAW_FIRST, _preferred(prefer), *parse_rule(rule)]
     candidates = sorted(members, key=lambda m: m["path"])
     if len(candidates) == 1:
         return Choice(candidates[0], "only member", "only")
-    group = GroupContext(candidates)
+    group = GroupContext(candidates, edits and rule == DEFAULT_KEEP)  # a rule of yours: as said
     for criterion in criteria:
         survivors = criterion.survivors(candidates, group)
         if len(survivors) == 1:
@@ -201,12 +216,15 @@ def decide_keep(
                 survivors[0], criterion.explain(survivors[0], runner, group), criterion.signal
             )
         candidates = survivors
-    return Choice(candidates[0], _no_signal(candidates[0], candidates[1], rule), "path")
+    return Choice(candidates[0], _no_signal(candidates[0], candidates[1], rule, edits), "path")
 
 
 def choose_keep(
-    members: Sequence[Member], rule: str = DEFAULT_KEEP, prefer: Sequence[str] = ()
+    members: Sequence[Member],
+    rule: str = DEFAULT_KEEP,
+    prefer: Sequence[str] = (),
+    edits: bool = False,
 ) -> tuple[Member, str]:
     """The member to keep and a human reason (the criterion that decided); see decide_keep."""
-    choice = decide_keep(members, rule, prefer)
+    choice = decide_keep(members, rule, prefer, edits)
     return choice.member, choice.reason

@@ -15,7 +15,6 @@ from typing import Any
 from indexer.raw import is_raw
 
 PAIR = "pair"  # Group.relation of a group that is only the halves of one shot
-DUPLICATES = "duplicates"  # Group.relation of every other group
 
 
 def shot(path: str) -> tuple[str, str]:
@@ -42,8 +41,8 @@ def find_pairs(paths: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def relation(members: Sequence[dict[str, Any]]) -> str:
-    """PAIR when the group is nothing but the halves of one shot, else DUPLICATES."""
+def relation(members: Sequence[dict[str, Any]], other: str) -> str:
+    """PAIR when the group is nothing but the halves of one shot, else `other` (copies.py)."""
     if all(m.get("pair") for m in members) and len({shot(m["path"]) for m in members}) == 1:
         return PAIR
-    return DUPLICATES
+    return other

@@ -13,12 +13,13 @@ import inspect
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from indexer.text import printable
 
 QUARANTINE_TIERS = ("exact", "near-identical")  # near-duplicate only when named in --tiers
+MOVED_RELATIONS = ("copies", "pair")  # edits (copies.py) only with --include-edits
 _BLOB = re.compile(r"[A-Za-z0-9+/=\n]*")
 
 
@@ -58,6 +59,7 @@ def plan(report: dict[str, Any], name: str, tiers: Iterable[str]) -> dict[str, A
             {
                 "id": g["id"],
                 "tier": g["tier"],
+                "relation": g.get("relation"),
                 "keep": _b64(g["keep"]),
                 "members": [
                     [_b64(m["path"]), m.get("size"), m.get("mtime_ns")] for m in g["members"]
@@ -74,6 +76,27 @@ def plan(report: dict[str, Any], name: str, tiers: Iterable[str]) -> dict[str, A
     }
 
 
+def movable(
+    groups: list[dict], tiers: Collection[str], relations: Collection[str] = MOVED_RELATIONS
+) -> list[tuple]:
+    """(member, group) for each file the quarantine moves: every non-kept member of its widest
+    group among `tiers` whose relation is in `relations` (edits only when named). Members are
+    sequences whose first item is the path; the same code runs in the script and the reports."""
+    order = ("exact", "near-identical", "near-duplicate", "similar")
+    kinds = ("copies", "pair", "edits")
+    widest = {}
+    for g in groups:
+        kind = g.get("relation") or "copies"
+        if g["tier"] not in tiers or kind not in relations:
+            continue
+        rank = (order.index(g["tier"]), kinds.index(kind) if kind in kinds else 0)
+        for member in g["members"]:
+            cur = widest.get(member[0])
+            if cur is None or rank > cur[0]:
+                widest[member[0]] = (rank, member, g)
+    return [(widest[p][1], widest[p][2]) for p in sorted(widest) if p != widest[p][2]["keep"]]
+
+
 def quarantine_script(
     report: dict[str, Any], name: str = "quarantine.py", tiers: Iterable[str] = QUARANTINE_TIERS
 ) -> str:
@@ -85,6 +108,8 @@ def quarantine_script(
     return (
         _HEAD
         + inspect.getsource(printable)
+        + "\n\n"
+        + inspect.getsource(movable)
         + _BODY
         + '\n\nPLAN = """\n'
         + blob
@@ -95,8 +120,9 @@ def quarantine_script(
 _HEAD = r'''#!/usr/bin/env python3
 """Quarantine the duplicates found by `index dedup` (written by photo-index).
 
-Moves each non-kept file of the chosen tiers' groups into DEST/<its path relative to ROOT>:
-exact and near-identical by default; near-duplicate only when --tiers names it. It never
+Moves each non-kept copy of the chosen tiers' groups into DEST/<its path relative to ROOT>:
+exact and near-identical by default; near-duplicate only when --tiers names it; edits (a
+crop, a B&W or brightened version...) only with --include-edits. It never
 deletes and never overwrites, and refuses a DEST inside the indexed folders. Without --apply
 it only prints what it would do, one line per file naming its tier and the kept copy.
 A file is skipped when it vanished or changed (size or modification time) since the report,
@@ -104,7 +130,7 @@ when it lies in a protected (--prefer) folder, when it is half of a RAW+JPEG pai
 --include-pairs), or when its group's kept copy is missing.
 
     python3 THIS_SCRIPT [--apply] [--tiers exact,near-identical[,near-duplicate]]
-                        [--include-pairs] [DEST]
+                        [--include-edits] [--include-pairs] [DEST]
     python3 THIS_SCRIPT --restore [--apply] [DEST]     (moves quarantined files back)
 
 DEST defaults to a folder beside ROOT; --help prints ROOT and DEST. The plan is the base64
@@ -113,12 +139,14 @@ JSON at the end of this file (paths are base64 of their bytes); nothing in it is
 import argparse
 import base64
 import json
+from collections.abc import Collection
 import os
 import shutil
 import stat
 import sys
 
 ORDER = ("exact", "near-identical", "near-duplicate", "similar")
+MOVED_RELATIONS = ("copies", "pair")
 
 
 '''
@@ -153,19 +181,6 @@ def unchanged(path, size, mtime_ns):
     if not stat.S_ISREG(st.st_mode) or (size is not None and st.st_size != size):
         return False
     return mtime_ns is None or st.st_mtime_ns == mtime_ns
-
-
-def plan(groups, tiers):
-    """(member, group): every non-kept member of its widest group among `tiers`."""
-    widest = {}
-    for g in groups:
-        if g["tier"] not in tiers:
-            continue
-        for member in g["members"]:
-            cur = widest.get(member[0])
-            if cur is None or ORDER.index(g["tier"]) > ORDER.index(cur[1]["tier"]):
-                widest[member[0]] = (member, g)
-    return [widest[p] for p in sorted(widest) if p != widest[p][1]["keep"]]
 
 
 def move(src, dst):
@@ -214,6 +229,11 @@ def parse(argv, data):
         help="groups to act on (default %(default)s; near-duplicate only when named)",
     )
     parser.add_argument("--restore", action="store_true", help="move quarantined files back")
+    parser.add_argument(
+        "--include-edits",
+        action="store_true",
+        help="also move edits (cropped, recoloured... versions; default: only copies move)",
+    )
     parser.add_argument(
         "--include-pairs",
         action="store_true",
@@ -272,7 +292,8 @@ def main(argv):
     verb = "move" if args.apply else "would move"
     done = skipped = failed = 0
     kept_ok = {}
-    for member, g in plan(data["groups"], args.tiers):
+    kinds = (*MOVED_RELATIONS, "edits") if args.include_edits else MOVED_RELATIONS
+    for member, g in movable(data["groups"], args.tiers, kinds):
         src = member[0]
         dst = os.path.join(args.dest, os.path.relpath(src, data["root"]))
         if args.restore:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from indexer.dedup.quarantine import QUARANTINE_TIERS, movable
 from indexer.dedup.tiers import TIERS, Group
 
 GroupLike = Group | dict[str, Any]
@@ -22,8 +23,9 @@ class TierSummary:
     tier: str
     groups: int = 0
     files: int = 0
-    duplicates: int = 0  # non-kept members but pair halves: what a quarantine would move
+    duplicates: int = 0  # the copies a quarantine moves from this tier (each file once)
     reclaim: int = 0  # their bytes
+    edits: int = 0  # edits in its `edits` groups (not kept, not moved as copies): kept apart
 
 
 def _get(group: GroupLike, key: str) -> Any:
@@ -31,20 +33,49 @@ def _get(group: GroupLike, key: str) -> Any:
 
 
 def summarize(groups: Iterable[GroupLike]) -> dict[str, TierSummary]:
-    """Per tier (strongest first): groups, files, non-kept files and their bytes.
-
-    A weaker group contains stronger ones, so tiers overlap: each line counts its own groups.
+    """Per tier (strongest first): groups, files, the copies a quarantine moves and their bytes,
+    and the edits kept apart. The moves are the script's own plan (quarantine.movable), each
+    file counted once, in its widest group: the exact and near-identical lines add up to what
+    the default script moves; a weaker tier's line is what naming it in --tiers adds.
     """
     out = {t: TierSummary(t) for t in TIERS}
+    groups = list(groups)
+    by_id = {_get(g, "id"): g for g in groups}
+    plain, edits = [], {t: set() for t in TIERS}
     for g in groups:
         line, keep = out[_get(g, "tier")], _get(g, "keep")
+        members = _get(g, "members")
         line.groups += 1
-        for m in _get(g, "members"):
-            line.files += 1
-            if m["path"] != keep and not m.get("pair"):  # a pair's half stays (pairs.py)
-                line.duplicates += 1
-                line.reclaim += int(m.get("size") or 0)
+        line.files += len(members)
+        edits[line.tier].update(edits_in(g, by_id))
+        plain.append(
+            {"tier": line.tier, "relation": _get(g, "relation"), "keep": keep,
+             "members": [(m["path"], m) for m in members]}
+        )  # fmt: skip
+    moved = movable(plain, QUARANTINE_TIERS)
+    first = {member[0] for member, _ in moved}
+    more = [(m, g) for m, g in movable(plain, TIERS) if m[0] not in first]
+    for (_, m), g in [*moved, *more]:
+        if m.get("pair") or m.get("protected"):  # the script leaves these where they are
+            continue
+        line = out[g["tier"]]
+        line.duplicates += 1
+        line.reclaim += int(m.get("size") or 0)
+    for tier, paths in edits.items():
+        out[tier].edits = len(paths - first)
     return out
+
+
+def edits_in(group: GroupLike, by_id: dict[int, GroupLike]) -> set[str]:
+    """The paths of an `edits` group that are edits: every member but the kept file and the
+    copies of it (the members of the contained group that holds it). Empty for other groups."""
+    if _get(group, "relation") != "edits":
+        return set()
+    keep = _get(group, "keep")
+    inner = (by_id[i] for i in _get(group, "contains") if i in by_id)
+    copies = {m["path"] for g in inner if keep in {m["path"] for m in _get(g, "members")}
+              for m in _get(g, "members")}  # fmt: skip
+    return {m["path"] for m in _get(group, "members")} - copies - {keep}
 
 
 def in_folder(path: str, folder: str) -> bool:

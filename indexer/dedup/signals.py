@@ -19,8 +19,9 @@ from indexer.raw import is_raw
 Member = dict[str, Any]
 PIXEL_MARGIN = 0.01  # more pixels win only when more than 1 % more (a 1-px crop does not)
 FILE_TIME_MARGIN_S = 60  # file times closer than this are one copy operation, not an order
-# Formats cameras and phones write; a PNG, WebP, TIFF or BMP of the same picture is an export.
-CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"})
+QUALITY_MARGIN = 2  # JPEG qualities this close are one quality (tables are estimates)
+# clipped shares within 1.5 points (or 50 %) are equal: re-encoding alone moves them ≤ 1.3 points
+CLIP_MARGIN, CLIP_RATIO = 0.015, 0.5
 # Words in a file or folder name (below the group's common folder) that mark a copy or an edit.
 COPY_WORDS = frozenset(
     "copy copies kopie copie copia backup backups bak export exports exported edit edited edits "
@@ -43,17 +44,23 @@ class Criterion:
     rank: Callable[[Member, GroupContext], Any]
     explain: Callable[[Member, Member, GroupContext], str]
     margin: Callable[[Any], Any] | None = None  # best rank → worst rank still counted as equal
+    copies_only: bool = False  # silent between edits: it compares re-encodes, not edits
 
     def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if self.copies_only and group.edits:
+            return candidates
         best = min(self.rank(m, group) for m in candidates)
         limit = self.margin(best) if self.margin else best
         return [m for m in candidates if self.rank(m, group) <= limit]
 
 
 class GroupContext:
-    """What the signals need to know about the whole group: relative paths and copy marks."""
+    """What the signals need to know about the whole group: relative paths, copy marks, and
+    whether its members are edits of one picture rather than copies (copies.py)."""
 
-    def __init__(self, members: Sequence[Member]) -> None:
+    def __init__(self, members: Sequence[Member], edits: bool = False) -> None:
+        self.edits = edits
+        self.members = members
         dirs = [os.path.dirname(m["path"]) for m in members]
         try:
             self.root = os.path.commonpath(dirs) if dirs else ""
@@ -150,13 +157,100 @@ def _file_time(ns: int | None) -> str:
     return datetime.fromtimestamp((ns or 0) / 1e9).isoformat(sep=" ", timespec="seconds")
 
 
-def _format_rank(m: Member, _: GroupContext) -> int:
-    return 0 if (m.get("format") or "").upper() in CAMERA_FORMATS else 1
-
-
 def _fmt_name(m: Member) -> str:
     name = str(m.get("format") or "unknown")
     return "JPEG" if name == "MPO" else name
+
+
+class Evidence(Criterion):
+    """A signal read from the files themselves (evidence.py): silent (everyone survives) when
+    a candidate has none, so it never claims what it did not observe."""
+
+    def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if not all(m.get("evidence") for m in candidates):
+            return candidates
+        return super().survivors(candidates, group)
+
+
+class _Encoding(Evidence):
+    """Lossless vs lossy from the pixels, not the format's name (only with a lossy file in the
+    group): a lossless file without JPEG's 8×8 block grid is where the lossy files came from;
+    one with the grid was decoded from a JPEG, from one of the group's when one has the size and
+    the quality the grid shows (that JPEG wins: it made the lossless file), else from a JPEG not
+    here (it beats the lossy re-encodes). Lossless files only: nothing to say here."""
+
+    def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if not all(m.get("evidence") and m.get("lossless") is not None for m in candidates):
+            return candidates
+        if all(m["lossless"] for m in candidates):
+            return candidates
+        return super().survivors(candidates, group)
+
+
+def _made(jpeg: Member, decoded: Member) -> bool:
+    """Whether `decoded` (lossless, with the grid) may be `jpeg` decoded: the same size, and
+    the quality its grid shows (an estimate that reads 0–2 low) is the JPEG's."""
+    source, quality = decoded.get("jpeg_source"), jpeg.get("jpeg_quality")
+    same = (jpeg.get("width"), jpeg.get("height")) == (decoded.get("width"), decoded.get("height"))
+    return same and source is not None and quality is not None and 0 <= quality - source <= 2
+
+
+def _encoding_rank(m: Member, group: GroupContext) -> int:
+    """0 lossless without the grid; 1 a JPEG that made a lossless member; 2 lossless decoded
+    from a JPEG not here; 3 other lossy files; 4 lossless decoded from a JPEG here (or unsure)."""
+    others = [o for o in group.members if o is not m]
+    if not m.get("lossless"):
+        grids = (o for o in others if o.get("lossless") and o.get("jpeg_grid"))
+        return 1 if any(_made(m, o) for o in grids) else 3
+    if not m.get("jpeg_grid"):
+        return 0
+    if m.get("jpeg_source") is None:
+        return 4
+    lossy = (o for o in others if o.get("lossless") is False)
+    return 4 if any(_made(o, m) for o in lossy) else 2
+
+
+def _encoding_explain(kept: Member, runner: Member, group: GroupContext) -> str:
+    other, rank = group.relative(runner["path"]), _encoding_rank(kept, group)
+    if rank == 0:
+        return (
+            f"lossless original ({_fmt_name(kept)} without a JPEG block grid: not decoded from "
+            f'a JPEG; "{other}" is lossy)'
+        )
+    if rank == 2:
+        return (
+            f"lossless {_fmt_name(kept)} decoded from a quality ≈{kept.get('jpeg_source')} JPEG "
+            f'that is not here; "{other}" is another re-encode'
+        )
+    made = [m for m in group.members if m.get("lossless") and _made(kept, m)]
+    if made:
+        export = group.relative(made[0]["path"])
+        return (
+            f'{_fmt_name(kept)} original ("{export}" is this JPEG decoded: same size, its 8×8 '
+            f"block grid at quality ≈{kept.get('jpeg_quality')})"
+        )
+    grid = "carries JPEG's 8×8 block grid: decoded from a JPEG"
+    return f'{_fmt_name(kept)} original ("{other}" {grid})'
+
+
+def _unedited_rank(m: Member, _: GroupContext) -> float:
+    return float(bool(m.get("grey"))) + float(m.get("clipped") or 0.0)
+
+
+def _unedited_explain(kept: Member, runner: Member, _: GroupContext) -> str:
+    if runner.get("grey") and not kept.get("grey"):
+        return "in colour (the other is a greyscale version)"
+    a, b = 100 * float(kept.get("clipped") or 0), 100 * float(runner.get("clipped") or 0)
+    return f"fewer pixels clipped to black or white ({a:.1f} % vs {b:.1f} %; edits clip)"
+
+
+class _Quality(Evidence):
+    """Between JPEGs only: the higher quality read from the quantisation tables."""
+
+    def survivors(self, candidates: list[Member], group: GroupContext) -> list[Member]:
+        if not all(m.get("jpeg_quality") for m in candidates):
+            return candidates
+        return super().survivors(candidates, group)
 
 
 DEFAULT_SIGNALS: dict[str, Criterion] = {
@@ -182,10 +276,22 @@ DEFAULT_SIGNALS: dict[str, Criterion] = {
         ),
         margin=lambda best: best + FILE_TIME_MARGIN_S * 10**9,
     ),
-    "original-format": Criterion(
-        "format",
-        _format_rank,
-        lambda k, r, _: f"original format ({_fmt_name(k)}; the others are re-encodes)",
+    "encoding": _Encoding("encoding", _encoding_rank, _encoding_explain),
+    "unedited": Evidence(
+        "unedited",
+        _unedited_rank,
+        _unedited_explain,
+        margin=lambda best: best + max(CLIP_MARGIN, CLIP_RATIO * (best % 1)),
+    ),
+    "quality": _Quality(
+        "quality",
+        lambda m, _: -int(m.get("jpeg_quality") or 0),
+        lambda k, r, _: (
+            f"higher JPEG quality (≈{k.get('jpeg_quality')} vs ≈{r.get('jpeg_quality')}, "
+            "from the quantisation tables)"
+        ),
+        margin=lambda best: best + QUALITY_MARGIN,
+        copies_only=True,
     ),
 }
 

@@ -19,11 +19,13 @@ import numpy as np
 
 from indexer.dedup import candidates
 from indexer.dedup.cells import f32
+from indexer.dedup.copies import COPIES, EDITS, RELATIONS, Confirmer
 from indexer.dedup.decisions import Decision, Rules
+from indexer.dedup.evidence import Looks
 from indexer.dedup.graph import Pairs
 from indexer.dedup.keep import DEFAULT_KEEP, choose_keep, decide_keep, in_folders
-from indexer.dedup.pairs import DUPLICATES, find_pairs, relation
-from indexer.dedup.stars import popcount64, split_stars
+from indexer.dedup.pairs import find_pairs, relation
+from indexer.dedup.stars import Star, popcount64, split_stars
 from indexer.devices import check_device
 from indexer.errors import SettingsError
 from indexer.imaging import hamming, hash_informative
@@ -112,7 +114,7 @@ class Group:
     contains: list[int] = field(default_factory=list)
     measure: str = ""
     keep_signal: str = ""  # the deciding signal's short name (docs/dedup.md)
-    relation: str = DUPLICATES  # PAIR: only the halves of one RAW+JPEG shot (pairs.py)
+    relation: str = COPIES  # or EDITS (copies.py), PAIR: only the halves of one RAW+JPEG shot
     resolved: bool = False  # a decision (indexer.dedup.decisions) shaped this group
     decision: str | None = None  # "keep" | "distinct"
 
@@ -134,14 +136,16 @@ def find_groups(
     options: DedupOptions,
     stats: dict[str, Any] | None = None,
     decisions: list[Decision] | None = None,
+    looks: Looks | None = None,
     pairs: dict[str, Pairs] | None = None,
 ) -> list[Group]:
     """Every tier's groups for catalog `records` (one per path) and content vectors.
 
     `stats`, when given, receives the pair counts and how each search was done; `decisions`
-    (`index decide`) keep pictures apart and choose kept files. `pairs` (candidates.tier_pairs)
-    are each tier's pairs when already found: `records` then need only cover the contents in
-    them and the copies (dedup() reads no other record).
+    (`index decide`) keep pictures apart and choose kept files; `looks` reads the grouped files
+    (evidence.py) to tell copies from edits and originals from re-encodes (none: all edits).
+    `pairs` (candidates.tier_pairs) are each tier's pairs when already found: `records` then
+    need only cover the contents in them and the copies (dedup() reads no other record).
     """
     stats = {} if stats is None else stats
     by_content: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -152,6 +156,7 @@ def find_groups(
     row_of = {int(c): i for i, c in enumerate(ids)}
     hashes = {r["hash"]: int(r["content_id"]) for r in records} if decisions else {}
     builder = _Builder(by_content, vecs, row_of, options, Rules(decisions or (), hashes))
+    builder.confirm = Confirmer(looks, by_content)
     builder.pairs = find_pairs(r["path"] for r in records)
 
     for cid, recs in sorted(by_content.items(), key=lambda kv: kv[1][0]["path"]):
@@ -191,8 +196,10 @@ class _Builder:
         self.kept: dict[int, dict[str, Any]] = {}  # unit → its kept file's record
         self._order: dict[int, int] = {}  # unit → place by the keep rule, for large pieces
         self._rule = (options.keep, options.prefer)
+        self._edits = False  # this pass joins edits, not copies (keep.decide_keep's `edits`)
         self.rules = rules or Rules()
         self.pairs: dict[str, str] = {}  # RAW+JPEG pairs: each half → the other (pairs.py)
+        self.confirm = Confirmer(None, by_content)  # copies or edits (copies.py)
 
     def exact(self, cid: int) -> None:
         if cid in self.rules.copies:  # `index decide distinct` on copies: all of them wanted
@@ -201,7 +208,15 @@ class _Builder:
         self.group_of[cid] = group.id
 
     def tier(self, tier: str, pairs: Pairs, threshold: float | int) -> None:
+        """The tier's `copies` groups, then its `edits` groups over them (copies.py)."""
+        touched = {c for c in (*pairs.a.tolist(), *pairs.b.tolist()) if c in self.by_content}
+        self.confirm.annotate(touched | {self._kept_cid(self.unit_of.get(c, c)) for c in touched})
+        for kind in RELATIONS:
+            self._tier(tier, pairs, threshold, kind)
+
+    def _tier(self, tier: str, pairs: Pairs, threshold: float | int, kind: str) -> None:
         """Join units along `pairs` into stars around kept files; report each star as a group."""
+        self._edits = kind == EDITS
         edges: dict[int, set[int]] = defaultdict(set)
         for x, y in zip(pairs.a.tolist(), pairs.b.tolist(), strict=True):
             if x in self.by_content and y in self.by_content:
@@ -212,6 +227,8 @@ class _Builder:
 
         def similar(center: int, units: list[int]) -> tuple[np.ndarray, np.ndarray]:
             scores, linked = self._similar(tier, threshold, center, units)
+            kept = [self._kept_cid(u) for u in units]
+            linked = self.confirm.linked(kind, self._kept_cid(center), kept, linked)
             return scores, self._apart(center, units, scores, linked)
 
         self._order = {}
@@ -224,7 +241,7 @@ class _Builder:
         found.sort(key=lambda item: min(r["path"] for c in item[1] for r in self.by_content[c]))
         for star, contents in found:
             contains = sorted({self.group_of[c] for c in contents if c in self.group_of})
-            group = self._add(tier, contents, star.scores, threshold, contains, star.center)
+            group = self._add(tier, contents, star.scores, threshold, contains, star)
             for u in star.units:
                 self.members_of.pop(u, None)
             self.members_of[star.center] = contents
@@ -234,6 +251,9 @@ class _Builder:
 
     def _kept(self, unit: int) -> dict[str, Any]:
         return self.kept.get(unit) or self.by_content[unit][0]
+
+    def _kept_cid(self, unit: int) -> int:
+        return int(self._kept(unit)["content_id"])
 
     def _contents(self, unit: int) -> list[int]:
         return self.members_of.get(unit, [unit])
@@ -267,14 +287,14 @@ class _Builder:
         if decided and len(decided) < len(piece):
             return self._center(decided)
         if len(piece) <= RANK_ABOVE:
-            kept, _ = choose_keep([self._kept(u) for u in piece], *self._rule)
+            kept, _ = choose_keep([self._kept(u) for u in piece], *self._rule, self._edits)
             cid = int(kept["content_id"])
             return self.unit_of.get(cid, cid)
         if piece[0] not in self._order:  # pieces split from a ranked one are ranked with it
 
             def compare(a: int, b: int) -> int:
                 ka, kb = self._kept(a), self._kept(b)
-                return -1 if choose_keep([ka, kb], *self._rule)[0] is ka else 1
+                return -1 if choose_keep([ka, kb], *self._rule, self._edits)[0] is ka else 1
 
             self._order.update((u, i) for i, u in enumerate(sorted(piece, key=cmp_to_key(compare))))
         return min(piece, key=self._order.__getitem__)
@@ -310,17 +330,21 @@ class _Builder:
         links: list[float],
         threshold: float | int,
         contains: list[int],
-        center: int | None = None,
+        star: Star | None = None,
     ) -> Group:
-        members = [dict(r) for c in contents for r in self.by_content[c]]
-        choice = decide_keep(members, self.options.keep, self.options.prefer)
+        center = None if star is None else star.center
+        self.confirm.annotate(contents if star else ())  # members of contained groups too
+        records = {r["path"]: r for c in contents for r in self.by_content[c]}
+        members = [dict(r) for r in records.values()]  # scored below; the records stay as read
+        pool = [self._kept(u) for u in star.units] if star and self._edits else members
+        choice = decide_keep(pool, *self._rule, self._edits)  # edits: units by their kept file
         kept, reason, signal = choice.member, choice.reason, choice.signal
         kept, reason, decision = self.rules.keeper(members, kept, reason, *self._rule)
         if center is not None and int(kept["content_id"]) != center:
             # a keep rule that is not a total order: the star's centre stays kept
             kept, reason = self._kept(center), "ranked first among the kept files it joined"
         signal = "decision" if decision == "keep" else signal
-        self.kept[center if center is not None else contents[0]] = kept
+        self.kept[center if center is not None else contents[0]] = records[kept["path"]]
         for m in members:
             m["score"] = self._score(tier, kept, m)
             m["protected"] = in_folders(m["path"], self.options.prefer)
@@ -338,7 +362,7 @@ class _Builder:
             contains=contains,
             measure=MEASURES[tier],
             keep_signal=signal,
-            relation=relation(members),
+            relation=relation(members, EDITS if self._edits else COPIES),
             resolved=decision is not None,
             decision=decision,
         )

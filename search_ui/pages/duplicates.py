@@ -8,6 +8,7 @@ is rendered per run, after a per-tier summary and tier/folder filters.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import partial
 from typing import Any
@@ -15,7 +16,14 @@ from typing import Any
 import streamlit as st
 
 from indexer.dedup import DEFAULT_KEEP, TIERS, DedupOptions, Group, KeepRuleError, Report, dedup
-from indexer.dedup.review import TierSummary, page_count, select, summarize, threshold_words
+from indexer.dedup.review import (
+    TierSummary,
+    edits_in,
+    page_count,
+    select,
+    summarize,
+    threshold_words,
+)
 from indexer.files import human_size
 from indexer.imaging import DecodeOptions
 from search_ui.common import CatalogView, Loaded, catalog_stamp, open_index, thumb
@@ -81,97 +89,132 @@ def downloads(report: Report) -> None:
         "text/x-python",
         key="dl-script",
         help="Moves the non-kept copies of exact and near-identical groups into a quarantine "
-        "folder (near-duplicate ones only with --tiers); a dry run unless --apply.",
+        "folder (near-duplicate ones only with --tiers, edits only with --include-edits); a dry "
+        "run unless --apply.",
         on_click="ignore",
     )
 
 
-def decide(loaded: Loaded, action: str, paths: list[str]) -> None:
+def decide(loaded: Loaded, action: str, paths: list[str], seen: dict[str, int]) -> None:
     """A button's decision, through `indexer.dedup.decisions` (the `index decide` library).
 
-    The write changes the catalog, so the report is recomputed on this rerun.
+    `seen` (path → content id the page showed) travels with the click: if a file changed since
+    the page was drawn, nothing is saved. The write changes the catalog, so the report is
+    recomputed on this rerun.
     """
     from indexer.dedup import decisions
 
     try:
         if action == "keep":
-            decisions.keep(loaded.settings, paths[0])
+            decisions.keep(loaded.settings, paths[0], seen=seen)
         elif action == "forget":
             decisions.forget(loaded.settings, paths)
         else:
-            decisions.distinct(loaded.settings, paths)
+            decisions.distinct(loaded.settings, paths, seen=seen)
     except Exception as exc:  # noqa: BLE001 - a read-only index, a file gone: say so
         st.toast(f"Could not save the decision: {md(exc)}", icon=":material/error:")
         return
-    files = "1 file" if len(paths) == 1 else f"{len(paths)} files"
-    st.toast(f"Saved: {action} · {files} (`index decide list`)")
+    names = ", ".join(code(os.path.basename(p)) for p in paths[:3])
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    st.toast(f"Saved: {action} · {names}{more} (`index decide list`)")
 
 
-def group_actions(loaded: Loaded, group: Group) -> None:
+def signature(view: CatalogView, group: Group) -> str:
+    """The group's identity on the page: its tier, relation and members (paths and content ids).
+
+    Widget keys carry it instead of the group number, which changes when a decision regroups:
+    a click that reaches a later run lands on the same files, or on no widget at all.
+    """
+    seen = sorted((m["path"], view.ids.get(m["path"], -1)) for m in group.members)
+    text = repr((group.tier, group.relation, seen)).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
+
+
+def _path_key(path: str) -> str:
+    return hashlib.blake2b(path.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+def group_actions(loaded: Loaded, view: CatalogView, group: Group, sig: str) -> None:
     """Keep all (a distinct decision over every member) and, once resolved, forget."""
     every = [m["path"] for m in group.members]
+    seen = {p: view.ids[p] for p in every if p in view.ids}
     left, right, _ = st.columns([1, 1, 4])
     left.button(
         "Keep all",
-        key=f"decide-all-{group.id}",
+        key=f"decide-all-{sig}",
         on_click=decide,
-        args=(loaded, "distinct", every),
+        args=(loaded, "distinct", every, seen),
         help="Not duplicates: these pictures are never grouped with each other again.",
     )
     if group.resolved:
         right.button(
             "Forget decisions",
-            key=f"decide-forget-{group.id}",
+            key=f"decide-forget-{sig}",
             on_click=decide,
-            args=(loaded, "forget", every),
+            args=(loaded, "forget", every, seen),
         )
 
 
-def member_actions(loaded: Loaded, view: CatalogView, group: Group, m: dict, pos: int) -> None:
-    """Keep this (a keep decision); not a duplicate (distinct from the kept file)."""
+def member_actions(loaded: Loaded, view: CatalogView, group: Group, m: dict, sig: str) -> None:
+    """Keep this (a keep decision); not a duplicate (distinct from the kept file). Each button
+    carries the content id of the file shown, never a position."""
+    cid, kept_cid = view.ids.get(m["path"]), view.ids.get(group.keep)
+    key = f"{cid}-{_path_key(m['path'])}-{sig}"
     st.button(
         "Keep this",
-        key=f"decide-keep-{group.id}-{pos}",
+        key=f"decide-keep-{key}",
         on_click=decide,
-        args=(loaded, "keep", [m["path"]]),
+        args=(loaded, "keep", [m["path"]], {m["path"]: cid}),
         type="tertiary",
+        help=f"Keep {code(m['path'])} whatever the rule says (`index decide keep`)",
     )
-    if view.ids.get(m["path"]) != view.ids.get(group.keep):  # byte copies are one picture
+    if cid != kept_cid:  # byte copies are one picture
         st.button(
             "Not a duplicate",
-            key=f"decide-apart-{group.id}-{pos}",
+            key=f"decide-apart-{key}",
             on_click=decide,
-            args=(loaded, "distinct", [m["path"], group.keep]),
+            args=(
+                loaded,
+                "distinct",
+                [m["path"], group.keep],
+                {m["path"]: cid, group.keep: kept_cid},
+            ),
             type="tertiary",
         )
 
 
-def show_group(loaded: Loaded, view: CatalogView, group: Group) -> None:
-    """One group: its members' thumbnails side by side, the kept one marked."""
+def show_group(loaded: Loaded, view: CatalogView, group: Group, edited: set[str]) -> None:
+    """One group: its members' thumbnails side by side, the kept one marked; an edits group
+    says its members are kept apart (not moved by the quarantine's default)."""
+    sig = signature(view, group)
     with st.container(border=True, key=f"group-{group.id}"):
         resolved = f" · :blue-badge[resolved: {group.decision}]" if group.resolved else ""
+        relation = {
+            "edits": " · :orange-badge[edits: kept apart, not moved by default]",
+            "pair": " · :blue-badge[one RAW+JPEG shot]",
+        }.get(group.relation, " · copies")
         st.markdown(
-            f"**{group.tier} group {group.id}** · {len(group.members)} files · similarity "
-            f"{group.min_score:.4f}–{group.max_score:.4f} · keep "
+            f"**{group.tier} group {group.id}**{relation} · {len(group.members)} files · "
+            f"similarity {group.min_score:.4f}–{group.max_score:.4f} · keep "
             f"{code(os.path.basename(group.keep))} — {md(group.reason)}{resolved}"
         )
-        group_actions(loaded, group)
+        group_actions(loaded, view, group, sig)
         members = sorted(group.members, key=lambda m: m["path"] != group.keep)
         for row in range(0, len(members), PER_ROW):
             cols = st.columns(PER_ROW)
             for col, m in zip(cols, members[row : row + PER_ROW], strict=False):
-                with col:
-                    cid = view.ids.get(m["path"])
+                cid = view.ids.get(m["path"])
+                with col.container(key=f"member-{cid}-{_path_key(m['path'])}-{sig}"):
                     data = thumb(loaded, cid) if cid is not None else None
                     if data:
                         st.image(data, width="stretch")
-                    kept = m["path"] == group.keep
-                    mark = ":green-badge[KEEP]" if kept else ":gray-badge[duplicate]"
+                    mark = ":orange-badge[edit]" if m["path"] in edited else ":gray-badge[copy]"
+                    mark = ":green-badge[KEEP]" if m["path"] == group.keep else mark
                     if m.get("pair"):  # one shot with its RAW/JPEG twin (indexer.dedup.pairs)
                         mark += " :blue-badge[RAW+JPEG pair]"
                     st.markdown(f"{mark} {code(os.path.basename(m['path']))}")
                     st.caption(f"{m['score']:.4f} · {describe(m)}")
-                    member_actions(loaded, view, group, m, members.index(m))
+                    member_actions(loaded, view, group, m, sig)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -204,19 +247,21 @@ def show_summary(report: Report, summary: dict[str, TierSummary], tiers: list[st
     )
     words = threshold_words(report.thresholds)
     rows = [
-        "| tier | linked by | groups | files | non-kept | quarantine reclaims |",
-        "|---|---|--:|--:|--:|--:|",
+        "| tier | linked by | groups | files | copies to move | quarantine reclaims "
+        "| edits kept apart |",
+        "|---|---|--:|--:|--:|--:|--:|",
     ]
     for t in tiers:
         line = summary[t]
         rows.append(
             f"| {t} | {words[t]} | {line.groups:,} | {line.files:,} | "
-            f"{line.duplicates:,} | {human_size(line.reclaim)} |"
+            f"{line.duplicates:,} | {human_size(line.reclaim)} | {line.edits:,} |"
         )
     st.markdown("\n".join(rows))
     st.caption(
-        "The quarantine script moves the non-kept copies of exact and near-identical groups; "
-        "near-duplicate ones only with `--tiers exact,near-identical,near-duplicate`."
+        "The quarantine script moves the non-kept copies of exact and near-identical groups "
+        "(each file once); near-duplicate ones only with `--tiers exact,near-identical,"
+        "near-duplicate`; edits (crops, recolours, other versions) only with `--include-edits`."
     )
 
 
@@ -237,8 +282,11 @@ def filters(view: CatalogView, summary: dict[str, TierSummary], tiers: list[str]
     return tier, folder, size
 
 
-def show_page(loaded: Loaded, view: CatalogView, groups: list[Group], size: int) -> None:
-    """One page of groups; only these groups' thumbnails are read."""
+def show_page(
+    loaded: Loaded, view: CatalogView, groups: list[Group], size: int, every: list[Group]
+) -> None:
+    """One page of groups; only these groups' thumbnails are read. `every`: the report's groups
+    (group n is every[n - 1]), where an edits group's contained copies are looked up."""
     if not groups:
         st.write("No groups match these filters at these thresholds.")
         return
@@ -248,8 +296,10 @@ def show_page(loaded: Loaded, view: CatalogView, groups: list[Group], size: int)
     number = int(st.number_input(f"Page (of {pages:,})", 1, pages, key="page"))
     st.caption(f"groups {(number - 1) * size + 1:,}–{min(number * size, len(groups)):,} "
                f"of {len(groups):,}")  # fmt: skip
-    for group in groups[(number - 1) * size : number * size]:
-        show_group(loaded, view, group)
+    shown = groups[(number - 1) * size : number * size]
+    inner = {i: every[i - 1] for g in shown for i in g.contains if 0 < i <= len(every)}
+    for group in shown:
+        show_group(loaded, view, group, edits_in(group, inner))
 
 
 def main() -> None:
@@ -278,7 +328,7 @@ def main() -> None:
     show_summary(report, summary, tiers)
     downloads(report)
     tier, folder, size = filters(view, summary, tiers)
-    show_page(loaded, view, _selected(*key, tier, folder), size)
+    show_page(loaded, view, _selected(*key, tier, folder), size, report.groups)
 
 
 main()

@@ -183,6 +183,8 @@ def show_opened(loaded: Loaded, hit: Hit) -> None:
             "Taken": md(hit.taken_at or "—"),
             "Camera": md(hit.camera or "—"),
         }
+        if hit.copies:  # the same bytes under other names
+            rows["Copies"] = ", ".join(code(p) for p in hit.copies)
         right.markdown("\n".join(f"- **{name}:** {value}" for name, value in rows.items()))
         buttons = right.container(horizontal=True, gap="small")
         buttons.button(
@@ -203,6 +205,13 @@ def _card(loaded: Loaded, hit: Hit) -> None:
             st.image(data, width="stretch")
         st.markdown(f"**#{hit.rank}** · {hit.score:.4f} · {code(os.path.basename(hit.path))}")
         st.caption(describe(hit.as_dict()))
+        if hit.copies:  # one card per picture: its byte-identical copies are named, not repeated
+            st.caption(
+                f":gray-badge[{len(hit.copies) + 1} copies] also "
+                + ", ".join(md(os.path.dirname(p)) for p in hit.copies[:3])
+                + (f" and {len(hit.copies) - 3} more" if len(hit.copies) > 3 else ""),
+                help="\n".join(code(p) for p in [hit.path, *hit.copies]),
+            )
         with st.container(horizontal=True, gap="small"):  # wraps when the card is narrow
             st.button(
                 "More like this",
