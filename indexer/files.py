@@ -226,6 +226,14 @@ _KINDS = {
 }
 
 
+def kind_of(mode: int) -> str | None:
+    """What a stat mode names when it is not a regular file ("folder", "FIFO", "socket", a
+    device); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return "folder" if stat.S_ISDIR(mode) else _KINDS.get(stat.S_IFMT(mode), "special file")
+
+
 class NotRegularFileError(OSError):
     """A path that names a FIFO, socket or device: reading it could block or never end."""
 
