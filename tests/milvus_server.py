@@ -120,7 +120,19 @@ def _wait_healthy(proc: subprocess.Popen, health: int) -> None:
     raise RuntimeError(f"not healthy after {START_SECONDS} s")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def start(folder: Path) -> tuple[subprocess.Popen, Server]:
+    """A Milvus server living in `folder`, healthy (RuntimeError/OSError when it is not); the
+    caller stops it with `stop` (bench/milvus_backend.py --backends server uses this too)."""
+    proc, port, health = _launch(folder)
+    try:
+        _wait_healthy(proc, health)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, Server(f"http://127.0.0.1:{port}", TOKEN, proc.pid, folder)
+
+
+def stop(proc: subprocess.Popen) -> None:
     """SIGTERM to its pid, SIGKILL after 2 s (its data is thrown away); never anything by name."""
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGTERM)
@@ -132,25 +144,21 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory):
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The session's Milvus server (a Server: uri, token), or a skip naming why there is none."""
     try:
         import milvus  # noqa: F401
     except ImportError:
         pytest.skip("no Milvus server to test against: pip install 'milvus==2.3.5' (.[test])")
     folder = tmp_path_factory.mktemp("milvus-server")
-    proc = None
     try:
-        proc, port, health = _launch(folder)
-        _wait_healthy(proc, health)
+        proc, server = start(folder)
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        if proc is not None:
-            _stop(proc)
         pytest.skip(f"the embedded Milvus server did not start: {exc} (see {folder}/logs)")
     try:
-        yield Server(f"http://127.0.0.1:{port}", TOKEN, proc.pid, folder)
+        yield server
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 # --------------------------------------------------------------------------- where tests export
