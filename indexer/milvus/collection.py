@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from indexer.milvus.client import PATHS_BYTES, MilvusError, failures, shown
-from indexer.milvus.layout import IndexPlan, Layout, Server, current_index, plan_index, probe
+from indexer.milvus.layout import (
+    LONG,
+    IndexPlan,
+    Layout,
+    Server,
+    current_index,
+    plan_index,
+    probe,
+)
 from indexer.pins import IDENTITY_KEYS
 
 # collection properties (strings): the encoder pin; the fingerprint of the catalog state the last
@@ -81,7 +89,7 @@ def open_collection(
             "export to another --collection"
         )
     with failures(uri):
-        client.load_collection(name)  # searches and queries need it in memory
+        client.load_collection(name, timeout=LONG)  # searches and queries need it in memory
     return Opened(props, Layout.of(info), current_index(client, uri, name), server)
 
 
