@@ -17,8 +17,6 @@ from indexer.milvus.layout import (
     Layout,
     Server,
     current_index,
-    plan_index,
-    probe,
 )
 from indexer.pins import IDENTITY_KEYS
 
@@ -31,12 +29,11 @@ OUTPUT_FIELDS = ["paths", "size", "width", "height", "format", "taken_at", "came
 
 @dataclass(frozen=True)
 class Opened:
-    """A collection checked against the index: its sync state, layout, index and server."""
+    """A collection checked against the index: its sync state, layout and vector index."""
 
     props: dict[str, str]
     layout: Layout
     index: IndexPlan
-    server: Server
 
 
 def pin_of(meta: dict[str, Any]) -> tuple[str, int]:
@@ -58,21 +55,24 @@ def _describe(pin: str) -> str:
 
 
 def open_collection(
-    client: Any, uri: str, name: str, pin: str, dim: int, create_for: int | None = None
+    client: Any,
+    uri: str,
+    name: str,
+    pin: str,
+    dim: int,
+    server: Server,
+    create: IndexPlan | None = None,
 ) -> Opened:
     """The collection after checking its pin and dimension, loaded; when missing, created for
-    `create_for` entities, or MilvusError when None. Another encoder's collection is refused."""
-    server = probe(client, uri)
+    `server` with the `create` index, or MilvusError when None. Another encoder's is refused."""
     with failures(uri):
         if not client.has_collection(name):
-            if create_for is None:
+            if create is None:
                 raise MilvusError(
                     f"no collection {name} at {shown(uri)}: run "
                     "`index export --format milvus --uri URI` first"
                 )
-            _create(
-                client, name, dim, pin, Layout.for_server(server), plan_index(server, create_for)
-            )
+            _create(client, name, dim, pin, Layout.for_server(server), create)
         info = client.describe_collection(name)
     props = dict(info.get("properties") or {})
     fields = {f["name"]: f for f in info.get("fields", [])}
@@ -90,7 +90,7 @@ def open_collection(
         )
     with failures(uri):
         client.load_collection(name, timeout=LONG)  # searches and queries need it in memory
-    return Opened(props, Layout.of(info), current_index(client, uri, name), server)
+    return Opened(props, Layout.of(info), current_index(client, uri, name))
 
 
 def _create(client: Any, name: str, dim: int, pin: str, layout: Layout, index: IndexPlan) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from indexer.milvus import client as mc
 from indexer.milvus import collection as mcol
-from indexer.milvus.layout import Layout, read
+from indexer.milvus.layout import Layout, probe, read
 from indexer.milvus.sync import folder_key
 from indexer.query import DATE
 
@@ -69,7 +69,8 @@ class MilvusIndex:
         self.uri, self.collection = uri, collection
         self.client = mc.connect(uri, collection)
         try:
-            self.opened = mcol.open_collection(self.client, uri, collection, pin, dim)
+            server = probe(self.client, uri)
+            self.opened = mcol.open_collection(self.client, uri, collection, pin, dim, server)
         except BaseException:
             mc.close(self.client, uri)
             raise

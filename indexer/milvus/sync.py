@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from indexer.milvus import client as mc
 from indexer.milvus import collection as mcol
-from indexer.milvus.layout import LONG, IndexPlan, Layout, ensure_index, plan_index
+from indexer.milvus.layout import LONG, IndexPlan, Layout, ensure_index, plan_index, probe
 from indexer.store.catalog import Catalog, Content, chunked, has_file
 from indexer.store.vectors import FLAT_MAX
 
@@ -153,8 +153,9 @@ def export_milvus(
         target = fingerprint(entries, pin)
         client = mc.connect(uri, collection)
         try:
-            opened = mcol.open_collection(client, uri, collection, pin, dim, len(entries))
-            plan = plan_index(opened.server, len(entries), flat_max)
+            server = probe(client, uri)
+            plan = plan_index(server, len(entries), flat_max)
+            opened = mcol.open_collection(client, uri, collection, pin, dim, server, plan)
             if opened.props.get(mcol.SYNCED) == target:
                 sent, gone = [], []
                 ensure_index(client, uri, collection, opened.index, plan)
@@ -181,7 +182,7 @@ def export_milvus(
         "deleted": len(gone),
         "unchanged": len(entries) - len(sent),
         "generation": generation,
-        "server": opened.server.label,
+        "server": server.label,
         "index": plan.kind,
         "seconds": round(time.perf_counter() - started, 3),
     }
