@@ -2,7 +2,8 @@
 
 The URI is a Milvus Lite file (`./photos.milvus.db`, an embedded Milvus) or a server
 (`http://host:19530`); the token comes only from the MILVUS_TOKEN variable and is scrubbed from
-every message. A Lite URI that names a folder, FIFO or device is named as such.
+every message. A Lite URI that is no Milvus Lite database (a FIFO, a device, a plain file, a
+folder of other files) is named as such before Milvus Lite touches it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ TOKEN_ENV = "MILVUS_TOKEN"
 DEFAULT_COLLECTION = "photos"
 TIMEOUT = 30.0  # seconds per call to a server
 PATHS_BYTES = 65_535  # Milvus's longest VARCHAR: the JSON list of a content's paths
-# the keys of a content's folders, " k1 k2 … " (matched with LIKE, which Milvus Lite evaluates
-# fast, unlike ARRAY_CONTAINS); a content with more ancestor folders than fit gets " * "
+# the most folder keys a content keeps (one " k1 k2 … " VARCHAR on Lite, an ARRAY on a server:
+# layout.py); a content with more ancestor folders than that gets "*", which every filter passes
 FOLDER_KEYS = PATHS_BYTES // 33 - 1
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _SERVER = re.compile(r"(https?|tcp|grpcs?)://", re.IGNORECASE)
