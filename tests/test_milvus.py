@@ -266,9 +266,9 @@ def test_token_never_printed(tmp_path, monkeypatch):
     assert SECRET not in json.dumps(export(index, Target(str(uri), "photos")))  # Lite: no token
 
 
-def test_server_checks_the_token_and_never_prints_it(milvus_server, tmp_path):
-    """A wrong token is refused by the server in one line that does not show it; a server older
-    than 2.3 is named with what it lacks."""
+def test_server_checks_the_token_and_never_prints_it(milvus_server, tmp_path, monkeypatch):
+    """A wrong or missing token is refused by the server in one line that says so and does not
+    show it; a server older than 2.3 is named with what it lacks."""
     from indexer.milvus.client import MilvusError
     from indexer.milvus.layout import server_of
 
@@ -277,8 +277,13 @@ def test_server_checks_the_token_and_never_prints_it(milvus_server, tmp_path):
     proc = index_cli("export", "--format", "milvus", "--uri", milvus_server.uri, "--index", index,
                      env=env)  # fmt: skip
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: Milvus at {milvus_server.uri}: ")
+    assert proc.stderr.startswith(f"error: Milvus at {milvus_server.uri}: auth check failure")
+    assert "set MILVUS_TOKEN to user:password" in proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
+    monkeypatch.delenv("MILVUS_TOKEN", raising=False)
+    done = invoke("export", "--format", "milvus", "--uri", milvus_server.uri, "--index", index)
+    assert done.exit_code == 1 and done.stderr.count("\n") == 1
+    assert "missing authorization" in done.stderr and "set MILVUS_TOKEN" in done.stderr
     with pytest.raises(MilvusError, match=r"Milvus v2\.2\.16 at http://h:1 is too old.* 2\.3 on"):
         server_of("v2.2.16", "http://h:1")
     assert server_of("v2.5.4", "http://h:1").version == (2, 5)

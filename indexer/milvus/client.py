@@ -119,11 +119,21 @@ def failures(uri: str) -> Iterator[None]:
     try:
         yield
     except MilvusException as exc:
-        raise MilvusError(f"Milvus at {shown(uri)}: {_scrub(exc.message)}") from None
+        raise MilvusError(f"Milvus at {shown(uri)}: {_scrub(_reason(exc))}") from None
     except (OSError, RuntimeError, ValueError) as exc:
         if isinstance(exc, UserError):
             raise
         raise MilvusError(f"Milvus at {shown(uri)}: {_scrub(str(exc))}") from None
+
+
+def _reason(exc: Any) -> str:
+    """pymilvus's message, or the server's own when it refused the token (pymilvus then says
+    "illegal connection params or server unavailable", as for a server that is not there)."""
+    cause = exc.__cause__ or exc.__context__
+    code = getattr(cause, "code", None)
+    if callable(code) and getattr(code(), "name", "") == "UNAUTHENTICATED":
+        return f"{cause.details()}: set {TOKEN_ENV} to user:password or an API key"
+    return exc.message
 
 
 def connect(uri: str, collection: str) -> Any:
