@@ -85,6 +85,10 @@ class Searcher:
     """A loaded index + encoder; cheap to query many times."""
 
     def __init__(self, settings: Settings, encoder: Any = None) -> None:
+        if settings.milvus:  # a URI that cannot work is named before any model loads
+            from indexer.milvus.client import check_target
+
+            check_target(settings.milvus, settings.milvus_collection)
         self.settings = settings
         self.catalog = Catalog(settings.index, readonly=True)
         self._encoder = encoder

@@ -30,6 +30,9 @@ TINY_OPEN_CLIP = FIXTURES / "tiny_open_clip.safetensors"
 TINY_HF = FIXTURES / "tiny_hf"
 EXPECTED = dict(np.load(FIXTURES / "tiny_expected.npz"))  # the reference outputs (birder 0.8.4)
 
+# the Milvus server fixture and the Lite/server targets of tests/test_milvus*.py
+pytest_plugins = ["tests.milvus_server"]
+
 
 def normalized(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (the reference keeps raw projections)."""

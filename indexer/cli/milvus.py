@@ -95,7 +95,8 @@ def export_milvus_command(
         typer.echo(json.dumps(done))
         return
     typer.echo(
-        f"milvus {done['uri']} collection {done['collection']}: {done['entities']} entities · "
+        f"milvus {done['uri']} ({done['server']}, {done['index']}) collection "
+        f"{done['collection']}: {done['entities']} entities · "
         f"upserted {done['upserted']} · deleted {done['deleted']} · unchanged "
         f"{done['unchanged']} · generation {done['generation']} · {done['seconds']:.1f} s"
     )

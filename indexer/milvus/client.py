@@ -1,14 +1,13 @@
-"""Connecting to Milvus and the collection's layout: one entity per content id (= the FAISS id).
+"""Connecting to Milvus: where (a URI) and who (a token), and its failures as one line.
 
 The URI is a Milvus Lite file (`./photos.milvus.db`, an embedded Milvus) or a server
 (`http://host:19530`); the token comes only from the MILVUS_TOKEN variable and is scrubbed from
-every message. A collection is pinned to the encoder (and so the dimension) of the index that
-made it: another index's encoder is refused in one line, never mixed in.
+every message. A Lite URI that is no Milvus Lite database (a FIFO, a device, a plain file, a
+folder of other files) is named as such before Milvus Lite touches it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -19,21 +18,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from indexer.errors import SearchError, UserError
-from indexer.pins import IDENTITY_KEYS
+from indexer.kinds import file_type
 from indexer.text import printable
 
 TOKEN_ENV = "MILVUS_TOKEN"
 DEFAULT_COLLECTION = "photos"
 TIMEOUT = 30.0  # seconds per call to a server
-# collection properties (strings): the encoder pin; the fingerprint of the catalog state the last
-# complete sync sent ("" while a sync runs: a killed one leaves it empty, so the next one scans);
-# the catalog generation that sync saw
-PIN, SYNCED, GENERATION = "photo_index.encoder", "photo_index.synced", "photo_index.generation"
 PATHS_BYTES = 65_535  # Milvus's longest VARCHAR: the JSON list of a content's paths
-# the keys of a content's folders, " k1 k2 … " (matched with LIKE, which Milvus Lite evaluates
-# fast, unlike ARRAY_CONTAINS); a content with more ancestor folders than fit gets " * "
+# the most folder keys a content keeps (one " k1 k2 … " VARCHAR on Lite, an ARRAY on a server:
+# layout.py); a content with more ancestor folders than that gets "*", which every filter passes
 FOLDER_KEYS = PATHS_BYTES // 33 - 1
-OUTPUT_FIELDS = ["paths", "size", "width", "height", "format", "taken_at", "camera"]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _SERVER = re.compile(r"(https?|tcp|grpcs?)://", re.IGNORECASE)
 
@@ -42,27 +36,66 @@ class MilvusError(SearchError):
     """Milvus cannot be reached or used: pymilvus missing, bad URI, a refused collection."""
 
 
+def is_server(uri: str) -> bool:
+    """A server URI (http, https, tcp, grpc), not a Milvus Lite file."""
+    return bool(_SERVER.match(uri))
+
+
 def check_target(uri: str, collection: str) -> None:
     """MilvusError for a URI that is neither a server nor a `.db` Lite file, or a bad name."""
     if not _NAME.fullmatch(collection):
         raise MilvusError(
             f"--collection {printable(collection)!r}: use letters, digits and _ (not first a digit)"
         )
-    if _SERVER.match(uri):
+    if is_server(uri):
         return
     if not uri.endswith(".db"):
         raise MilvusError(
             f"--milvus/--uri {printable(uri)}: give a Milvus Lite file ending in .db "
             "(./photos.milvus.db) or a server (http://host:19530)"
         )
-    parent = Path(uri).expanduser().absolute().parent
-    if not parent.is_dir():
-        raise MilvusError(f"{printable(uri)}: no folder {printable(parent)} for this Lite file")
+    _check_lite_file(uri)
+
+
+def _check_lite_file(uri: str) -> None:
+    """A Lite URI names nothing yet (in an existing folder), or a Milvus Lite database: a folder
+    that Milvus Lite made (or an empty one). Anything else is named: Lite would fail on it with
+    "File exists", or write its files among someone else's."""
+    path = Path(uri).expanduser().absolute()
+    try:
+        kind = file_type(path.stat().st_mode)
+    except FileNotFoundError:
+        if not path.parent.is_dir():
+            raise MilvusError(
+                f"{printable(uri)}: no folder {printable(path.parent)} for this Lite database"
+            ) from None
+        return
+    except OSError as exc:
+        raise MilvusError(f"{printable(uri)}: {exc.strerror or exc}") from None
+    if kind == "folder" and _lite_or_empty(path):
+        return
+    noun = {"regular file": "file", "folder": "folder of other files"}.get(kind, kind)
+    raise MilvusError(
+        f"{printable(uri)} is a {'link to a ' if path.is_symlink() else ''}{noun}, not a Milvus "
+        "Lite database (a folder Milvus Lite makes): give a new path ending in .db "
+        "(./photos.milvus.db)"
+    )
+
+
+def _lite_or_empty(folder: Path) -> bool:
+    """A folder Milvus Lite made (its LOCK and collections/), or an empty one it may fill."""
+    try:
+        if (folder / "LOCK").is_file() and (folder / "collections").is_dir():
+            return True
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False  # unreadable: not one to write into
 
 
 def shown(uri: str) -> str:
     """The URI as it may be printed: a password inside it (user:pass@) is masked."""
-    if _SERVER.match(uri):
+    if is_server(uri):
         parts = urlsplit(uri)
         if parts.password:
             uri = uri.replace(f":{parts.password}@", ":***@", 1)
@@ -86,11 +119,21 @@ def failures(uri: str) -> Iterator[None]:
     try:
         yield
     except MilvusException as exc:
-        raise MilvusError(f"Milvus at {shown(uri)}: {_scrub(exc.message)}") from None
+        raise MilvusError(f"Milvus at {shown(uri)}: {_scrub(_reason(exc))}") from None
     except (OSError, RuntimeError, ValueError) as exc:
         if isinstance(exc, UserError):
             raise
         raise MilvusError(f"Milvus at {shown(uri)}: {_scrub(str(exc))}") from None
+
+
+def _reason(exc: Any) -> str:
+    """pymilvus's message, or the server's own when it refused the token (pymilvus then says
+    "illegal connection params or server unavailable", as for a server that is not there)."""
+    cause = exc.__cause__ or exc.__context__
+    code = getattr(cause, "code", None)
+    if callable(code) and getattr(code(), "name", "") == "UNAUTHENTICATED":
+        return f"{cause.details()}: set {TOKEN_ENV} to user:password or an API key"
+    return exc.message
 
 
 def connect(uri: str, collection: str) -> Any:
@@ -105,7 +148,7 @@ def connect(uri: str, collection: str) -> Any:
     # pymilvus logs failed calls with their arguments; we say what failed in one line instead
     for name in ("pymilvus", "milvus_lite"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    if _SERVER.match(uri):
+    if is_server(uri):
         with failures(uri):
             return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""), timeout=TIMEOUT)
     try:
@@ -122,95 +165,10 @@ def close(client: Any, uri: str) -> None:
     """Close the client; for a Milvus Lite file also stop its in-process server, which holds the
     file's lock until then (so another process, say an export, can open it)."""
     client.close()
-    if _SERVER.match(uri):
+    if is_server(uri):
         return
     try:
         from milvus_lite.server_manager import server_manager_instance
     except ImportError:  # another milvus-lite: it lets go at exit
         return
     server_manager_instance.release_server(str(Path(uri).expanduser().absolute()))
-
-
-def pin_of(meta: dict[str, Any]) -> tuple[str, int]:
-    """The encoder pin (canonical JSON of its identity) and dimension of a catalog's meta."""
-    identity = meta.get("encoder") or {}
-    dim = int(meta.get("dim") or identity.get("dim") or 0)
-    if not identity or not dim:
-        raise MilvusError("the index has no vectors yet: run `index build PATH` first")
-    return json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, sort_keys=True), dim
-
-
-def _describe(pin: str) -> str:
-    try:
-        identity = json.loads(pin)
-        sha = str(identity.get("weights_sha256") or "")[:12]
-        return f"{identity.get('architecture')} (weights {sha}, dim {identity.get('dim')})"
-    except (ValueError, AttributeError):
-        return "an encoder photo-index does not know"
-
-
-def open_collection(client: Any, uri: str, name: str, pin: str, dim: int, create: bool) -> dict:
-    """The collection's properties after checking its pin and dimension; created when missing
-    and `create`, else MilvusError. Another encoder's collection is refused, never changed."""
-    with failures(uri):
-        if not client.has_collection(name):
-            if not create:
-                raise MilvusError(
-                    f"no collection {name} at {shown(uri)}: run "
-                    "`index export --format milvus --uri URI` first"
-                )
-            _create(client, uri, name, pin, dim)
-        info = client.describe_collection(name)
-        if PIN in (info.get("properties") or {}):
-            client.load_collection(name)  # searches and queries need it in memory
-    props = dict(info.get("properties") or {})
-    fields = {f["name"]: f for f in info.get("fields", [])}
-    their_dim = int((fields.get("vector") or {}).get("params", {}).get("dim") or 0)
-    if PIN not in props:
-        raise MilvusError(
-            f"collection {name} at {shown(uri)} was not made by photo-index: "
-            "choose another --collection"
-        )
-    if props[PIN] != pin or their_dim != dim:
-        raise MilvusError(
-            f"collection {name} at {shown(uri)} holds vectors of another encoder: "
-            f"{_describe(props[PIN])}, not this index's {_describe(pin)}; "
-            "export to another --collection"
-        )
-    return props
-
-
-def _create(client: Any, uri: str, name: str, pin: str, dim: int) -> None:
-    """The collection: id, vector (metric IP), digest, content hash, paths and filter fields."""
-    from pymilvus import DataType, MilvusClient
-
-    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-    schema.add_field("id", DataType.INT64, is_primary=True)
-    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field("digest", DataType.VARCHAR, max_length=64)
-    schema.add_field("hash", DataType.VARCHAR, max_length=256)
-    schema.add_field("paths", DataType.VARCHAR, max_length=PATHS_BYTES)
-    schema.add_field("folders", DataType.VARCHAR, max_length=PATHS_BYTES)
-    schema.add_field("size", DataType.INT64)
-    for field in ("width", "height"):
-        schema.add_field(field, DataType.INT64, nullable=True)
-    for field, length in (("format", 64), ("taken_at", 64), ("camera", 1024)):
-        schema.add_field(field, DataType.VARCHAR, max_length=length, nullable=True)
-    index = client.prepare_index_params()
-    # Milvus Lite: exact search (its HNSW drops matches under a narrow filter); a server: its own
-    kind = "AUTOINDEX" if _SERVER.match(uri) else "FLAT"
-    index.add_index("vector", index_type=kind, metric_type="IP")
-    client.create_collection(
-        name,
-        schema=schema,
-        index_params=index,
-        consistency_level="Strong",
-        properties={PIN: pin, SYNCED: "", GENERATION: ""},
-    )
-
-
-def set_properties(client: Any, uri: str, name: str, **values: str) -> None:
-    """Record sync state on the collection itself (SYNCED, GENERATION)."""
-    keys = {"synced": SYNCED, "generation": GENERATION}
-    with failures(uri):
-        client.alter_collection_properties(name, {keys[k]: v for k, v in values.items()})

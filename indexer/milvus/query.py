@@ -1,6 +1,10 @@
 """Search a synced collection: the query's filters become a Milvus filter expression built only
 from validated values (a folder as its hex key, dates of digits and -:T, whole numbers), so no
 user text ever reaches the expression; hits come back as catalog-like records, one per path.
+
+Searches ask for Bounded consistency: a Strong search waits for the server's next time tick
+(200 ms on a 2.3 server), and `index export` ends with a Strong read, after which every search
+sees what it wrote.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from typing import Any
 import numpy as np
 
 from indexer.milvus import client as mc
+from indexer.milvus import collection as mcol
+from indexer.milvus.layout import Layout, probe, read
 from indexer.milvus.sync import folder_key
 from indexer.query import DATE
 
 TOPK_MAX = 16_384  # the most neighbours one Milvus search returns
 
 
-def expression(filters: Any) -> str:
+def expression(filters: Any, layout: Layout) -> str:
     """The Milvus filter for `filters` (a search.Filters): folder, date range, size range.
 
     It may let through more than the filters (a content with too many folders to key); the
@@ -30,13 +36,12 @@ def expression(filters: Any) -> str:
     if filters.folder:
         root = os.path.abspath(filters.folder).rstrip(os.sep)
         if root:  # the root folder holds every path
-            key = folder_key(root)
-            parts.append(f'(folders like "% {key} %" or folders == " * ")')
+            parts.append(layout.folder_match(folder_key(root)))
     if filters.date_from:
         parts.append(f'taken_at >= "{_date(filters.date_from, "from")}"')
     if filters.date_to:
-        day = _date(filters.date_to, "to")  # taken_at[:len(day)] <= day
-        parts.append(f'(taken_at < "{day}" or taken_at like "{day}%")')
+        day = _date(filters.date_to, "to")  # taken_at[:len(day)] <= day; "" is no date
+        parts.append(f'taken_at != "" and (taken_at < "{day}" or taken_at like "{day}%")')
     if filters.min_size is not None:
         parts.append(f"size >= {_whole(filters.min_size, 'min-size')}")
     if filters.max_size is not None:
@@ -60,18 +65,19 @@ class MilvusIndex:
     """A collection opened for searching, checked against the index's encoder pin."""
 
     def __init__(self, uri: str, collection: str, meta: dict[str, Any]) -> None:
-        pin, dim = mc.pin_of(meta)
+        pin, dim = mcol.pin_of(meta)
         self.uri, self.collection = uri, collection
         self.client = mc.connect(uri, collection)
         try:
-            props = mc.open_collection(self.client, uri, collection, pin, dim, create=False)
+            server = probe(self.client, uri)
+            self.opened = mcol.open_collection(self.client, uri, collection, pin, dim, server)
         except BaseException:
             mc.close(self.client, uri)
             raise
         # the collection lags the catalog: a sync is running, was cut short, or is due
-        self.lagging = props.get(mc.GENERATION) != str(meta.get("generation", 0)) or not props.get(
-            mc.SYNCED
-        )
+        props = self.opened.props
+        generation = str(meta.get("generation", 0))
+        self.lagging = props.get(mcol.GENERATION) != generation or not props.get(mcol.SYNCED)
 
     def close(self) -> None:
         mc.close(self.client, self.uri)
@@ -87,9 +93,10 @@ class MilvusIndex:
                 self.collection,
                 data=[query],
                 limit=fetch,
-                filter=expression(filters),
-                output_fields=mc.OUTPUT_FIELDS,
-                search_params={"metric_type": "IP"},
+                filter=expression(filters, self.opened.layout),
+                output_fields=mcol.OUTPUT_FIELDS,
+                search_params=self.opened.index.search_params(fetch),
+                consistency_level="Bounded",
             )
         found: list[tuple[float, int]] = []
         records: dict[int, list[dict[str, Any]]] = {}
@@ -97,7 +104,11 @@ class MilvusIndex:
             cid, entity = int(hit["id"]), hit["entity"]
             found.append((float(hit["distance"]), cid))
             records[cid] = [
-                {**{k: entity.get(k) for k in mc.OUTPUT_FIELDS[1:]}, "path": p, "content_id": cid}
+                {
+                    **{k: read(entity, k) for k in mcol.OUTPUT_FIELDS[1:]},
+                    "path": p,
+                    "content_id": cid,
+                }
                 for p in json.loads(entity["paths"])
             ]
         return found, records, len(found) < fetch or fetch == TOPK_MAX

@@ -21,7 +21,10 @@ from typing import Any
 from sqlalchemy import select
 
 from indexer.milvus import client as mc
+from indexer.milvus import collection as mcol
+from indexer.milvus.layout import LONG, IndexPlan, Layout, ensure_index, plan_index, probe
 from indexer.store.catalog import Catalog, Content, chunked, has_file
+from indexer.store.vectors import FLAT_MAX
 
 BATCH = 1000  # entities per upsert (~3 MB of 768-d vectors per call)
 Progress = Callable[[int, int], None]  # (entities sent so far, entities to send)
@@ -43,7 +46,7 @@ class Entry:
         text = json.dumps(doc, sort_keys=True, ensure_ascii=True)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
-    def entity(self, vector: Any) -> dict[str, Any]:
+    def entity(self, vector: Any, layout: Layout) -> dict[str, Any]:
         """The Milvus row: the vector, its digest, paths (JSON, lossless for any byte), filters."""
         paths = sorted(self.paths)
         text = json.dumps(paths, ensure_ascii=True)
@@ -56,8 +59,7 @@ class Entry:
             "digest": self.digest,
             "hash": self.hash,
             "paths": text,
-            "folders": folder_keys(self.paths),
-            **{k: _utf8(v) for k, v in self.meta.items()},
+            **layout.values({k: _utf8(v) for k, v in self.meta.items()}, folder_keys(self.paths)),
         }
 
 
@@ -66,16 +68,16 @@ def folder_key(folder: str) -> str:
     return hashlib.blake2b(os.fsencode(folder), digest_size=16).hexdigest()
 
 
-def folder_keys(paths: Sequence[str]) -> str:
-    """Keys of every folder above each path (but /), as " k1 k2 … ": `folder=X` is then
-    `folders like "% key %"` (hex keys: nothing to escape); " * " when too many to keep."""
+def folder_keys(paths: Sequence[str]) -> list[str] | None:
+    """Keys of every folder above each path (but /), sorted: `folder=X` then matches the key
+    (hex: nothing to escape); None when there are too many to keep."""
     keys: set[str] = set()
     for path in paths:
         parent = os.path.dirname(path)
         while parent and parent != os.path.dirname(parent):
             keys.add(folder_key(parent))
             parent = os.path.dirname(parent)
-    return f" {' '.join(sorted(keys)) if len(keys) <= mc.FOLDER_KEYS else '*'} "
+    return sorted(keys) if len(keys) <= mc.FOLDER_KEYS else None
 
 
 def _utf8(value: Any) -> Any:
@@ -134,32 +136,39 @@ def export_milvus(
     *,
     batch: int = BATCH,
     progress: Progress | None = None,
+    flat_max: int = FLAT_MAX,
 ) -> dict[str, Any]:
     """Sync the catalog to `collection` at `uri`: create it, or send only what changed.
 
-    Returns counts: entities, upserted, deleted, unchanged, the catalog generation, seconds.
+    Returns counts (entities, upserted, deleted, unchanged), the catalog generation, the server
+    and the collection's vector index (exact below `flat_max` entities), seconds.
     """
     started = time.perf_counter()
     mc.check_target(uri, collection)
     cat = Catalog(index_dir, readonly=True)
     try:
         generation = cat.generation()
-        pin, dim = mc.pin_of(cat.all_meta())
+        pin, dim = mcol.pin_of(cat.all_meta())
         entries = local_entries(cat)
         target = fingerprint(entries, pin)
         client = mc.connect(uri, collection)
         try:
-            props = mc.open_collection(client, uri, collection, pin, dim, create=True)
-            if props.get(mc.SYNCED) == target:
+            server = probe(client, uri)
+            plan = plan_index(server, len(entries), flat_max)
+            opened = mcol.open_collection(client, uri, collection, pin, dim, server, plan)
+            if opened.props.get(mcol.SYNCED) == target:
                 sent, gone = [], []
-                if props.get(mc.GENERATION) != str(generation):  # a build that changed nothing
-                    mc.set_properties(client, uri, collection, generation=str(generation))
+                ensure_index(client, uri, collection, opened.index, plan)
+                if opened.props.get(mcol.GENERATION) != str(generation):  # a no-change build
+                    mcol.set_properties(client, uri, collection, generation=str(generation))
             else:
-                sent, gone, missing = _send(cat, client, uri, collection, entries, batch, progress)
+                sent, gone, missing = _send(cat, client, uri, collection, entries, opened, batch,
+                                            progress)  # fmt: skip
+                count = _settle(client, uri, collection, opened, plan, bool(sent))
                 complete = cat.generation() == generation and not missing
-                mc.set_properties(
-                    client, uri, collection,
-                    synced=target if complete else "", generation=str(generation),
+                mcol.set_properties(
+                    client, uri, collection, generation=str(generation),
+                    synced=target if complete and count == len(entries) else "",
                 )  # fmt: skip
         finally:
             mc.close(client, uri)
@@ -173,8 +182,23 @@ def export_milvus(
         "deleted": len(gone),
         "unchanged": len(entries) - len(sent),
         "generation": generation,
+        "server": server.label,
+        "index": plan.kind,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _settle(
+    client: Any, uri: str, name: str, opened: mcol.Opened, plan: IndexPlan, sent: bool
+) -> int:
+    """After the writes: seal them when the index is not exact (a server builds HNSW on sealed
+    segments only), rebuild the index if the plan changed, then count the entities at Strong
+    consistency, so every later search, from any process and at any level, sees the writes."""
+    if sent and plan.kind != "FLAT":
+        with mc.failures(uri):
+            client.flush(name, timeout=LONG)
+    ensure_index(client, uri, name, opened.index, plan)
+    return mcol.settled_count(client, uri, name)
 
 
 def _send(
@@ -183,12 +207,13 @@ def _send(
     uri: str,
     name: str,
     entries: dict[int, Entry],
+    opened: mcol.Opened,
     batch: int,
     progress: Progress | None,
 ) -> tuple[list[int], list[int], int]:
     """Mark the collection as syncing, diff digests, delete what is gone, upsert what changed;
     returns (upserted, deleted, how many vectors vanished from the catalog meanwhile)."""
-    mc.set_properties(client, uri, name, synced="")  # a kill from here on leaves it unsynced
+    mcol.set_properties(client, uri, name, synced="")  # a kill from here on leaves it unsynced
     remote = remote_digests(client, uri, name)
     send = sorted(cid for cid, e in entries.items() if remote.get(cid) != e.digest)
     gone = sorted(set(remote) - set(entries))
@@ -203,7 +228,7 @@ def _send(
         for chunk in chunked(send, batch):
             ids, vectors = cat.vectors_for(chunk)
             pairs = zip(ids.tolist(), vectors, strict=True)
-            rows = [entries[int(cid)].entity(v) for cid, v in pairs]
+            rows = [entries[int(cid)].entity(v, opened.layout) for cid, v in pairs]
             if rows:
                 client.upsert(name, rows)
             missing += len(chunk) - len(rows)
