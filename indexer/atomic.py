@@ -188,3 +188,18 @@ def atomic_path(target: str | Path, *, durable: bool = False) -> Iterator[Path]:
         raise
     if durable:
         fsync_path(target.parent)
+
+
+def write_atomic(path: str | Path, data: str | bytes, *, durable: bool = False) -> None:
+    """Write beside the target and rename over it: a reader never sees half a file.
+
+    The temp names its writer and is cleaned up if the writer dies (see `indexer.atomic`);
+    `durable` also fsyncs the file and its folder.
+    """
+    with atomic_path(path, durable=durable) as tmp:
+        if isinstance(data, str):
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(data)
+        else:
+            with open(tmp, "wb") as fh:
+                fh.write(data)

@@ -20,7 +20,6 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from indexer import kinds, raw
-from indexer.atomic import atomic_path
 
 HASH_NAME = "blake2b-256"  # content_hash's algorithm, pinned in the catalog (meta content_hash)
 _CHUNK = 1 << 20
@@ -382,21 +381,6 @@ def inside_roots(roots: Iterable[str]) -> Callable[[str], bool]:
     exact = frozenset(roots)
     prefixes = tuple(root.rstrip(os.sep) + os.sep for root in exact)
     return lambda path: path in exact or path.startswith(prefixes)
-
-
-def write_atomic(path: str | Path, data: str | bytes, *, durable: bool = False) -> None:
-    """Write beside the target and rename over it: a reader never sees half a file.
-
-    The temp names its writer and is cleaned up if the writer dies (see `indexer.atomic`);
-    `durable` also fsyncs the file and its folder.
-    """
-    with atomic_path(path, durable=durable) as tmp:
-        if isinstance(data, str):
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
-                fh.write(data)
-        else:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
 
 
 def human_size(size: int | None) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from indexer import imaging
-from indexer.files import write_atomic
+from indexer.atomic import write_atomic
 from indexer.store import homefiles
 from indexer.store.catalog import Catalog
 

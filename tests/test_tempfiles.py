@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import PHOTOS, TINY_BIRDER, index_cli
 
-from indexer.atomic import atomic_path, find_temps
-from indexer.files import write_atomic
+from indexer.atomic import atomic_path, find_temps, write_atomic
 
 
 def dead_pid() -> int:

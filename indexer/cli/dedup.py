@@ -100,7 +100,7 @@ def dedup_command(
 
 def _write(report: Report, output: list[Path], quarantine_script: Path | None) -> None:
     """The reports asked for, and the quarantine script (executable), each written atomically."""
-    from indexer.files import write_atomic
+    from indexer.atomic import write_atomic
 
     for path in output:
         report.write(path)

@@ -111,8 +111,6 @@ def serve_command(
     ] = None,
 ) -> None:
     """Open the browser UI (search by image, duplicates, index status) on http://HOST:PORT."""
-    from indexer.store.catalog import CATALOG_FILE
-
     settings = Settings.from_env(
         index=index,
         weights=weights,
@@ -122,14 +120,7 @@ def serve_command(
         milvus_collection=collection,
     )
     env = serve_environment(settings)
-    if not (settings.index / CATALOG_FILE).exists():
-        typer.echo(
-            f"note: no index at {printable(settings.index)} yet; the UI says how to build one "
-            f"(index build PATH --index {printable(settings.index)})",
-            err=True,
-        )
-    if not _is_loopback(host):
-        typer.echo(f"warning: serving on {host}: anyone who can reach it can search", err=True)
+    _say_before_serving(settings, host)
     home = printable(env["PHOTO_INDEX_INDEX"])
     typer.echo(f"photo-index UI on http://{host}:{port} (index {home})")
     watcher = None
@@ -142,3 +133,18 @@ def serve_command(
         if watcher is not None:
             stop_child(watcher, WATCHER_GRACE_S)
     raise typer.Exit(code)
+
+
+def _say_before_serving(settings: Settings, host: str) -> None:
+    """A note when there is no index yet (the UI says how to build one), a warning when the UI
+    is reachable from the network."""
+    from indexer.store.catalog import CATALOG_FILE
+
+    if not (settings.index / CATALOG_FILE).exists():
+        typer.echo(
+            f"note: no index at {printable(settings.index)} yet; the UI says how to build one "
+            f"(index build PATH --index {printable(settings.index)})",
+            err=True,
+        )
+    if not _is_loopback(host):
+        typer.echo(f"warning: serving on {host}: anyone who can reach it can search", err=True)

@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from indexer.atomic import write_atomic
 from indexer.build.rehash import META_KEY as PHASH_META
 from indexer.dedup import candidates
 from indexer.dedup import report as _report
@@ -20,7 +21,6 @@ from indexer.dedup.decisions import load as load_decisions
 from indexer.dedup.evidence import Looks
 from indexer.dedup.keep import DEFAULT_KEEP, KeepRuleError, parse_rule
 from indexer.dedup.tiers import TIERS, DedupOptions, Group, find_groups
-from indexer.files import write_atomic
 from indexer.imaging import DecodeOptions
 from indexer.store.catalog import Catalog
 from indexer.store.home import require_content

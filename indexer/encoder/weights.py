@@ -18,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.atomic import write_atomic
 from indexer.encoder.checkpoints import sha256_file
 from indexer.errors import WeightsError
-from indexer.files import write_atomic
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any
 import faiss
 import numpy as np
 
-from indexer.atomic import atomic_path
+from indexer.atomic import atomic_path, write_atomic
 from indexer.devices import cuda_device
 from indexer.errors import IndexFileError
-from indexer.files import hasher, write_atomic
+from indexer.files import hasher
 from indexer.store import index_file, ivf_fill
 from indexer.store.exact import VectorSource, rerank
 from indexer.store.index_choice import (  # noqa: F401 - the index choice, named here too

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer import atomic
-from indexer.files import write_atomic
+from indexer.atomic import write_atomic
 from indexer.store import homefiles
 from indexer.store.catalog import CATALOG_FILE
 
