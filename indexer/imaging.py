@@ -346,9 +346,14 @@ def _hash_input(img: Image.Image) -> Image.Image:
     alpha composited over PHASH_BACKGROUND at 32x32 (Pillow resizes RGBA premultiplied)."""
     if not has_alpha(img):
         return to_rgb(img).convert("L").resize((32, 32), Image.LANCZOS)
-    small = img.convert("RGBA").resize((32, 32), Image.LANCZOS)
-    ground = Image.new("RGBA", small.size, (*PHASH_BACKGROUND, 255))
-    return Image.alpha_composite(ground, small).convert("L")
+    return over_background(img.convert("RGBA").resize((32, 32), Image.LANCZOS)).convert("L")
+
+
+def over_background(rgba: Image.Image) -> Image.Image:
+    """An RGBA picture composited over PHASH_BACKGROUND (white): how the pHash, and dedup's
+    copy-or-edit comparison, see transparent pixels."""
+    ground = Image.new("RGBA", rgba.size, (*PHASH_BACKGROUND, 255))
+    return Image.alpha_composite(ground, rgba)
 
 
 def has_alpha(img: Image.Image) -> bool:

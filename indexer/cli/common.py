@@ -53,7 +53,8 @@ _WORDS = {
     "host": "ADDRESS", "hamming": "BITS", "near_duplicate": "COSINE", "similar": "COSINE",
     "keep": "RULE", "prefer": "DIR", "quarantine_script": "FILE", "note": "TEXT",
     "dtype": "fp32|bf16|auto", "paths": "PATH", "path": "PATH", "images": "IMAGE",
-    "query": "QUERY",
+    "query": "QUERY", "max_file_mb": "MB", "settle": "SECONDS", "max_wait": "SECONDS",
+    "poll_interval": "SECONDS", "observer": "auto|events|polling",
 }  # fmt: skip
 _BY_TYPE = {"integer": "N", "float": "NUMBER", "path": "PATH", "text": "TEXT"}
 

@@ -12,7 +12,7 @@ from indexer.cli.common import DeviceOpt, IndexOpt, JsonOpt, WeightsOpt, fail, r
 from indexer.cli.filters import FolderOpt, MaxSizeOpt, MinSizeOpt, TakenFromOpt, TakenToOpt
 from indexer.cli.milvus import CollectionOpt, MilvusOpt
 from indexer.settings import Settings
-from indexer.text import printable
+from indexer.text import plural, printable
 
 if TYPE_CHECKING:
     from indexer.search import Filters, Hit
@@ -130,7 +130,7 @@ def _print_hit(h: Hit, paths_only: bool, all_copies: bool) -> None:
     """One line per picture (`(+N copies)` when the bytes are stored several times); with
     --all-copies each other path follows on its own line."""
     n = len(h.copies)
-    more = f"  (+{n} {'copy' if n == 1 else 'copies'})" if n and not all_copies else ""
+    more = f"  (+{plural(n, 'copy', 'copies')})" if n and not all_copies else ""
     line = f"{h.rank:>3}  {h.score:.4f}  {printable(h.path)}{more}"
     typer.echo(printable(h.path) if paths_only else line)
     for path in h.copies if all_copies else ():

@@ -26,6 +26,7 @@ from indexer.dedup.stars import popcount64
 from indexer.imaging import MIN_HASH_BITS
 from indexer.store import bulk, sync, vectors
 from indexer.store.catalog import Catalog, Content, File, has_file
+from indexer.store.exact import locate
 
 CONFIRM_COSINE = 0.80  # a near-identical pair (pHash-close) also has at least this CLIP cosine
 CHANCE_LIMIT = 0.01  # pHash alone while fewer random collisions than this are expected
@@ -153,8 +154,7 @@ def tier_pairs(
 
 def _confirm(coll: Collection, max_bits: int) -> Confirm:
     """pHash per vector row (rows without an informative one are not usable)."""
-    pos = np.minimum(np.searchsorted(coll.hash_ids, coll.ids), max(0, len(coll.hash_ids) - 1))
-    usable = coll.hash_ids[pos] == coll.ids if len(coll.hash_ids) else np.zeros(len(coll.ids), bool)
+    pos, usable = locate(coll.hash_ids, coll.ids)
     codes = np.where(usable, coll.hashes[pos] if len(coll.hashes) else 0, 0).astype(np.int64)
     return Confirm(codes, usable, max_bits, CONFIRM_COSINE)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from indexer.dedup.stars import popcount64
 
@@ -43,14 +43,11 @@ class Confirm:
         """(row, col, differing bits) of a block's pairs over the floor with close hashes."""
         r, c = np.nonzero(sims >= self.floor)
         qi, nj = rows[r].astype(np.int64), cols[c].astype(np.int64)
-        keep = (qi != nj) & self.usable[qi] & self.usable[nj]
-        qi, nj = qi[keep], nj[keep]
-        bits = popcount64(np.bitwise_xor(self.codes[qi], self.codes[nj]))
-        close = bits <= self.max_bits
-        return qi[close], nj[close], bits[close].astype(np.float32)
+        other = qi != nj
+        return self.hits_of_pairs(qi[other], nj[other], sims[r[other], c[other]])
 
     def hits_of_pairs(self, i: np.ndarray, j: np.ndarray, s: np.ndarray) -> Hits:
-        """The same test on pairs found another way (the GPU's exact join)."""
+        """The same test on pairs (row, col, cosine) found another way (the GPU's exact join)."""
         over = s >= self.floor
         i, j = i[over], j[over]
         keep = self.usable[i] & self.usable[j]
@@ -58,6 +55,12 @@ class Confirm:
         bits = popcount64(np.bitwise_xor(self.codes[i], self.codes[j]))
         close = bits <= self.max_bits
         return i[close], j[close], bits[close].astype(np.float32)
+
+
+def one_blas_thread() -> Any:
+    """BLAS on one thread inside: the caller runs many small products in its own threads (one
+    multi-threaded BLAS call at a time would only spin)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def f32(x: np.ndarray) -> np.ndarray:
@@ -109,7 +112,7 @@ def nearest_from_primary(
     out = np.empty((len(x), p), np.int32)
     order = np.argsort(primary, kind="stable")
     ends = np.cumsum(np.bincount(primary, minlength=ncells))
-    with _one_blas_thread():  # many small products: threads would only spin
+    with one_blas_thread():  # many small products: threads would only spin
         for cell in np.flatnonzero(np.diff(np.concatenate([[0], ends]))).tolist():
             rows = order[ends[cell - 1] if cell else 0 : ends[cell]]
             near = around[cell]
@@ -241,21 +244,9 @@ def cell_join(
         return out
 
     workers = workers or os.cpu_count() or 1
-    with _one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
         found = [hit for hits in pool.map(join, cells) for hit in hits]
     return concat_hits([h for h, _ in found]), concat_hits([c for _, c in found if c is not None])
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Single-threaded BLAS inside (threadpoolctl, when installed); the caller runs threads."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # still correct, only slower on many small products
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _hits(

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from threadpoolctl import threadpool_limits
 
 from indexer import files, imaging, raw
+from indexer.dedup.cells import one_blas_thread
 
 THUMB = 256  # the thumb a picture is compared at (fits in THUMB × THUMB)
 GRID_CROP = 256  # the block grid is measured on the central GRID_CROP × GRID_CROP pixels
@@ -190,9 +190,7 @@ def _opaque(img: Image.Image) -> Image.Image:
     so a logo and its JPEG export on white compare as the same pixels."""
     if not imaging.has_alpha(img):
         return imaging.to_rgb(img)
-    rgba = img.convert("RGBA")
-    ground = Image.new("RGBA", rgba.size, (*imaging.PHASH_BACKGROUND, 255))
-    return Image.alpha_composite(ground, rgba).convert("RGB")
+    return imaging.over_background(img.convert("RGBA")).convert("RGB")
 
 
 def _measure(rgb: Image.Image, lossless: bool | None, quality: int | None) -> Look:
@@ -232,7 +230,7 @@ class Looks:
         if not todo:
             return
         # the DCTs are many small products: one BLAS thread each, the pool runs the threads
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(self.workers) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(self.workers) as pool:
             for cid, look in zip(todo, pool.map(self._read, todo), strict=True):
                 self._keep(cid, look)
                 if look is not None:

@@ -32,6 +32,7 @@ from indexer.dedup.cells import (
     tune_probes,
 )
 from indexer.devices import cuda_device
+from indexer.store.exact import locate
 
 EXACT_MAX = 5_000  # up to this many vectors every pair is compared (blocked), no partition
 HAMMING_BLOCK = 1 << 16  # pHash queries per FAISS range search call
@@ -250,8 +251,7 @@ def _ivf_primary(
     stored, where = index.lists()
     order = np.argsort(stored, kind="stable")
     stored, where = stored[order], where[order]
-    pos = np.minimum(np.searchsorted(stored, ids), max(0, len(stored) - 1))
-    found = stored[pos] == ids if len(stored) else np.zeros(len(ids), bool)
+    pos, found = locate(stored, ids)
     primary = np.where(found, where[pos] if len(where) else 0, 0).astype(np.int32)
     missing = np.flatnonzero(~found)
     if len(missing):

@@ -14,6 +14,15 @@ VectorSource = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 BLOCK = 4096  # stored vectors compared with the queries at once
 
 
+def locate(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in `sorted_ids`, found) of each of `ids`; a position where `found` is False
+    is only kept in range, not meaningful."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return pos, sorted_ids[pos] == ids
+
+
 def rerank(
     queries: np.ndarray, candidates: np.ndarray, k: int, exact: VectorSource
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -28,8 +37,8 @@ def rerank(
     sims = vecs @ queries.T  # [found, nq]
     for q, row in enumerate(candidates):
         row = row[row >= 0]
-        pos = np.minimum(np.searchsorted(found, row), len(found) - 1)
-        pos = pos[found[pos] == row]
+        pos, hit = locate(found, row)
+        pos = pos[hit]
         s = sims[pos, q]
         best = np.argsort(-s, kind="stable")[:k]
         scores[q, : len(best)], ids[q, : len(best)] = s[best], found[pos[best]]
